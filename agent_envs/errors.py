@@ -1,0 +1,50 @@
+"""Every exception agent_envs raises on purpose. Messages say what, the value, and the fix."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentEnvsError", "VocabularyError", "UnknownEnvError", "UnknownTaskError",
+    "TaskFileError", "DatasetError", "InvalidActionError", "EnvStateError",
+]
+
+
+class AgentEnvsError(Exception):
+    """Base class of all agent_envs errors."""
+
+
+class VocabularyError(AgentEnvsError):
+    """The harmony vocabulary file (o200k_base.tiktoken) could not be found or loaded."""
+
+
+class UnknownEnvError(AgentEnvsError, KeyError):
+    """``make`` got an id that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTaskError(AgentEnvsError, KeyError):
+    """A task id that its source never made."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskFileError(AgentEnvsError, ValueError):
+    """A JSONL task file is malformed (the message names the file and line)."""
+
+
+class DatasetError(AgentEnvsError):
+    """A public dataset could not be loaded or has an unexpected layout."""
+
+
+class InvalidActionError(AgentEnvsError, TypeError):
+    """``step`` got an action of the wrong type (not token ids or text).
+
+    Malformed *content* is a model mistake and an observation; only a wrong
+    Python type from the caller's own code is an exception.
+    """
+
+
+class EnvStateError(AgentEnvsError, RuntimeError):
+    """``step`` before ``reset``, or after the episode ended."""
