@@ -1,0 +1,29 @@
+"""agent-envs: harmony-native agentic environments for gpt-oss.
+
+    >>> import agent_envs
+    >>> env = agent_envs.make("python-tool")
+    >>> obs, info = env.reset(seed=7)
+
+Also available through gymnasium as ``gymnasium.make("agent_envs/python-tool-v0")``.
+"""
+
+from __future__ import annotations
+
+from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
+from agent_envs.errors import (
+    AgentEnvsError, DatasetError, EnvStateError, InvalidActionError, TaskFileError,
+    UnknownEnvError, UnknownTaskError, VocabularyError,
+)
+from agent_envs.registry import EnvSpec, list_envs, make, register, spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INFO_KEYS", "AgentEnvsError", "DatasetError", "EnvConfig", "EnvSpec", "EnvStateError",
+    "HarmonyEnv", "InvalidActionError", "TaskFileError", "ToolCall", "ToolOutcome",
+    "UnknownEnvError", "UnknownTaskError", "VocabularyError", "__version__", "list_envs", "make",
+    "register", "spec",
+]
+
+register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
+         description="gpt-oss's built-in stateful python tool on computational tasks")

@@ -1,0 +1,218 @@
+"""The ``agent-envs`` command line.
+
+    agent-envs list                          registered envs and sandbox backends
+    agent-envs rollout python-tool           oracle episodes through the real sandbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _default_vocab() -> None:
+    """Point openai-harmony at ../shared/vocab when run from a checkout with it beside."""
+    if os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidate = os.path.join(os.path.dirname(here), "shared", "vocab")
+    if os.path.isfile(os.path.join(candidate, "o200k_base.tiktoken")):
+        os.environ["TIKTOKEN_ENCODINGS_BASE"] = candidate
+
+
+@dataclass
+class EpisodeSummary:
+    """What the CLI reports for one oracle episode."""
+
+    task_id: str
+    reward: float
+    correct: bool
+    turns: int
+    tool_calls: int
+    seconds: float
+    infra_error: str | None = None
+    model_errors: list[str] = field(default_factory=list)
+    transcript: str = ""
+
+
+async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wrong: bool,
+                          keep_transcript: bool, color: bool) -> EpisodeSummary:
+    import agent_envs
+    from agent_envs.oracle import Oracle
+    from agent_envs.transcript import format_transcript
+
+    env = agent_envs.make(env_id, **env_kwargs)
+    oracle = Oracle(wrong=wrong)
+    t0 = time.perf_counter()
+    try:
+        obs, info = await env.areset(seed=seed)
+        reward, done, errors = 0.0, False, []
+        while not done:
+            obs, reward, terminated, truncated, info = await env.astep(oracle.act(obs, env.task))
+            done = terminated or truncated
+            if info["model_error"]:
+                errors.append(info["model_error"])
+        transcript = format_transcript(env.messages, color=color) if keep_transcript else ""
+        verdict = info["verdict"] or {}
+        return EpisodeSummary(task_id=info["task_id"], reward=reward,
+                              correct=bool(verdict.get("correct")), turns=info["turn"],
+                              tool_calls=info["tool_calls"], seconds=time.perf_counter() - t0,
+                              infra_error=info["infra_error"], model_errors=errors,
+                              transcript=transcript)
+    finally:
+        await env.aclose()
+
+
+async def _run_oracle(args: argparse.Namespace, env_kwargs: dict[str, Any]
+                      ) -> list[EpisodeSummary]:
+    from tqdm import tqdm
+
+    sem = asyncio.Semaphore(args.concurrency)
+    bar = tqdm(total=args.episodes, desc=f"rollout {args.env}", unit="ep", file=sys.stderr,
+               disable=args.quiet)
+
+    async def one(i: int) -> EpisodeSummary:
+        async with sem:
+            s = await _oracle_episode(args.env, env_kwargs, args.seed + i,
+                                      args.policy == "oracle-wrong", i < args.transcripts,
+                                      not args.no_color and sys.stdout.isatty())
+        bar.update(1)
+        bar.set_postfix(solved=f"{sum(1 for r in results if r and r.correct)}")
+        return s
+
+    results: list[EpisodeSummary | None] = [None] * args.episodes
+
+    async def slot(i: int) -> None:
+        results[i] = await one(i)
+
+    try:
+        await asyncio.gather(*(slot(i) for i in range(args.episodes)))
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+def _print_summary(args: argparse.Namespace, eps: list[EpisodeSummary], wall: float) -> None:
+    n = len(eps)
+    for i, e in enumerate(eps[: args.transcripts]):
+        print(f"\n=== episode {i} | task {e.task_id} | reward {e.reward:g} ===")
+        print(e.transcript)
+    solved = sum(e.correct for e in eps)
+    infra = sum(e.infra_error is not None for e in eps)
+    mean = (lambda xs: sum(xs) / len(xs) if xs else 0.0)
+    print("\n=== summary ===")
+    print(f"env            {args.env}   policy {args.policy}   split {args.split}"
+          f"   difficulty {args.difficulty}   sandbox {args.sandbox}")
+    print(f"episodes       {n}")
+    print(f"solved         {solved}/{n} ({100 * solved / max(n, 1):.1f}%)")
+    print(f"mean reward    {mean([e.reward for e in eps]):.3f}")
+    print(f"mean turns     {mean([e.turns for e in eps]):.2f}")
+    print(f"tool calls     {sum(e.tool_calls for e in eps)} "
+          f"({mean([e.tool_calls for e in eps]):.2f}/episode)")
+    print(f"infra errors   {infra}")
+    print(f"model errors   {sum(len(e.model_errors) for e in eps)}")
+    print(f"episode time   p50 {sorted(e.seconds for e in eps)[n // 2] * 1000:.1f} ms"
+          if n else "episode time   -")
+    print(f"wall time      {wall:.2f} s ({n / wall:.1f} episodes/s)")
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """Run episodes of ENV with a policy; print transcripts and a summary."""
+    env_kwargs: dict[str, Any] = {"split": args.split, "difficulty": args.difficulty,
+                                  "sandbox": args.sandbox}
+    if args.tasks:
+        env_kwargs["task_source"] = args.tasks
+    t0 = time.perf_counter()
+    if args.policy in ("oracle", "oracle-wrong") and not args.out:
+        eps = asyncio.run(_run_oracle(args, env_kwargs))
+        _print_summary(args, eps, time.perf_counter() - t0)
+        failed = [e for e in eps if e.infra_error]
+        return 1 if failed and len(failed) == len(eps) else 0
+    try:
+        from trainers.rollout import run_rollout_cli
+    except ImportError as e:
+        print(f"error: --policy {args.policy} / --out need the rollout collector "
+              f"(trainers.rollout): {e}", file=sys.stderr)
+        return 2
+    summary = run_rollout_cli(env_id=args.env, policy_spec=args.policy, episodes=args.episodes,
+                              out=args.out, concurrency=args.concurrency,
+                              group_size=args.group_size, seed=args.seed, env_kwargs=env_kwargs,
+                              show_progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List registered environments and sandbox backends."""
+    import agent_envs
+    from sandboxes import available_backends
+
+    print("environments:")
+    for s in agent_envs.list_envs():
+        print(f"  {s.id:<20} gymnasium: {s.gym_id:<32} {s.description}")
+    print("sandbox backends:")
+    for name, problem in available_backends().items():
+        print(f"  {name:<12} {'available' if problem is None else 'unavailable: ' + problem}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="agent-envs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("rollout", help="run episodes and print transcripts and a summary")
+    r.add_argument("env", help="environment id, e.g. python-tool or python-tool-v0")
+    r.add_argument("--policy", default="oracle",
+                   help="oracle | oracle-wrong | a policy spec of trainers.policies "
+                        "(e.g. http://127.0.0.1:8000/v1) (default: oracle)")
+    r.add_argument("--episodes", type=int, default=16, help="number of episodes (default 16)")
+    r.add_argument("--concurrency", type=int, default=8, help="episodes in flight (default 8)")
+    r.add_argument("--group-size", type=int, default=1, help="episodes per task (GRPO groups)")
+    r.add_argument("--seed", type=int, default=0, help="base seed; episode i uses seed+i")
+    r.add_argument("--split", choices=("train", "test"), default="train")
+    r.add_argument("--difficulty", type=int, default=2, help="procedural difficulty 1..5")
+    r.add_argument("--tasks", default=None,
+                   help="task source: procedural | jsonl:PATH | gsm8k[:split] | math[:split]")
+    r.add_argument("--sandbox", default="local", help="sandbox backend (default local)")
+    r.add_argument("--transcripts", type=int, default=2, help="transcripts to print (default 2)")
+    r.add_argument("--out", default=None, help="write episodes to FILE (.jsonl or .parquet)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-color", action="store_true", help="plain transcripts")
+    r.set_defaults(func=cmd_rollout)
+
+    ls = sub.add_parser("list", help="list environments and sandbox backends")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agent-envs`` console script."""
+    _default_vocab()
+    args = build_parser().parse_args(argv)
+    for name in ("episodes", "concurrency", "group_size"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    from agent_envs.errors import AgentEnvsError
+    from sandboxes.errors import SandboxError
+    try:
+        return int(args.func(args))
+    except (AgentEnvsError, SandboxError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

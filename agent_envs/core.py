@@ -1,0 +1,530 @@
+"""The harmony-native environment base: token ids in, token ids out.
+
+``HarmonyEnv`` is a ``gymnasium.Env``. Its contract, which every environment in
+this package keeps and the test suite checks:
+
+Observations
+    ``np.ndarray[int32]``: the whole token stream of the current *segment*,
+    ending in ``<|start|>assistant`` (the model's turn). After ``step`` the new
+    observation starts with ``previous_obs + action`` exactly: the env only
+    *appends* (tool results, notices, the next ``<|start|>assistant``); those
+    appended tokens are "env tokens" (loss mask 0). Nothing the model sampled is
+    ever decoded and re-encoded. The one exception is a segment break
+    (``info["new_segment"]``): after a finished final answer, a new user turn
+    re-renders history (analysis of finished turns dropped, ``<|return|>`` as
+    ``<|end|>``) into a fresh prompt; trainers make each segment its own sample.
+
+Actions
+    The sampled completion as token ids (``np.ndarray``/``list`` of ints) ending
+    in a stop token (``<|call|>`` 200012 or ``<|return|>`` 200002), or cut short
+    by a length limit. A ``str`` is accepted and encoded with harmony's special
+    tokens allowed. Any other Python type raises ``InvalidActionError``.
+
+Model mistakes are observations
+    Malformed harmony, an unknown recipient, invalid arguments, code that
+    raises or times out: the model sees a short, useful message and ``info``
+    carries it (``model_error``, ``tool_outcome``); ``step`` does not raise.
+
+Infrastructure faults are flagged
+    A sandbox or backend that fails for reasons that are not the model's sets
+    ``info["infra_error"]`` and ends the episode (``truncated=True``,
+    ``truncated_reason="infra"``); trainers must drop such episodes rather than
+    learn reward 0 from them.
+
+Termination
+    ``terminated``: the model gave a final answer (``<|return|>`` after a
+    ``final`` message). ``truncated``: a budget ran out: turns, tokens
+    (segment length), wall time, a completion cut before a stop token
+    (``"length"``), or an infra fault. Reward is 0 on every step but the last,
+    where it is the verifier's reward plus optional shaping terms (off by
+    default), each reported in ``info["reward_components"]``.
+
+``info`` keys (every reset and step): ``env_id``, ``task_id``, ``turn``,
+``segment``, ``new_segment``, ``env_token_count``, ``tool_calls``,
+``tool_outcome``, ``model_error``, ``infra_error``, ``reward_components``,
+``verdict``, ``truncated_reason``, ``max_new_tokens``. On the last step also
+``episode`` (turns, tool calls, model and tool errors, segments). See
+``INFO_KEYS`` for one line on each.
+
+Async twins ``areset``/``astep``/``aclose`` let one process drive hundreds of
+episodes; the sync methods run the same logic with the sync tool calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import openai_harmony as oh
+from gymnasium import spaces
+
+from agent_envs.errors import EnvStateError, InvalidActionError
+from agent_envs.harmony import (
+    VOCAB_SIZE, AnalysisPolicy, HarmonyCodec, ParsedCompletion, get_codec, message_text,
+)
+from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
+
+__all__ = ["INFO_KEYS", "EnvConfig", "HarmonyEnv", "ToolCall", "ToolOutcome"]
+
+INFO_KEYS: dict[str, str] = {
+    "env_id": "versioned env id, e.g. 'python-tool-v0'",
+    "task_id": "id of the task; source.get(task_id) rebuilds it",
+    "turn": "number of model turns (steps) taken in the episode",
+    "segment": "index of the current segment (0 until a segment break)",
+    "new_segment": "True when obs does NOT extend the previous obs + action (a fresh prompt)",
+    "env_token_count": "tokens the env appended after the action (0 on reset and at the end)",
+    "tool_calls": "tool calls made so far in the episode",
+    "tool_outcome": "None, or {recipient, ok, error, timed_out, duration_s} for this step's call",
+    "model_error": "None, or a short description of the model's format/usage mistake this step",
+    "infra_error": "None, or why infrastructure failed; such episodes must be dropped",
+    "reward_components": "dict of reward terms (they sum to the reward); empty before the end",
+    "verdict": "None, or {correct, extracted, reason} once a final answer was judged",
+    "truncated_reason": "None, or 'turns' | 'tokens' | 'time' | 'length' | 'infra'",
+    "max_new_tokens": "how many tokens the next completion may have before the token budget",
+    "episode": "on the last step: {turns, tool_calls, model_errors, tool_errors, segments}",
+}
+
+TruncatedReason = Literal["turns", "tokens", "time", "length", "infra"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvConfig:
+    """Budgets, format and reward settings shared by every harmony env.
+
+    Attributes:
+        max_turns: Model turns (``step`` calls) per episode.
+        max_tokens: Length budget of a segment's token stream (prompt + all
+            completions + env tokens).
+        max_episode_s: Wall-clock budget per episode, in seconds.
+        reasoning_effort: ``low``/``medium``/``high`` in the system message.
+        conversation_date: "Current date" in the system message; None (default)
+            leaves it out so prompts do not change from day to day.
+        analysis_policy: How analysis is dropped when history is re-rendered.
+        format_error_penalty: Shaping term added per model format/usage error
+            (e.g. -0.1). Off (0.0) by default.
+        tool_error_penalty: Shaping term added per tool call that errored.
+        answer_retries: When a final answer has no extractable answer, ask again
+            this many times (a new user turn, so a new segment). 0 = judge as is.
+    """
+
+    max_turns: int = 16
+    max_tokens: int = 32_768
+    max_episode_s: float = 600.0
+    reasoning_effort: Literal["low", "medium", "high"] = "medium"
+    conversation_date: str | None = None
+    analysis_policy: AnalysisPolicy = "drop_completed_turns"
+    format_error_penalty: float = 0.0
+    tool_error_penalty: float = 0.0
+    answer_retries: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_turns", "max_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.max_episode_s > 0:
+            raise ValueError(f"max_episode_s must be > 0 seconds, got {self.max_episode_s!r}")
+        if self.answer_retries < 0:
+            raise ValueError(f"answer_retries must be >= 0, got {self.answer_retries!r}")
+        if self.reasoning_effort not in ("low", "medium", "high"):
+            raise ValueError(f"reasoning_effort must be 'low', 'medium' or 'high', "
+                             f"got {self.reasoning_effort!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCall:
+    """A tool call the model made: the last message of its completion."""
+
+    recipient: str
+    channel: str | None
+    content_type: str | None
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolOutcome:
+    """What a tool call produced.
+
+    Attributes:
+        text: The tool message the model sees.
+        ok: The call did what was asked (code ran without raising, ...).
+        error: Short description of what the model did wrong, if anything.
+        timed_out: The call hit its time limit.
+        infra_error: Set when the tool failed for reasons that are not the
+            model's; the episode then ends and is flagged.
+        duration_s: Wall-clock seconds of the call.
+        author: Who the result message is from (defaults to the recipient).
+    """
+
+    text: str
+    ok: bool
+    error: str | None = None
+    timed_out: bool = False
+    infra_error: str | None = None
+    duration_s: float = 0.0
+    author: str | None = None
+
+
+@dataclass
+class _Plan:
+    """What ``step`` decided before any tool ran (shared by step and astep)."""
+
+    parsed: ParsedCompletion
+    call: ToolCall | None = None
+    model_error: str | None = None
+    notice: str | None = None  # a format notice to append (system message)
+    final_text: str | None = None  # the final answer, when the turn ended
+    truncated_reason: TruncatedReason | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Base class of the harmony environments (see the module docstring for the contract).
+
+    Subclasses define the conversation's opening (:meth:`initial_messages`),
+    the tools (:meth:`call_tool` / :meth:`acall_tool`) and may override the
+    verifier (:meth:`verify`) and episode resource hooks.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+    env_id: str = "harmony-v0"
+
+    def __init__(self, *, task_source: TaskSource, split: Split = "train",
+                 config: EnvConfig | None = None, render_mode: str | None = None,
+                 codec: HarmonyCodec | None = None) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self.task_source = task_source
+        self.split: Split = split
+        self.config = config or EnvConfig()
+        self.render_mode = render_mode
+        self.codec = codec or get_codec()
+        token = spaces.Discrete(VOCAB_SIZE)
+        self.observation_space = spaces.Sequence(token, stack=True)
+        self.action_space = spaces.Sequence(token, stack=True)
+        self.task: Task | None = None
+        self._tokens: list[int] = []
+        self._messages: list[oh.Message] = []
+        self._active = False
+        self._reset_counters()
+
+    # -- hooks for subclasses -------------------------------------------------
+
+    def initial_messages(self, task: Task) -> list[oh.Message]:
+        """System, developer and user messages that open an episode on ``task``."""
+        raise NotImplementedError
+
+    def call_tool(self, call: ToolCall) -> ToolOutcome:
+        """Run a tool call synchronously. Unknown recipients get an error outcome."""
+        return self.unknown_recipient(call)
+
+    async def acall_tool(self, call: ToolCall) -> ToolOutcome:
+        """Async twin of :meth:`call_tool`."""
+        return self.call_tool(call)
+
+    def tool_names(self) -> list[str]:
+        """Recipients this env answers (for error messages)."""
+        return []
+
+    def verify(self, task: Task, final_text: str) -> Verdict:
+        """Judge the final answer (default: the task's answer checker)."""
+        from agent_envs.tasks.answers import check_answer
+        return check_answer(final_text, task)
+
+    def end_episode(self) -> None:
+        """Release per-episode resources (called on reset, end and close)."""
+
+    async def aend_episode(self) -> None:
+        """Async twin of :meth:`end_episode`."""
+        self.end_episode()
+
+    def follow_up(self, verdict: Verdict, retries_used: int) -> str | None:
+        """A user message to continue after a final answer (a new segment), or None to end."""
+        if verdict.extracted is None and retries_used < self.config.answer_retries:
+            return ("I could not find a final answer in your reply. State it once more, "
+                    "as \\boxed{ANSWER}.")
+        return None
+
+    # -- reset --------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode. ``options``: ``task_id`` (a specific task) or ``split``."""
+        self.end_episode()
+        return self._begin_episode(seed, options)
+
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+                     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Async twin of :meth:`reset`."""
+        await self.aend_episode()
+        return self._begin_episode(seed, options)
+
+    def _begin_episode(self, seed: int | None, options: dict[str, Any] | None
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task_id", "split"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; "
+                             f"supported: 'task_id', 'split'")
+        if options.get("task_id") is not None:
+            task = self.task_source.get(str(options["task_id"]))
+        else:
+            split = options.get("split", self.split)
+            task_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+            task = self.task_source.sample(int(task_seed), split)
+        self.task = task
+        self._messages = list(self.initial_messages(task))
+        self._tokens = self.codec.render_prompt(self._messages, self.config.analysis_policy)
+        self._reset_counters()
+        self._active = True
+        return self._obs(), self._info()
+
+    def _reset_counters(self) -> None:
+        self._turn = 0
+        self._segment = 0
+        self._tool_calls = 0
+        self._model_errors = 0
+        self._tool_errors = 0
+        self._retries = 0
+        self._started = time.monotonic()
+
+    # -- step -----------------------------------------------------------------
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Take the model's completion; see the module docstring for the contract."""
+        plan = self._plan(action)
+        outcome = self.call_tool(plan.call) if plan.call is not None else None
+        result = self._finish(plan, outcome)
+        if result[2] or result[3]:
+            self.end_episode()
+        return result
+
+    async def astep(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Async twin of :meth:`step`."""
+        plan = self._plan(action)
+        outcome = await self.acall_tool(plan.call) if plan.call is not None else None
+        result = self._finish(plan, outcome)
+        if result[2] or result[3]:
+            await self.aend_episode()
+        return result
+
+    def _coerce_action(self, action: Any) -> list[int]:
+        if isinstance(action, str):
+            return self.codec.encode(action)
+        if isinstance(action, np.ndarray):
+            if action.ndim != 1 or not np.issubdtype(action.dtype, np.integer):
+                raise InvalidActionError(
+                    f"action array must be 1-D integer token ids, got shape {action.shape} "
+                    f"dtype {action.dtype}; pass the sampled completion ids")
+            return [int(t) for t in action]
+        if isinstance(action, (list, tuple)):
+            if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool)
+                       for t in action):
+                bad = next(t for t in action
+                           if not isinstance(t, (int, np.integer)) or isinstance(t, bool))
+                raise InvalidActionError(
+                    f"action must be token ids (ints); found {bad!r} of type "
+                    f"{type(bad).__name__}; pass a list/array of ints or a str")
+            return [int(t) for t in action]
+        raise InvalidActionError(
+            f"action must be token ids (np.ndarray/list of int) or a str, got "
+            f"{type(action).__name__}")
+
+    def _plan(self, action: Any) -> _Plan:
+        if not self._active:
+            raise EnvStateError("step() called before reset() or after the episode ended; "
+                                "call reset() to start an episode")
+        ids = self._coerce_action(action)
+        self._tokens.extend(ids)
+        self._turn += 1
+        parsed = self.codec.parse_completion(ids)
+        self._messages.extend(parsed.messages)
+        plan = _Plan(parsed=parsed)
+        last = parsed.last
+        if parsed.error is not None:
+            plan.model_error = parsed.error
+            if parsed.truncated:
+                plan.truncated_reason = "length"
+            else:
+                plan.notice = (f"Format error: {parsed.error}. Write each message as "
+                               "<|channel|>analysis|commentary|final<|message|>TEXT, end a tool "
+                               "call with <|call|> and the final answer with <|return|>.")
+            return plan
+        assert last is not None
+        if parsed.truncated:
+            plan.truncated_reason = "length"
+            plan.model_error = "completion was cut before a stop token (length limit)"
+            return plan
+        if parsed.stop == "return" or (last.channel == "final" and last.recipient is None):
+            if last.channel != "final":
+                plan.model_error = f"<|return|> ended a message on channel {last.channel!r}, " \
+                                   "not 'final'"
+            plan.final_text = message_text(last)
+            return plan
+        if last.recipient is not None and last.recipient != "assistant":
+            plan.call = ToolCall(recipient=last.recipient, channel=last.channel,
+                                 content_type=last.content_type, text=message_text(last))
+            return plan
+        if parsed.stop == "call":
+            plan.model_error = "<|call|> ended a message that has no recipient (to=...)"
+            plan.notice = ("Format error: a tool call needs a recipient, e.g. "
+                           "<|channel|>analysis to=python code<|message|>CODE<|call|>.")
+            return plan
+        # stop == "end" without a recipient: the sampler stopped on <|end|>; the turn goes on.
+        return plan
+
+    def _finish(self, plan: _Plan, outcome: ToolOutcome | None
+                ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        before = len(self._tokens)
+        terminated = False
+        truncated_reason: TruncatedReason | None = plan.truncated_reason
+        tool_info: dict[str, Any] | None = None
+        verdict: Verdict | None = None
+        new_segment = False
+        infra_error: str | None = None
+        if plan.model_error is not None:
+            self._model_errors += 1
+
+        if outcome is not None and plan.call is not None:
+            self._tool_calls += 1
+            tool_info = {"recipient": plan.call.recipient, "ok": outcome.ok,
+                         "error": outcome.error, "timed_out": outcome.timed_out,
+                         "duration_s": outcome.duration_s}
+            if outcome.infra_error is not None:
+                infra_error = outcome.infra_error
+                truncated_reason = "infra"
+            else:
+                if not outcome.ok:
+                    self._tool_errors += 1
+                author = outcome.author or plan.call.recipient
+                msg = self.codec.tool_message(author, outcome.text, channel=plan.call.channel)
+                self._messages.append(msg)
+                self._tokens.extend(self.codec.message_tokens_then_assistant(msg))
+        elif plan.notice is not None:
+            msg = oh.Message.from_role_and_content(oh.Role.SYSTEM, plan.notice)
+            self._messages.append(msg)
+            self._tokens.extend(self.codec.message_tokens_then_assistant(msg))
+        elif plan.final_text is not None:
+            assert self.task is not None
+            verdict = self.verify(self.task, plan.final_text)
+            question = self.follow_up(verdict, self._retries)
+            if question is not None:
+                self._retries += 1
+                self._segment += 1
+                new_segment = True
+                self._messages.append(self.codec.user_message(question))
+                self._tokens = self.codec.render_prompt(self._messages,
+                                                        self.config.analysis_policy)
+            else:
+                terminated = True
+        elif truncated_reason is None:
+            # The completion ended in <|end|> with no call: let the model go on.
+            self._tokens.extend(self.codec.assistant_header)
+
+        env_tokens = 0 if new_segment else len(self._tokens) - before
+        if not terminated and truncated_reason is None:
+            if len(self._tokens) >= self.config.max_tokens:
+                truncated_reason = "tokens"
+            elif self._turn >= self.config.max_turns:
+                truncated_reason = "turns"
+            elif time.monotonic() - self._started > self.config.max_episode_s:
+                truncated_reason = "time"
+        truncated = truncated_reason is not None
+        done = terminated or truncated
+        reward = 0.0
+        components: dict[str, float] = {}
+        if done:
+            self._active = False
+            components = self._reward_components(verdict, infra_error)
+            reward = float(sum(components.values()))
+        info = self._info(
+            new_segment=new_segment, env_token_count=env_tokens, tool_outcome=tool_info,
+            model_error=plan.model_error, infra_error=infra_error, reward_components=components,
+            verdict=None if verdict is None else {"correct": verdict.correct,
+                                                  "extracted": verdict.extracted,
+                                                  "reason": verdict.reason},
+            truncated_reason=truncated_reason)
+        if done:
+            # No wall-clock values in info: check_env asserts equal infos for equal actions.
+            info["episode"] = {"turns": self._turn, "tool_calls": self._tool_calls,
+                               "model_errors": self._model_errors,
+                               "tool_errors": self._tool_errors, "segments": self._segment + 1}
+        return self._obs(), reward, terminated, truncated, info
+
+    def _reward_components(self, verdict: Verdict | None, infra_error: str | None
+                           ) -> dict[str, float]:
+        comps = {"correct": 1.0 if verdict is not None and verdict.correct else 0.0}
+        if self.config.format_error_penalty:
+            comps["format"] = self.config.format_error_penalty * self._model_errors
+        if self.config.tool_error_penalty:
+            comps["tool_errors"] = self.config.tool_error_penalty * self._tool_errors
+        return comps
+
+    # -- helpers --------------------------------------------------------------
+
+    def unknown_recipient(self, call: ToolCall) -> ToolOutcome:
+        """The outcome for a call to a tool this env does not have."""
+        names = ", ".join(self.tool_names()) or "none"
+        return ToolOutcome(
+            text=f"Error: there is no tool {call.recipient!r} in this environment. "
+                 f"Available tools: {names}.",
+            ok=False, error=f"unknown recipient {call.recipient!r}")
+
+    def _obs(self) -> np.ndarray:
+        return np.asarray(self._tokens, dtype=np.int32)
+
+    def _info(self, **overrides: Any) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "env_id": self.env_id, "task_id": self.task.id if self.task else None,
+            "turn": self._turn, "segment": self._segment, "new_segment": False,
+            "env_token_count": 0, "tool_calls": self._tool_calls, "tool_outcome": None,
+            "model_error": None, "infra_error": None, "reward_components": {},
+            "verdict": None, "truncated_reason": None,
+            "max_new_tokens": max(0, self.config.max_tokens - len(self._tokens)),
+        }
+        info.update(overrides)
+        return info
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall-clock seconds since the episode's reset."""
+        return time.monotonic() - self._started
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The current segment's token stream (a copy)."""
+        return self._obs()
+
+    @property
+    def messages(self) -> list[oh.Message]:
+        """The conversation so far, as parsed messages (a copy)."""
+        return list(self._messages)
+
+    def render(self) -> str | None:
+        """``ansi``: a readable transcript of the current segment."""
+        if self.render_mode != "ansi":
+            return None
+        from agent_envs.transcript import format_transcript
+        return format_transcript(self._messages)
+
+    def close(self) -> None:
+        """End the episode and release resources. Idempotent."""
+        self._active = False
+        self.end_episode()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        self._active = False
+        await self.aend_episode()
+
+    def __del__(self) -> None:  # best effort; close() is the contract
+        try:
+            self.end_episode()
+        except Exception:  # noqa: BLE001
+            pass

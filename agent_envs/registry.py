@@ -1,0 +1,129 @@
+"""Environment registry: ``make``, ``register``, ``list_envs``.
+
+Ids are versioned (``python-tool-v0``); a version changes whenever reward,
+observation or tool behaviour changes, and a released version is never changed
+in place. ``make("python-tool")`` resolves to the newest version. Every id is
+also registered with gymnasium as ``agent_envs/<id>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+
+from agent_envs.errors import UnknownEnvError
+
+__all__ = ["GYM_NAMESPACE", "EnvSpec", "list_envs", "make", "register", "spec"]
+
+GYM_NAMESPACE = "agent_envs"
+_ID = re.compile(r"^(?P<name>[a-z][a-z0-9_-]*?)-v(?P<version>\d+)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec:
+    """A registered environment.
+
+    Attributes:
+        id: Versioned id, e.g. ``python-tool-v0``.
+        entry_point: ``"package.module:Class"``, imported lazily by ``make``.
+        kwargs: Default constructor arguments (``make`` kwargs override them).
+        description: One line for listings.
+    """
+
+    id: str
+    entry_point: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        """The id without its version (``python-tool``)."""
+        m = _ID.match(self.id)
+        assert m is not None
+        return m.group("name")
+
+    @property
+    def version(self) -> int:
+        """The version number."""
+        m = _ID.match(self.id)
+        assert m is not None
+        return int(m.group("version"))
+
+    @property
+    def gym_id(self) -> str:
+        """The id under which gymnasium knows it."""
+        return f"{GYM_NAMESPACE}/{self.id}"
+
+    def load(self) -> type:
+        """Import and return the environment class."""
+        module, _, attr = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+
+
+def register(id: str, entry_point: str, *, kwargs: dict[str, Any] | None = None,
+             description: str = "") -> EnvSpec:
+    """Register an environment (and its gymnasium twin ``agent_envs/<id>``).
+
+    Raises:
+        ValueError: the id is not ``name-vN`` or is already registered.
+    """
+    if not _ID.match(id):
+        raise ValueError(f"environment id {id!r} must look like 'name-vN' (lower case, "
+                         f"e.g. 'python-tool-v0')")
+    if ":" not in entry_point:
+        raise ValueError(f"entry_point {entry_point!r} must be 'package.module:ClassName'")
+    if id in _REGISTRY:
+        raise ValueError(f"environment {id!r} is already registered; released versions are "
+                         f"never changed in place: register a new version (e.g. "
+                         f"'{_ID.match(id).group('name')}-v{int(_ID.match(id).group('version')) + 1}')")  # type: ignore[union-attr]
+    env_spec = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}),
+                       description=description)
+    _REGISTRY[id] = env_spec
+    if env_spec.gym_id not in gymnasium.registry:
+        gymnasium.register(id=env_spec.gym_id, entry_point=entry_point,
+                           kwargs=dict(env_spec.kwargs))
+    return env_spec
+
+
+def list_envs() -> list[EnvSpec]:
+    """Every registered environment, sorted by id."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def spec(id: str) -> EnvSpec:
+    """The spec for ``id`` (versioned, unversioned = newest, or ``agent_envs/``-prefixed).
+
+    Raises:
+        UnknownEnvError: no such environment; the message suggests close ids.
+    """
+    key = id.removeprefix(f"{GYM_NAMESPACE}/")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    versions = [s for s in _REGISTRY.values() if s.name == key]
+    if versions:
+        return max(versions, key=lambda s: s.version)
+    names = sorted(set(_REGISTRY) | {s.name for s in _REGISTRY.values()})
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownEnvError(f"no environment {id!r} is registered.{hint} Registered: "
+                          f"{', '.join(sorted(_REGISTRY)) or 'none'} "
+                          f"(see `agent-envs list`).")
+
+
+def make(id: str, **kwargs: Any) -> Any:
+    """Create an environment by id, e.g. ``make("python-tool", difficulty=2)``.
+
+    Unlike ``gymnasium.make`` this returns the environment itself, with no
+    wrappers, so its async twins (``areset``/``astep``) are directly reachable.
+    """
+    env_spec = spec(id)
+    cls = env_spec.load()
+    return cls(**{**env_spec.kwargs, **kwargs})
