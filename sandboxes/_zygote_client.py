@@ -1,0 +1,328 @@
+"""Host side of the zygote protocol (see ``_zygote_server.py`` for the wire format).
+
+Backends that run the zygote somewhere (a local process, a bubblewrap jail, a container) build
+a :class:`ZygoteClient` from the host-visible path of its Unix socket; ``client.open(...)``
+returns a :class:`ZygoteSession`, a full :class:`~sandboxes.base.Session` (sync and native async
+``run``, wall-clock timeout that kills through the zygote, dead-session bookkeeping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable
+
+from sandboxes.base import ExecResult, Limits, Session
+from sandboxes.errors import SandboxError, SessionDead
+
+__all__ = ["ZygoteClient", "ZygoteSession", "limits_to_wire"]
+
+_HEADER = struct.Struct(">I")
+_MAX_FRAME = 64 * 1024 * 1024
+
+_SIGNAL_REASONS = {
+    signal.SIGKILL: "it was killed with SIGKILL (memory, process or time limit, or killed by "
+                    "the host)",
+    signal.SIGXCPU: "it exceeded its CPU time limit",
+    signal.SIGXFSZ: "it wrote a file larger than the file size limit",
+    signal.SIGSEGV: "it crashed with a segmentation fault",
+    signal.SIGABRT: "it aborted (SIGABRT)",
+}
+
+
+class _Timeout(Exception):
+    pass
+
+
+def limits_to_wire(limits: Limits) -> dict[str, Any]:
+    """The ``limits`` object of an ``open`` request."""
+    return {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "max_procs": limits.max_procs,
+            "max_file_mb": limits.max_file_mb, "max_output_bytes": limits.max_output_bytes,
+            "network": limits.network}
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _HEADER.pack(len(data)) + data
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Timeout
+            sock.settimeout(left)
+        else:
+            sock.settimeout(None)
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except socket.timeout as e:
+            raise _Timeout from e
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_frame(sock: socket.socket, deadline: float | None) -> dict[str, Any]:
+    (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
+    if n > _MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes exceeds {_MAX_FRAME}")
+    return json.loads(_recv_exact(sock, n, deadline).decode("utf-8", "surrogatepass"))
+
+
+async def _arecv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await loop.sock_recv(sock, min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+async def _arecv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any]:
+    (n,) = _HEADER.unpack(await _arecv_exact(loop, sock, _HEADER.size))
+    if n > _MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes exceeds {_MAX_FRAME}")
+    return json.loads((await _arecv_exact(loop, sock, n)).decode("utf-8", "surrogatepass"))
+
+
+class ZygoteClient:
+    """Talks to one zygote server over its Unix socket.
+
+    Args:
+        socket_path: Host-visible path of the zygote's socket.
+        backend: Backend name used in error messages and ``Session.info``.
+        connect_timeout_s: How long to wait for the zygote to accept and answer.
+    """
+
+    def __init__(self, socket_path: str, *, backend: str = "zygote",
+                 connect_timeout_s: float = 10.0) -> None:
+        self.socket_path = socket_path
+        self.backend = backend
+        self.connect_timeout_s = connect_timeout_s
+        self._ctl: socket.socket | None = None
+        self._ctl_lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout_s)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as e:
+            sock.close()
+            raise SandboxError(
+                f"cannot connect to the {self.backend} zygote at {self.socket_path!r}: {e}; "
+                "the sandbox was closed or its zygote process died; make a new sandbox."
+            ) from e
+        return sock
+
+    def control(self, req: dict[str, Any], *, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Send one control request (kill, status, ping, shutdown) and return the answer."""
+        with self._ctl_lock:
+            try:
+                if self._ctl is None:
+                    ctl = self._connect()
+                    ctl.sendall(_frame({"op": "control"}))
+                    _recv_frame(ctl, time.monotonic() + self.connect_timeout_s)
+                    self._ctl = ctl
+                self._ctl.sendall(_frame(req))
+                return _recv_frame(self._ctl, time.monotonic() + timeout_s)
+            except (OSError, EOFError, ValueError, _Timeout) as e:
+                if self._ctl is not None:
+                    self._ctl.close()
+                    self._ctl = None
+                raise SandboxError(
+                    f"{self.backend} zygote control request {req.get('op')!r} failed: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+
+    def kill(self, sid: str) -> bool:
+        """Kill session ``sid``'s whole process tree through the zygote."""
+        return bool(self.control({"op": "kill", "sid": sid}).get("found"))
+
+    def exit_reason(self, sid: str, *, wait_s: float = 0.5) -> str:
+        """Why session ``sid`` ended, in words (for ``ExecResult.error``)."""
+        try:
+            st = self.control({"op": "status", "sid": sid, "wait_s": wait_s})
+        except SandboxError as e:
+            return f"the session process ended and its zygote did not answer ({e})"
+        sig, code = st.get("signal"), st.get("exit_code")
+        if sig:
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            return "the session process died: " + _SIGNAL_REASONS.get(sig, f"killed by {name}")
+        if code is not None:
+            return f"the session process exited with code {code}"
+        return "the session process ended"
+
+    def ping(self) -> dict[str, Any]:
+        """The zygote's pid and live session ids."""
+        return self.control({"op": "ping"})
+
+    def open(self, limits: Limits, *, sid: str | None = None,
+             info: dict[str, Any] | None = None) -> ZygoteSession:
+        """Fork a new session in the zygote.
+
+        Raises:
+            SandboxError: the zygote is gone or could not start the session.
+        """
+        if self._closed:
+            raise SandboxError(f"the {self.backend} sandbox is closed; make a new one.")
+        sock = self._connect()
+        try:
+            sock.sendall(_frame({"op": "open", "sid": sid, "limits": limits_to_wire(limits)}))
+            hello = _recv_frame(sock, time.monotonic() + self.connect_timeout_s)
+        except (OSError, EOFError, ValueError, _Timeout) as e:
+            sock.close()
+            raise SandboxError(
+                f"the {self.backend} zygote did not start a session: {type(e).__name__}: {e}"
+            ) from e
+        if not hello.get("ok"):
+            sock.close()
+            raise SandboxError(f"the {self.backend} zygote refused to start a session: "
+                               f"{hello.get('error')}")
+        meta = {"backend": self.backend, "pid": hello.get("pid"), "scratch": hello.get("scratch")}
+        meta.update(info or {})
+        return ZygoteSession(self, sock, str(hello["sid"]), limits, meta)
+
+    def close(self) -> None:
+        """Drop the control connection (does not stop the zygote)."""
+        self._closed = True
+        with self._ctl_lock:
+            if self._ctl is not None:
+                self._ctl.close()
+                self._ctl = None
+
+
+class ZygoteSession(Session):
+    """A session forked by a zygote; see :class:`~sandboxes.base.Session` for semantics."""
+
+    def __init__(self, client: ZygoteClient, sock: socket.socket, sid: str, limits: Limits,
+                 info: dict[str, Any], on_close: Callable[[ZygoteSession], None] | None = None
+                 ) -> None:
+        self.id = sid
+        self.info = info
+        self.limits = limits
+        self._client = client
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._dead_reason: str | None = None
+        self._closed = False
+        self.on_close = on_close
+
+    @property
+    def alive(self) -> bool:
+        return self._dead_reason is None and not self._closed
+
+    @property
+    def pid(self) -> int | None:
+        """The session's pid in the zygote's PID namespace."""
+        return self.info.get("pid")
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SessionDead(f"session {self.id} was closed; open a new session.")
+        if self._dead_reason is not None:
+            raise SessionDead(f"session {self.id} is dead ({self._dead_reason}); its state is "
+                              "lost; open a new session.")
+
+    def _request(self, code: str) -> bytes:
+        return _frame({"op": "run", "code": code, "max_output": self.limits.max_output_bytes})
+
+    def _kill(self) -> None:
+        try:
+            self._client.kill(self.id)
+        except SandboxError:
+            pass  # the zygote is gone, and with it (by EOF) the session
+
+    def _timed_out(self, timeout: float, t0: float) -> ExecResult:
+        self._dead_reason = f"killed after the wall-clock limit of {timeout:g} s"
+        self._kill()
+        return ExecResult(error=f"TimeoutError: the cell ran longer than {timeout:g} s and the "
+                          "session was killed", timed_out=True, dead=True,
+                          duration_s=time.monotonic() - t0)
+
+    def _died(self, t0: float) -> ExecResult:
+        reason = self._client.exit_reason(self.id)
+        self._dead_reason = reason
+        self._kill()
+        return ExecResult(error=reason, dead=True, duration_s=time.monotonic() - t0)
+
+    @staticmethod
+    def _result(resp: dict[str, Any], t0: float) -> ExecResult:
+        return ExecResult(stdout=resp.get("stdout") or "", stderr=resp.get("stderr") or "",
+                          value=resp.get("value"), error=resp.get("error"),
+                          truncated=bool(resp.get("truncated")),
+                          duration_s=time.monotonic() - t0)
+
+    def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            self._check_usable()
+            t0 = time.monotonic()
+            try:
+                self._sock.settimeout(timeout)
+                self._sock.sendall(self._request(code))
+                resp = _recv_frame(self._sock, t0 + timeout)
+            except _Timeout:
+                return self._timed_out(timeout, t0)
+            except socket.timeout:
+                return self._timed_out(timeout, t0)
+            except (OSError, EOFError, ValueError):
+                return self._died(t0)
+            return self._result(resp, t0)
+
+    async def arun(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        timeout = self.limits.timeout_s if timeout_s is None else timeout_s
+        if not self._lock.acquire(blocking=False):
+            raise SandboxError(f"session {self.id} is already running a cell; a session runs "
+                               "one cell at a time: await the first call or open another.")
+        try:
+            self._check_usable()
+            loop = asyncio.get_running_loop()
+            t0 = time.monotonic()
+            self._sock.setblocking(False)
+            try:
+                await loop.sock_sendall(self._sock, self._request(code))
+                resp = await asyncio.wait_for(_arecv_frame(loop, self._sock), timeout)
+            except asyncio.TimeoutError:
+                return await asyncio.to_thread(self._timed_out, timeout, t0)
+            except asyncio.CancelledError:
+                # The reply is still pending: the session's state is unknown, so end it.
+                self._dead_reason = "the call was cancelled and the session killed"
+                await asyncio.shield(asyncio.to_thread(self._kill))
+                raise
+            except (OSError, EOFError, ValueError):
+                return await asyncio.to_thread(self._died, t0)
+            return self._result(resp, t0)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._dead_reason is None:
+            self._kill()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("dead" if self._dead_reason else "alive")
+        return f"<ZygoteSession {self.id} {self.info.get('backend')} pid={self.pid} {state}>"

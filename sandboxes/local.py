@@ -1,0 +1,83 @@
+"""The ``local`` backend: a zygote process on this machine, isolated with what the kernel allows.
+
+Each session is forked from a warm zygote and gets: its own process group, a private scratch dir
+(cwd and HOME, deleted on close), a scrubbed environment and rlimits; where the kernel allows, a
+PID namespace (killing it kills every descendant), a private /proc, a network namespace with no
+interfaces up, and (when running as root) a distinct unprivileged uid per session. There is no
+filesystem jail: files the session's uid may read stay readable. Use ``bubblewrap`` or
+``docker`` when that matters. :meth:`LocalSandbox.protections` reports what is active.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from sandboxes.base import Protections
+from sandboxes.zygote import SERVER_PATH, Launch, ZygoteSandbox, minimal_env
+
+__all__ = ["LocalSandbox", "describe_features"]
+
+
+def describe_features(features: dict, *, jail: str | None = None) -> Protections:
+    """Turn the zygote's probed feature flags into a :class:`Protections` report."""
+    notes: list[str] = []
+    uid_drop = bool(features.get("uid_drop"))
+    user_ns = bool(features.get("user_ns"))
+    if uid_drop:
+        notes.append("running as root: each session runs as its own unprivileged uid "
+                     "(200000+n), so RLIMIT_NPROC is per session and host files that are not "
+                     "world-readable/writable are out of reach")
+    elif user_ns:
+        notes.append("not root: each session has its own user namespace, so RLIMIT_NPROC is "
+                     "counted per session; capabilities are dropped")
+    else:
+        notes.append("RLIMIT_NPROC not applied: sessions share the host uid and no user "
+                     "namespace is available, so a fork bomb is bounded only by the PID "
+                     "namespace kill and the CPU/wall limits")
+    if features.get("pid_ns"):
+        notes.append("PID namespace per session: killing its init kills every descendant; "
+                     "host processes are invisible (private /proc)")
+    else:
+        notes.append("no PID namespace: the timeout kills the session's process group, which "
+                     "a child that calls setsid() can leave")
+    if not features.get("net_ns"):
+        notes.append("NO network isolation: the kernel refused a network namespace")
+    if jail is None:
+        notes.append("no filesystem jail: world-readable host files (e.g. under /tmp, /etc) "
+                     "are readable and world-writable dirs (/tmp) are writable")
+    else:
+        notes.append(jail)
+    return Protections(
+        rlimits=True, process_group_kill=True, user_namespace=user_ns,
+        pid_namespace=bool(features.get("pid_ns")),
+        network_namespace=bool(features.get("net_ns")),
+        mount_namespace=bool(features.get("mount_ns")) or jail is not None,
+        readonly_root=jail is not None, scrubbed_env=True, private_scratch=True,
+        notes=tuple(notes))
+
+
+class LocalSandbox(ZygoteSandbox):
+    """Sessions forked from a zygote running directly on this machine.
+
+    Args:
+        limits: Limits for every session.
+        preimports: Modules imported once in the zygote (e.g. ``("numpy",)``).
+        startup_timeout_s: How long to wait for the zygote to start.
+        python: Interpreter for the zygote (default: this one, so its packages import).
+    """
+
+    name = "local"
+
+    def __init__(self, *, python: str | None = None, **kwargs: object) -> None:
+        self.python = python or sys.executable
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def _launch(self, workdir: Path, server_args: Callable[[str, str], list[str]]) -> Launch:
+        sock = str(workdir / "zygote.sock")
+        argv = [self.python, "-I", str(SERVER_PATH), *server_args(sock, str(workdir / "scratch"))]
+        return Launch(argv=argv, socket_path=sock, env=minimal_env())
+
+    def protections(self) -> Protections:
+        return describe_features(self.features)

@@ -1,0 +1,222 @@
+"""``ZygoteSandbox``: a sandbox whose sessions are forked by a warm zygote process.
+
+Subclasses only say how to launch the zygote (``_launch``): directly (``local``), inside
+bubblewrap, or inside a container. Everything else (waiting for it, opening sessions, killing
+them, shutting down without leaking processes) lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from sandboxes._zygote_client import ZygoteClient, ZygoteSession
+from sandboxes.base import Limits, Sandbox, Session
+from sandboxes.errors import SandboxError
+
+__all__ = ["SERVER_PATH", "Launch", "ZygoteSandbox"]
+
+SERVER_PATH = Path(__file__).with_name("_zygote_server.py")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """How a subclass starts the zygote.
+
+    Attributes:
+        argv: The command; it must end by running the server with ``server_args``.
+        socket_path: Where the zygote's socket appears on the host.
+        env: Environment of the launched command (already scrubbed).
+    """
+
+    argv: list[str]
+    socket_path: str
+    env: dict[str, str]
+
+
+def minimal_env() -> dict[str, str]:
+    """The scrubbed environment a zygote starts with: no host variables beyond these."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env.update({k: "1" for k in THREAD_VARS})
+    return env
+
+
+class ZygoteSandbox(Sandbox):
+    """Base for zygote-backed sandboxes.
+
+    Args:
+        limits: Limits for every session (defaults: :class:`~sandboxes.base.Limits`).
+        preimports: Modules the zygote imports once so sessions start warm (e.g.
+            ``("numpy", "sympy")``); BLAS thread counts are pinned to 1 first.
+        startup_timeout_s: How long to wait for the zygote (and its preimports) to start.
+    """
+
+    name = "zygote"
+
+    def __init__(self, *, limits: Limits | None = None, preimports: Sequence[str] = (),
+                 startup_timeout_s: float = 60.0) -> None:
+        self.limits = limits or Limits()
+        self.preimports = tuple(preimports)
+        self._sessions: set[ZygoteSession] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"agent-envs-{self.name}-"))
+        os.chmod(self._workdir, 0o711)  # session uids must reach their scratch dirs
+        self._log_path = self._workdir / "zygote.log"
+        launch = self._launch(self._workdir, self._server_args)
+        self._log = open(self._log_path, "wb")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                env=launch.env, start_new_session=True, close_fds=True)
+        except OSError as e:
+            self._log.close()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise SandboxError(f"could not start the {self.name} zygote ({launch.argv[0]!r}): "
+                               f"{e}") from e
+        try:
+            self.ready = self._wait_ready(startup_timeout_s)
+        except BaseException:
+            self._stop_process()
+            raise
+        self.features: dict[str, Any] = self.ready.get("features", {})
+        self._client = ZygoteClient(launch.socket_path, backend=self.name)
+
+    # -- for subclasses
+    def _server_args(self, socket_path: str, scratch_root: str) -> list[str]:
+        """Arguments after the server path (socket, scratch root, preimports)."""
+        args = ["--socket", socket_path, "--scratch-root", scratch_root, "--watch-stdin"]
+        for mod in self.preimports:
+            args += ["--preimport", mod]
+        return args
+
+    def _launch(self, workdir: Path, server_args: Any) -> Launch:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- lifecycle
+    def _wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        import json
+
+        assert self._proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self._proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise SandboxError(f"the {self.name} zygote did not start within {timeout_s:g} s"
+                                   f"{self._log_tail()}; raise startup_timeout_s if preimports "
+                                   "are slow.")
+            chunk = os.read(self._proc.stdout.fileno(), 4096)
+            if not chunk:
+                code = self._proc.wait()
+                raise SandboxError(f"the {self.name} zygote exited with code {code} before it "
+                                   f"was ready{self._log_tail()}")
+            line += chunk
+        sel.close()
+        try:
+            ready = json.loads(line.decode())
+        except ValueError as e:
+            raise SandboxError(f"the {self.name} zygote printed {line[:200]!r} instead of its "
+                               f"ready line{self._log_tail()}") from e
+        if not ready.get("ready"):
+            raise SandboxError(f"the {self.name} zygote failed to start: {ready.get('error')}; "
+                               "check that the preimported modules are installed.")
+        return ready
+
+    def _log_tail(self) -> str:
+        try:
+            text = self._log_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return f" (its log ends: {text[-800:]!r})" if text else ""
+
+    def open(self) -> Session:
+        with self._lock:
+            if self._closed:
+                raise SandboxError(f"this {self.name} sandbox is closed; make a new one with "
+                                   f"make_sandbox({self.name!r}).")
+        if self._proc.poll() is not None:
+            raise SandboxError(f"the {self.name} zygote exited with code "
+                               f"{self._proc.returncode}{self._log_tail()}; make a new sandbox.")
+        s = self._client.open(self.limits)
+        s.on_close = self._forget
+        with self._lock:
+            self._sessions.add(s)
+        return s
+
+    def _forget(self, s: ZygoteSession) -> None:
+        with self._lock:
+            self._sessions.discard(s)
+
+    @property
+    def zygote_pid(self) -> int:
+        """Pid of the launched zygote command (the host-side process)."""
+        return self._proc.pid
+
+    def session_count(self) -> int:
+        """Sessions opened and not yet closed."""
+        with self._lock:
+            return len(self._sessions)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            sessions = list(self._sessions)
+        for s in sessions:
+            s.close()
+        try:
+            self._client.control({"op": "shutdown"}, timeout_s=5.0)
+        except SandboxError:
+            pass
+        self._client.close()
+        self._stop_process()
+
+    def _stop_process(self) -> None:
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()  # the zygote exits on stdin EOF
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self._proc.pid, 9)
+            except OSError:
+                pass
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._log.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and hasattr(self, "_proc"):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} zygote_pid={self._proc.pid} "
+                f"sessions={len(self._sessions)} closed={self._closed}>")
+
+
+def python_executable() -> str:
+    """The interpreter that runs a local zygote (the host's, so its packages are importable)."""
+    return sys.executable
