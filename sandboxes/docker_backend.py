@@ -1,0 +1,487 @@
+"""The ``docker`` backend: the zygote runs inside long-lived, locked-down containers.
+
+A :class:`DockerSandbox` starts one container per ``sessions_per_container``
+live sessions (lazily, on ``open``). Each container runs the same stdlib-only
+zygote server as the ``local`` backend, bind-mounted read-only from the host,
+listening on a Unix socket in a host directory that is bind-mounted into the
+container. Sessions are forked inside the container by that zygote, so opening
+a session costs a fork (milliseconds), not a container start (hundreds of ms),
+and a call costs a round trip over the socket.
+
+Container settings (see :meth:`DockerSandbox.protections`): no network
+(``network_mode="none"``), read-only root filesystem, a size-capped tmpfs at
+``/tmp/scratch`` for session scratch directories, all capabilities dropped,
+``no-new-privileges``, a non-root user, memory/CPU/pids cgroup limits sized
+from :class:`~sandboxes.base.Limits`, and an init process that reaps zombies.
+Per-session limits (wall time, rlimits, output size) are enforced by the
+zygote inside the container exactly as in the ``local`` backend.
+
+Every container carries labels naming its owner process. Containers are
+removed on :meth:`DockerSandbox.close`, at interpreter exit, and, when a run
+crashed before it could clean up, by the next ``DockerSandbox`` on the same
+host (owner pid gone, or reused by another process).
+
+Needs the ``docker`` Python package (``pip install 'agent-envs[docker]'``), a
+reachable Docker engine on the same kernel (the socket directory is shared by
+bind mount, so a remote ``DOCKER_HOST`` or Docker Desktop's VM will not do),
+and the image (``.ci/docker-up.sh`` builds it offline).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from sandboxes._zygote_client import ZygoteClient, ZygoteSession
+from sandboxes.base import Limits, Protections, Sandbox, Session
+from sandboxes.errors import SandboxError, SandboxUnavailable
+
+if TYPE_CHECKING:  # the SDK is an optional extra, imported lazily
+    import docker
+    from docker.models.containers import Container
+
+__all__ = ["DEFAULT_IMAGE", "DockerSandbox", "reap_orphans"]
+
+DEFAULT_IMAGE = os.environ.get("AGENT_ENVS_DOCKER_IMAGE", "agent-envs-sandbox:latest")
+"""Image used when none is given; override with ``$AGENT_ENVS_DOCKER_IMAGE``."""
+
+LABEL_SANDBOX = "agent-envs.sandbox"
+LABEL_OWNER_PID = "agent-envs.owner-pid"
+LABEL_OWNER_START = "agent-envs.owner-start"
+LABEL_OWNER_HOST = "agent-envs.owner-host"
+LABEL_RUN = "agent-envs.run"
+
+SANDBOX_UID = 10001  # the `sandbox` user of both images (build_image.sh, Dockerfile)
+_SOCK_DIR_IN = "/run/agent-envs"  # bind mount of the host's socket directory
+_ZYGOTE_IN = "/opt/agent-envs/_zygote_server.py"
+_SCRATCH_IN = "/tmp/scratch"
+_ZYGOTE_HOST = Path(__file__).with_name("_zygote_server.py")
+_START_TIMEOUT_S = 30.0
+
+
+# -- owner identity and orphan reaping ----------------------------------------------------------
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _owner_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    if start is None:
+        return True
+    current = _proc_start_time(pid)
+    return current is None or current == start  # a different start time: the pid was reused
+
+
+def reap_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove sandbox containers on this host whose owner process is gone.
+
+    A container is an orphan when it carries ``agent-envs.sandbox=1``, its
+    ``agent-envs.owner-host`` is this host, and the process named by
+    ``agent-envs.owner-pid`` no longer exists (or the pid now belongs to a
+    process started at another time). Containers of live owners, and of other
+    hosts sharing the daemon, are left alone.
+
+    Args:
+        client: A connected Docker client.
+
+    Returns:
+        The ids of the containers removed.
+    """
+    import docker.errors
+
+    removed: list[str] = []
+    host = socket.gethostname()
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL_SANDBOX}=1"}):
+        labels = c.labels or {}
+        if labels.get(LABEL_OWNER_HOST, host) != host:
+            continue
+        try:
+            pid = int(labels.get(LABEL_OWNER_PID, ""))
+        except ValueError:
+            continue  # not ours to judge
+        if _owner_alive(pid, labels.get(LABEL_OWNER_START)):
+            continue
+        try:
+            c.remove(force=True)
+            removed.append(c.id)
+        except docker.errors.NotFound:
+            pass  # another process reaped it first
+        except docker.errors.APIError as e:
+            if "already in progress" not in str(e):
+                raise
+    return removed
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+def _connect(docker_host: str | None, timeout_s: float) -> docker.DockerClient:
+    try:
+        import docker
+    except ImportError as e:
+        raise SandboxUnavailable(
+            "the docker backend needs the `docker` Python package, which is not installed; "
+            "fix: pip install 'agent-envs[docker]'"
+        ) from e
+    where = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        if docker_host:
+            client = docker.DockerClient(base_url=docker_host, timeout=timeout_s)
+        else:
+            client = docker.from_env(timeout=timeout_s)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise SandboxUnavailable(
+            f"cannot reach the Docker engine at {where!r} ({e}); fix: start dockerd "
+            "(as root: .ci/docker-up.sh), or point DOCKER_HOST at a running engine"
+        ) from e
+    except OSError as e:  # e.g. requests' connection errors subclass OSError
+        raise SandboxUnavailable(
+            f"cannot reach the Docker engine at {where!r} ({e}); fix: start dockerd "
+            "(as root: .ci/docker-up.sh), or point DOCKER_HOST at a running engine"
+        ) from e
+    return client
+
+
+def _check_image(client: docker.DockerClient, image: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound as e:
+        raise SandboxUnavailable(
+            f"docker image {image!r} not found; fix: build it offline with "
+            f"sandboxes/docker/build_image.sh {image} (or .ci/docker-up.sh), or with a registry: "
+            f"docker build -f sandboxes/docker/Dockerfile -t {image} ."
+        ) from e
+
+
+# -- one container ------------------------------------------------------------------------------
+
+class _Container:
+    """One long-lived container running the zygote; sessions fork inside it."""
+
+    def __init__(self, client: docker.DockerClient, *, image: str, command: list[str],
+                 labels: dict[str, str], limits: Limits, sessions: int, cpus: float,
+                 scratch_mb: int, sock_root: Path) -> None:
+        import docker.errors
+
+        self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
+        self.socket_path = self.sock_dir / "zygote.sock"
+        self.sessions = 0
+        # The zygote runs as SANDBOX_UID and must create its socket here.
+        try:
+            os.chown(self.sock_dir, SANDBOX_UID, SANDBOX_UID)
+            os.chmod(self.sock_dir, 0o700)
+        except PermissionError:  # not root on the host: the directory must be world-writable
+            os.chmod(self.sock_dir, 0o777)
+        # cgroup limits bound the container as a whole; the zygote's rlimits bound each
+        # session, so the container gets room for `sessions` of them plus the zygote.
+        mem_bytes = (limits.memory_mb * sessions + 256) * 2**20
+        volumes = {str(self.sock_dir): {"bind": _SOCK_DIR_IN, "mode": "rw"}}
+        if _ZYGOTE_HOST.exists():
+            volumes[str(_ZYGOTE_HOST)] = {"bind": _ZYGOTE_IN, "mode": "ro"}
+        try:
+            self.container: Container = client.containers.run(
+                image, command, detach=True, labels=labels,
+                user=f"{SANDBOX_UID}:{SANDBOX_UID}", working_dir=_SCRATCH_IN,
+                environment={"HOME": _SCRATCH_IN, "TMPDIR": _SCRATCH_IN,
+                             "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"},
+                network_mode="host" if limits.network else "none",
+                read_only=True,
+                tmpfs={_SCRATCH_IN: f"rw,nosuid,nodev,size={scratch_mb}m,mode=1777"},
+                volumes=volumes,
+                mem_limit=mem_bytes, memswap_limit=mem_bytes,
+                nano_cpus=int(cpus * 1e9),
+                pids_limit=limits.max_procs * sessions + 16,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                init=True, ipc_mode="private", hostname="sandbox",
+            )
+        except docker.errors.DockerException as e:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+            raise SandboxError(f"could not start a sandbox container from {image!r}: {e}") from e
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    def wait_ready(self, timeout_s: float = _START_TIMEOUT_S) -> None:
+        """Block until the zygote's socket accepts connections, or raise with its logs."""
+        deadline = time.monotonic() + timeout_s
+        next_check = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            if self.socket_path.exists():
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(str(self.socket_path))
+                    return
+                except OSError:
+                    pass
+                finally:
+                    probe.close()
+            time.sleep(0.005)
+            if time.monotonic() > next_check:  # a crashed zygote never makes its socket
+                next_check = time.monotonic() + 0.5
+                self.container.reload()
+                if self.container.status in ("exited", "dead"):
+                    break
+        logs = self._logs()
+        self.remove()
+        raise SandboxError(
+            f"the zygote in container {self.id[:12]} did not come up within {timeout_s:.0f}s; "
+            f"container output:\n{logs}"
+        )
+
+    def ready_line(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """The zygote's JSON ready line (its probed features), or {} if it is not printed."""
+        import json
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = self.container.logs(stdout=True, stderr=False).decode(errors="replace")
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    try:
+                        return json.loads(line)
+                    except ValueError:
+                        break
+            if time.monotonic() > deadline:
+                return {}
+            time.sleep(0.005)
+
+    def _logs(self) -> str:
+        try:
+            return self.container.logs(tail=30).decode(errors="replace")
+        except Exception as e:  # the logs are diagnostics only
+            return f"<no logs: {e}>"
+
+    def remove(self) -> None:
+        _remove_container(self.container.client, self.id, self.sock_dir)
+
+
+def _remove_container(client: docker.DockerClient, container_id: str, sock_dir: Path) -> None:
+    import docker.errors
+
+    try:
+        client.api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as e:
+        if "already in progress" not in str(e):
+            raise
+    shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+# -- the sandbox --------------------------------------------------------------------------------
+
+def _cleanup(client: docker.DockerClient, containers: list[tuple[str, Path]],
+             sock_root: Path) -> None:
+    """Remove containers and socket dirs; runs on close, on garbage collection and at exit."""
+    for container_id, sock_dir in containers:
+        try:
+            _remove_container(client, container_id, sock_dir)
+        except Exception:  # noqa: BLE001 - best effort; orphans are reaped by the next run
+            pass
+    containers.clear()
+    shutil.rmtree(sock_root, ignore_errors=True)
+
+
+class DockerSandbox(Sandbox):
+    """Sessions forked by a zygote inside long-lived, locked-down Docker containers.
+
+    Containers start lazily: the first :meth:`open` starts one, and another starts
+    whenever every running container already holds ``sessions_per_container``
+    live sessions. The zygote's start (including ``preimports``) is paid once per
+    container; a session start is a fork inside it.
+
+    Args:
+        limits: Limits for every session (default :class:`~sandboxes.base.Limits`).
+            ``memory_mb`` and ``max_procs`` are enforced per session by the zygote's
+            rlimits and, summed over ``sessions_per_container``, by the container's
+            cgroup.
+        preimports: Modules the zygote imports once (e.g. ``("numpy",)``); they must
+            be installed in the image.
+        image: Image with ``python3`` and a uid-10001 user (build it with
+            ``sandboxes/docker/build_image.sh``).
+        sessions_per_container: Live sessions one container holds before another starts.
+        cpus: CPU quota of each container (``nano_cpus``); default: all host cores.
+        scratch_mb: Size of the tmpfs holding the sessions' scratch directories.
+        docker_host: Engine URL (default: ``$DOCKER_HOST`` or the local socket).
+        reap: Remove orphaned containers of crashed runs on construction.
+        startup_timeout_s: How long a container's zygote may take to come up.
+
+    Raises:
+        SandboxUnavailable: the ``docker`` package is missing, the engine is
+            unreachable, or the image does not exist (the message gives the fix).
+    """
+
+    name = "docker"
+
+    def __init__(self, *, limits: Limits | None = None, preimports: Sequence[str] = (),
+                 image: str | None = None, sessions_per_container: int = 32,
+                 cpus: float | None = None, scratch_mb: int = 512,
+                 docker_host: str | None = None, reap: bool = True,
+                 startup_timeout_s: float = _START_TIMEOUT_S) -> None:
+        if sessions_per_container < 1:
+            raise ValueError(f"sessions_per_container must be >= 1, got "
+                             f"{sessions_per_container!r}; pass a positive integer.")
+        if not _ZYGOTE_HOST.exists():
+            raise SandboxUnavailable(f"the zygote server {_ZYGOTE_HOST} is missing; "
+                                     "reinstall agent-envs.")
+        self.limits = limits or Limits()
+        self.preimports = tuple(preimports)
+        self.image = image or DEFAULT_IMAGE
+        self.sessions_per_container = sessions_per_container
+        self.cpus = float(cpus or os.cpu_count() or 1)
+        self.scratch_mb = scratch_mb
+        self.startup_timeout_s = startup_timeout_s
+        self.run_id = uuid.uuid4().hex
+        self.client = _connect(docker_host, timeout_s=30.0)
+        _check_image(self.client, self.image)
+        self.reaped = reap_orphans(self.client) if reap else []
+        self._sock_root = Path(tempfile.mkdtemp(prefix="agent-envs-docker-"))
+        os.chmod(self._sock_root, 0o711)  # the container uid must traverse it to its socket
+        self._containers: list[tuple[_Container, ZygoteClient, set[ZygoteSession]]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.features: dict[str, Any] = {}
+        # What the finalizer removes; shared with it, so it must not reference self.
+        self._cleanup_list: list[tuple[str, Path]] = []
+        self._finalizer = weakref.finalize(self, _cleanup, self.client, self._cleanup_list,
+                                           self._sock_root)
+
+    # -- containers
+    def _labels(self) -> dict[str, str]:
+        pid = os.getpid()
+        return {LABEL_SANDBOX: "1", LABEL_OWNER_PID: str(pid),
+                LABEL_OWNER_START: _proc_start_time(pid) or "",
+                LABEL_OWNER_HOST: socket.gethostname(), LABEL_RUN: self.run_id}
+
+    def _command(self) -> list[str]:
+        cmd = ["python3", "-I", _ZYGOTE_IN, "--socket", f"{_SOCK_DIR_IN}/zygote.sock",
+               "--scratch-root", f"{_SCRATCH_IN}/sessions"]
+        for mod in self.preimports:
+            cmd += ["--preimport", mod]
+        return cmd
+
+    def _start_container(self) -> tuple[_Container, ZygoteClient, set[ZygoteSession]]:
+        c = _Container(self.client, image=self.image, command=self._command(),
+                       labels=self._labels(), limits=self.limits,
+                       sessions=self.sessions_per_container, cpus=self.cpus,
+                       scratch_mb=self.scratch_mb, sock_root=self._sock_root)
+        self._cleanup_list.append((c.id, c.sock_dir))
+        c.wait_ready(self.startup_timeout_s)
+        self.features = c.ready_line().get("features", self.features)
+        client = ZygoteClient(str(c.socket_path), backend=self.name)
+        return c, client, set()
+
+    @property
+    def container_ids(self) -> list[str]:
+        """Ids of the containers this sandbox runs now."""
+        with self._lock:
+            return [c.id for c, _, _ in self._containers]
+
+    # -- sessions
+    def open(self) -> Session:
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this docker sandbox is closed; make a new one with "
+                                   "make_sandbox('docker').")
+            slot = None
+            for entry in self._containers:
+                live = {s for s in entry[2] if s.alive}
+                entry[2].intersection_update(live)
+                if len(live) < self.sessions_per_container:
+                    slot = entry
+                    break
+            if slot is None:
+                slot = self._start_container()
+                self._containers.append(slot)
+            container, client, sessions = slot
+            s = client.open(self.limits, info={"container": container.id[:12]})
+            s.on_close = lambda s, _set=sessions: self._forget(_set, s)
+            sessions.add(s)
+        return s
+
+    def _forget(self, sessions: set[ZygoteSession], s: ZygoteSession) -> None:
+        with self._lock:
+            sessions.discard(s)
+
+    def session_count(self) -> int:
+        """Sessions opened and not yet closed."""
+        with self._lock:
+            return sum(len(entry[2]) for entry in self._containers)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            entries = list(self._containers)
+            self._containers.clear()
+        for _, client, sessions in entries:
+            for s in list(sessions):
+                s.on_close = None
+                s.close()
+            client.close()
+        self._finalizer()  # removes the containers (SIGKILL) and the socket dirs
+
+    # -- reporting
+    def protections(self) -> Protections:
+        notes = [
+            f"docker container from {self.image!r}: network_mode="
+            f"{'host' if self.limits.network else 'none'}, read-only root filesystem, "
+            f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
+            f"uid {SANDBOX_UID}, memory/pids/cpu cgroup limits per container",
+            f"up to {self.sessions_per_container} sessions share one container: they run as "
+            "the same uid and can see (and signal) each other's processes",
+            "RLIMIT_NPROC is not set per session (sessions share a uid); the container's "
+            "pids cgroup bounds a fork bomb",
+        ]
+        if not self.features.get("pid_ns"):
+            notes.append("no PID namespace per session inside the container (docker's seccomp "
+                         "profile forbids unshare): the timeout kills the session's process "
+                         "group through the zygote")
+        return Protections(
+            rlimits=True, process_group_kill=True,
+            user_namespace=bool(self.features.get("user_ns")),
+            pid_namespace=True, network_namespace=not self.limits.network,
+            mount_namespace=True, readonly_root=True, scrubbed_env=True,
+            private_scratch=True, notes=tuple(notes))
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        """None when the docker backend can run here with the default image, else why not."""
+        try:
+            client = _connect(None, timeout_s=5.0)
+            try:
+                _check_image(client, DEFAULT_IMAGE)
+            finally:
+                client.close()
+        except SandboxUnavailable as e:
+            return str(e)
+        return None
+
+    def __repr__(self) -> str:
+        return (f"<DockerSandbox image={self.image!r} containers={len(self._containers)} "
+                f"closed={self._closed}>")
