@@ -1,0 +1,72 @@
+"""Tasks for the environments: procedural generators, JSONL files, GSM8K and MATH.
+
+Quick start::
+
+    from agent_envs.tasks import make_task_source, check_answer
+    source = make_task_source("procedural", difficulty=2)
+    task = source.sample(seed=0, split="train")
+    check_answer("The answer is \\\\boxed{42}.", task).correct
+
+``make_task_source`` specs: ``"procedural"`` (kwargs ``difficulty``,
+``families``, ``version``), ``"jsonl:PATH"``, ``"gsm8k"`` / ``"gsm8k:train"``,
+``"math"`` / ``"math:train"`` (kwargs go to ``load_gsm8k`` / ``load_math``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_envs.errors import UnknownTaskError
+from agent_envs.tasks.answers import check_answer, extract_answer, normalize_str, parse_number
+from agent_envs.tasks.base import AnswerKind, Split, Task, TaskSource, Verdict
+from agent_envs.tasks.finite import FiniteTasks
+from agent_envs.tasks.hf import DatasetTasks, load_gsm8k, load_math
+from agent_envs.tasks.jsonl import JsonlTasks, save_tasks
+from agent_envs.tasks.procedural import ProceduralTasks, family_names, split_of
+
+__all__ = [
+    "AnswerKind", "DatasetTasks", "FiniteTasks", "JsonlTasks", "ProceduralTasks", "Split",
+    "Task", "TaskSource", "Verdict", "check_answer", "extract_answer", "family_names",
+    "load_gsm8k", "load_math", "make_task_source", "normalize_str", "parse_number",
+    "save_tasks", "split_of",
+]
+
+_SPECS = "'procedural', 'jsonl:PATH', 'gsm8k[:train|test]' or 'math[:train|test]'"
+
+
+def make_task_source(spec: str | TaskSource, **kwargs: Any) -> TaskSource:
+    """Build a task source from a short spec string (a ``TaskSource`` passes through).
+
+    Args:
+        spec: ``"procedural"``, ``"jsonl:PATH"``, ``"gsm8k[:split]"`` or
+            ``"math[:split]"`` (split defaults to ``test``), or a ready source.
+        **kwargs: Passed to the source's constructor or loader
+            (``difficulty=2, families=[...]`` for procedural).
+
+    Returns:
+        The task source.
+
+    Raises:
+        UnknownTaskError: The spec names no known source.
+    """
+    if isinstance(spec, TaskSource):
+        if kwargs:
+            raise TypeError(f"options {sorted(kwargs)} apply only to a spec string, not to a "
+                            f"ready {type(spec).__name__}; configure it when you build it")
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a string or a TaskSource, got {type(spec).__name__}")
+    kind, sep, rest = spec.partition(":")
+    if kind == "procedural" and not sep:
+        return ProceduralTasks(**kwargs)
+    if kind == "jsonl":
+        if not rest:
+            raise UnknownTaskError(f"task source spec {spec!r} has no path; write 'jsonl:PATH'")
+        return JsonlTasks(rest, **kwargs)
+    if kind in ("gsm8k", "math"):
+        if sep and rest not in ("train", "test"):
+            raise UnknownTaskError(f"task source spec {spec!r}: split must be 'train' or "
+                                   f"'test', e.g. '{kind}:test'")
+        loader = load_gsm8k if kind == "gsm8k" else load_math
+        return loader(rest or "test", **kwargs)
+    raise UnknownTaskError(f"unknown task source spec {spec!r}; use {_SPECS}")
