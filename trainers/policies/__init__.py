@@ -1,0 +1,64 @@
+"""Policies: sample completions (token ids + processed log-probs) for token prompts.
+
+``Policy``, ``SampleRequest``, ``SamplingParams`` and ``Sample`` are the
+interface (see ``trainers.policies.base``). Implementations are imported
+lazily, so importing this package never imports torch, vLLM or Ray:
+
+- ``TransformersPolicy`` (``trainers.policies.hf``; ``[train]`` extra),
+- ``VLLMPolicy`` (``trainers.policies.vllm``; ``[gpu]`` extra),
+- ``OpenAICompletionsPolicy`` (``trainers.policies.http``; core),
+- ``OraclePolicy`` (``trainers.policies.oracle``; scripted correct answers),
+- ``FunctionPolicy`` (``trainers.policies.function``; wrap a Python function).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from trainers.policies.base import (
+    HARMONY_STOP_TOKEN_IDS,
+    FinishReason,
+    Policy,
+    Sample,
+    SampleRequest,
+    SamplingParams,
+)
+from trainers.policies.errors import (
+    PolicyConfigError,
+    PolicyError,
+    PolicyRequestError,
+    PolicyServerError,
+    PolicyUnavailableError,
+)
+
+__all__ = [
+    "HARMONY_STOP_TOKEN_IDS", "FinishReason", "FunctionPolicy", "OpenAICompletionsPolicy",
+    "OraclePolicy", "Policy", "PolicyConfigError", "PolicyError", "PolicyRequestError",
+    "PolicyServerError", "PolicyUnavailableError", "Sample", "SampleRequest", "SamplingParams",
+    "TransformersPolicy", "VLLMPolicy",
+]
+
+_LAZY = {
+    "TransformersPolicy": ("trainers.policies.hf", "[train]"),
+    "VLLMPolicy": ("trainers.policies.vllm", "[gpu]"),
+    "OpenAICompletionsPolicy": ("trainers.policies.http", None),
+    "OraclePolicy": ("trainers.policies.oracle", None),
+    "FunctionPolicy": ("trainers.policies.function", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'trainers.policies' has no attribute {name!r}")
+    module, extra = _LAZY[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        if extra is None:
+            raise
+        raise PolicyUnavailableError(
+            f"{name} needs a package that is not installed ({e.name or e}); "
+            f"install it with: pip install 'agent-envs{extra}'"
+        ) from e
+    return getattr(mod, name)

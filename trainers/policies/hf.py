@@ -1,0 +1,208 @@
+"""A policy that samples from a Hugging Face ``transformers`` causal LM (CPU or GPU).
+
+It runs its own batched sampling loop (left-padded prompts, KV cache) so that
+the log-prob it records for each token is exactly the one it sampled from:
+the processed distribution (temperature, then top-k, then top-p, renormalised),
+as vLLM's ``logprobs_mode="processed_logprobs"`` reports it. ``torch`` and
+``transformers`` are imported when this module is imported, never by
+``import trainers.policies``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from trainers.policies.base import Policy, Sample, SampleRequest
+from trainers.policies.errors import PolicyConfigError
+
+__all__ = ["TransformersPolicy", "processed_logprobs"]
+
+
+def processed_logprobs(
+    logits: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 1.0,
+    top_k: int | torch.Tensor = -1,
+    top_p: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """Log-probs of the distribution a sampler draws from, for a batch of logit rows.
+
+    Order (vLLM's): divide by temperature, keep the top-k, keep the top-p
+    nucleus of what is left, renormalise. Masked tokens get ``-inf``.
+
+    Args:
+        logits: ``[B, V]`` logits (any float dtype; computed in float32).
+        temperature: A float or a ``[B]`` tensor, > 0.
+        top_k: An int or a ``[B]`` tensor; values <= 0 disable it.
+        top_p: A float or a ``[B]`` tensor in (0, 1]; 1 disables it.
+
+    Returns:
+        ``[B, V]`` float32 log-probs that sum (in prob space) to 1 per row.
+    """
+    x = logits.float()
+    b, v = x.shape
+    dev = x.device
+    temp = torch.as_tensor(temperature, dtype=torch.float32, device=dev).reshape(-1, 1)
+    x = x / temp
+    k = torch.as_tensor(top_k, dtype=torch.long, device=dev).reshape(-1).expand(b)
+    p = torch.as_tensor(top_p, dtype=torch.float32, device=dev).reshape(-1).expand(b)
+    if bool((k > 0).any()) or bool((p < 1.0).any()):
+        sorted_x, order = torch.sort(x, dim=-1, descending=True)
+        rank = torch.arange(v, device=dev).expand(b, v)
+        k_eff = torch.where(k > 0, k.clamp(max=v), torch.full_like(k, v))
+        drop = rank >= k_eff.unsqueeze(1)
+        sorted_x = sorted_x.masked_fill(drop, float("-inf"))
+        probs = torch.softmax(sorted_x, dim=-1)
+        # Keep a token while the mass of the tokens ranked above it is < top_p:
+        # the smallest prefix whose mass reaches top_p (the top token is always kept).
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        drop = drop | (mass_before >= p.unsqueeze(1))
+        drop[:, 0] = False
+        sorted_x = sorted_x.masked_fill(drop, float("-inf"))
+        x = torch.full_like(x, float("-inf")).scatter(1, order, sorted_x)
+    return torch.log_softmax(x, dim=-1)
+
+
+class TransformersPolicy(Policy):
+    """Samples from a ``transformers`` causal LM with processed log-probs.
+
+    Args:
+        model: A causal LM (``AutoModelForCausalLM`` or any model taking
+            ``input_ids``, ``attention_mask``, ``position_ids``,
+            ``past_key_values`` and returning ``.logits``).
+        policy_id: Name recorded in episodes (default: the model's
+            ``config.name_or_path`` or its class name).
+        version: Weights version recorded in episodes.
+        pad_token_id: Token used for left padding (masked out, never sampled from).
+        max_batch_size: Requests are sampled in chunks of at most this many.
+        seed: Seed of the RNG used for requests whose ``params.seed`` is None.
+
+    Example:
+        >>> policy = TransformersPolicy.from_pretrained("openai/gpt-oss-20b", device="cuda")
+        >>> [s] = policy.sample([SampleRequest(prompt=obs, max_tokens=512)])
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        policy_id: str | None = None,
+        version: str = "0",
+        pad_token_id: int = 0,
+        max_batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        if max_batch_size < 1:
+            raise PolicyConfigError(
+                f"TransformersPolicy max_batch_size must be >= 1, got {max_batch_size!r}."
+            )
+        self.model = model.eval()
+        cfg = getattr(model, "config", None)
+        self.policy_id = policy_id or (getattr(cfg, "name_or_path", "") or type(model).__name__)
+        self.version = str(version)
+        self.pad_token_id = int(pad_token_id)
+        self.max_batch_size = int(max_batch_size)
+        self._rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        **kwargs: Any,
+    ) -> TransformersPolicy:
+        """Load ``AutoModelForCausalLM.from_pretrained(name_or_path)`` and wrap it.
+
+        Args:
+            name_or_path: A hub id or a local directory.
+            device: ``"cpu"``, ``"cuda"``, ... (default: cuda if available).
+            dtype: Torch dtype name or ``"auto"``.
+            **kwargs: Passed to ``TransformersPolicy``.
+        """
+        from transformers import AutoModelForCausalLM
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
+        kwargs.setdefault("policy_id", name_or_path)
+        return cls(model, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        """Sample one completion per request (see ``Policy.sample``)."""
+        requests = list(requests)
+        out: list[Sample] = []
+        with self._lock, torch.inference_mode():
+            for i in range(0, len(requests), self.max_batch_size):
+                out.extend(self._sample_batch(requests[i : i + self.max_batch_size]))
+        return out
+
+    def _forward(self, **kw: Any) -> Any:
+        try:
+            return self.model(**kw, logits_to_keep=1)
+        except TypeError:  # models without logits_to_keep
+            return self.model(**kw)
+
+    def _sample_batch(self, reqs: list[SampleRequest]) -> list[Sample]:
+        dev = self.device
+        b = len(reqs)
+        width = max(len(r.prompt) for r in reqs)
+        ids = torch.full((b, width), self.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((b, width), dtype=torch.long)
+        for i, r in enumerate(reqs):
+            ids[i, width - len(r.prompt) :] = torch.as_tensor(list(r.prompt), dtype=torch.long)
+            attn[i, width - len(r.prompt) :] = 1
+        ids, attn = ids.to(dev), attn.to(dev)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        temps = torch.tensor([r.params.temperature for r in reqs], device=dev)
+        top_ks = torch.tensor([r.params.top_k for r in reqs], device=dev)
+        top_ps = torch.tensor([r.params.top_p for r in reqs], device=dev)
+        gens = [
+            self._rng if r.params.seed is None
+            else torch.Generator(device="cpu").manual_seed(int(r.params.seed))
+            for r in reqs
+        ]
+        tokens: list[list[int]] = [[] for _ in reqs]
+        lps: list[list[float]] = [[] for _ in reqs]
+        reasons: list[str | None] = [None] * b
+        out = self._forward(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+        for _ in range(max(r.max_tokens for r in reqs)):
+            logp = processed_logprobs(
+                out.logits[:, -1, :], temperature=temps, top_k=top_ks, top_p=top_ps
+            ).cpu()
+            nxt = torch.full((b, 1), self.pad_token_id, dtype=torch.long)
+            for i, r in enumerate(reqs):
+                if reasons[i] is not None:
+                    continue
+                tok = int(torch.multinomial(logp[i].exp(), 1, generator=gens[i]))
+                tokens[i].append(tok)
+                lps[i].append(float(logp[i, tok]))
+                nxt[i, 0] = tok
+                if tok in r.stop_token_ids:
+                    reasons[i] = "stop"
+                elif len(tokens[i]) >= r.max_tokens:
+                    reasons[i] = "length"
+            if all(x is not None for x in reasons):
+                break
+            attn = torch.cat([attn, torch.ones((b, 1), dtype=attn.dtype, device=dev)], dim=1)
+            pos = pos[:, -1:] + 1
+            out = self._forward(
+                input_ids=nxt.to(dev), attention_mask=attn, position_ids=pos,
+                past_key_values=out.past_key_values, use_cache=True,
+            )
+        return [
+            Sample(token_ids=t, logprobs=lp, finish_reason=reason or "length")  # type: ignore[arg-type]
+            for t, lp, reason in zip(tokens, lps, reasons)
+        ]
+
+    def close(self) -> None:
+        """Drop nothing: the model belongs to the caller."""
