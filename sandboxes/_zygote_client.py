@@ -150,13 +150,19 @@ class ZygoteClient:
         """Kill session ``sid``'s whole process tree through the zygote."""
         return bool(self.control({"op": "kill", "sid": sid}).get("found"))
 
-    def exit_reason(self, sid: str, *, wait_s: float = 0.5) -> str:
+    def exit_reason(self, sid: str, *, wait_s: float = 0.5, cpu_limit_s: float | None = None
+                    ) -> str:
         """Why session ``sid`` ended, in words (for ``ExecResult.error``)."""
         try:
             st = self.control({"op": "status", "sid": sid, "wait_s": wait_s})
         except SandboxError as e:
             return f"the session process ended and its zygote did not answer ({e})"
         sig, code = st.get("signal"), st.get("exit_code")
+        cpu = st.get("cpu_s") or 0.0
+        if sig in (signal.SIGKILL, signal.SIGXCPU) and cpu_limit_s and cpu >= cpu_limit_s - 0.05:
+            # A PID-namespace init ignores SIGXCPU; the hard limit then sends SIGKILL.
+            return (f"the session process died: it exceeded its CPU time limit of "
+                    f"{cpu_limit_s:g} s (used {cpu:.2f} s)")
         if sig:
             try:
                 name = signal.Signals(sig).name
@@ -255,7 +261,7 @@ class ZygoteSession(Session):
                           duration_s=time.monotonic() - t0)
 
     def _died(self, t0: float) -> ExecResult:
-        reason = self._client.exit_reason(self.id)
+        reason = self._client.exit_reason(self.id, cpu_limit_s=self.limits.cpu_s)
         self._dead_reason = reason
         self._kill()
         return ExecResult(error=reason, dead=True, duration_s=time.monotonic() - t0)

@@ -22,7 +22,8 @@ JSON (an object). The first frame on a new connection to the socket decides what
 * ``{"op": "control"}`` -- a control connection. Requests, each answered with one frame:
   ``{"op": "kill", "sid"}`` -> ``{"ok", "found"}`` kills the session's whole process tree
   (PID namespace init and process group) and deletes its scratch dir;
-  ``{"op": "status", "sid", "wait_s"}`` -> ``{"ok", "alive", "exit_code", "signal"}``, waiting up
+  ``{"op": "status", "sid", "wait_s"}`` -> ``{"ok", "alive", "exit_code", "signal", "cpu_s"}``,
+  waiting up
   to ``wait_s`` for a dying session to be reaped; ``{"op": "ping"}`` -> ``{"ok", "sessions"}``;
   ``{"op": "shutdown"}`` kills every session and exits.
 
@@ -321,7 +322,7 @@ def _format_traceback(e: BaseException, max_lines: int = 12) -> str:
         tb = tb.tb_next  # drop the server's own frames
     lines = "".join(traceback.format_exception(type(e), e, tb)).splitlines()
     if len(lines) > max_lines:
-        lines = lines[:1] + ["  ..."] + lines[-(max_lines - 1):]
+        lines = lines[:1] + ["  ..."] + lines[-(max_lines - 2):]
     return "\n".join(lines)
 
 
@@ -458,7 +459,7 @@ class Zygote:
         self.is_root = os.geteuid() == 0
         self.sessions: dict[str, dict] = {}   # sid -> {"pid", "scratch", "uid"}
         self.by_pid: dict[int, str] = {}
-        self.exits: dict[str, tuple[int | None, int | None]] = {}
+        self.exits: dict[str, tuple[int | None, int | None, float]] = {}
         self.helpers: set[int] = set()
         self.next_uid = 0
         self.features: dict = {}
@@ -612,7 +613,7 @@ class Zygote:
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -629,7 +630,7 @@ class Zygote:
             shutil.rmtree(info["scratch"], ignore_errors=True)
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-            self.exits[sid] = (code, sig)
+            self.exits[sid] = (code, sig, round(usage.ru_utime + usage.ru_stime, 3))
             if len(self.exits) > 4096:
                 self.exits.pop(next(iter(self.exits)))
 
@@ -638,8 +639,9 @@ class Zygote:
         while True:
             self.reap()
             if sid in self.exits:
-                code, sig = self.exits[sid]
-                return {"ok": True, "alive": False, "exit_code": code, "signal": sig}
+                code, sig, cpu = self.exits[sid]
+                return {"ok": True, "alive": False, "exit_code": code, "signal": sig,
+                        "cpu_s": cpu}
             if sid not in self.sessions:
                 return {"ok": True, "alive": False, "exit_code": None, "signal": None,
                         "unknown": True}
