@@ -43,6 +43,9 @@ _PHRASE_RE = re.compile(
     r"(?:final\s+answer|answer)\s*(?:is|:|=)\s*(?:\*\*)?\s*:?\s*([^\n]+)", re.IGNORECASE
 )
 _NUMBER_RE = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?")
+# A number or a LaTeX fraction with plain contents, for the last-number fallback.
+_NUMBER_OR_FRAC_RE = re.compile(
+    r"[-+]?\\[dt]?frac\s*(?:\{[^{}]*\}|\d)\s*(?:\{[^{}]*\}|\d)|" + _NUMBER_RE.pattern)
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
 _GROUPED_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 _FRAC_RE = re.compile(r"([+-]?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))")
@@ -128,7 +131,7 @@ def extract_answer(text: str) -> str | None:
     phrase = _phrase_answer(text)
     if phrase:
         return phrase
-    numbers = _NUMBER_RE.findall(text)
+    numbers = _NUMBER_OR_FRAC_RE.findall(text)
     if numbers:
         return numbers[-1].strip().rstrip(",")
     return None
