@@ -18,6 +18,7 @@ from typing import Any
 
 from trainers.policies.base import (
     HARMONY_STOP_TOKEN_IDS,
+    EpisodeContext,
     FinishReason,
     Policy,
     Sample,
@@ -33,8 +34,8 @@ from trainers.policies.errors import (
 )
 
 __all__ = [
-    "HARMONY_STOP_TOKEN_IDS", "FinishReason", "FunctionPolicy", "OpenAICompletionsPolicy",
-    "OraclePolicy", "Policy", "PolicyConfigError", "PolicyError", "PolicyRequestError",
+    "HARMONY_STOP_TOKEN_IDS", "EpisodeContext", "FinishReason", "FunctionPolicy",
+    "OpenAICompletionsPolicy", "OraclePolicy", "Policy", "PolicyConfigError", "PolicyError", "PolicyRequestError",
     "PolicyServerError", "PolicyUnavailableError", "Sample", "SampleRequest", "SamplingParams",
     "TransformersPolicy", "VLLMPolicy",
 ]

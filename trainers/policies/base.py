@@ -25,7 +25,7 @@ from typing import Any, Literal
 from trainers.policies.errors import PolicyConfigError, PolicyError
 
 __all__ = [
-    "HARMONY_STOP_TOKEN_IDS", "FinishReason", "Policy", "Sample", "SampleRequest",
+    "HARMONY_STOP_TOKEN_IDS", "EpisodeContext", "FinishReason", "Policy", "Sample", "SampleRequest",
     "SamplingParams",
 ]
 
@@ -157,6 +157,23 @@ class Sample:
         if self.exception is not None:
             raise self.exception
         raise PolicyError(self.error or "the policy returned an error sample without a message")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeContext:
+    """What the collector tells a ``wants_context`` policy about the episode.
+
+    Attributes:
+        task: The episode's ``agent_envs.tasks.Task``.
+        env_id: The env id.
+        episode_id: The episode's id in the run.
+        turn: Index of the turn being sampled.
+    """
+
+    task: Any
+    env_id: str
+    episode_id: str
+    turn: int
 
 
 class Policy(abc.ABC):

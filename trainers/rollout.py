@@ -1,0 +1,607 @@
+"""``RolloutCollector``: drive many environments concurrently and record ``Episode``s.
+
+One asyncio loop runs every episode as a task. Episodes never call the policy
+themselves: they hand a ``SampleRequest`` to a batcher, which gathers pending
+requests for a short window (or until the batch is full, or until every live
+episode is waiting) and sends them in one ``policy.asample`` call. Env work runs
+in the same process (``backend="local"``) or in Ray actors (``backend="ray"``,
+see ``trainers.ray_workers``) when env workers outgrow one machine.
+
+GRPO grouping: ``num_groups`` groups of ``group_size`` (G) episodes; the
+episodes of a group share the env seed (so the task and the tool behaviour are
+the same) and differ in their sampling seeds. All seeds derive from
+``RolloutConfig.seed``, so a run is reproducible given a seeded policy.
+
+Faults never lose episodes: a policy error, an env exception, an env
+``infra_error`` or the per-episode wall-time limit ends that episode with
+``Episode.infra_error`` set, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from trainers.episode import Episode, Segment, Turn, save_episodes
+from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest, SamplingParams
+
+__all__ = [
+    "RolloutCollector", "RolloutConfig", "RolloutConfigError", "derive_seed", "policy_from_spec",
+    "run_rollout_cli", "summarize",
+]
+
+
+class RolloutConfigError(ValueError):
+    """A rollout setting or policy spec is invalid (the message gives the value and the fix)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutConfig:
+    """What to collect and how.
+
+    Attributes:
+        env_id: Registered env id (``"python-tool"`` or ``"python-tool-v0"``).
+        env_kwargs: Passed to ``agent_envs.make`` for every env.
+        num_groups: Number of groups (distinct tasks / seeds).
+        group_size: G: episodes per group, same seed and task (GRPO).
+        concurrency: Most episodes running at once (and envs alive at once).
+        max_batch_size: Most requests per ``policy.asample`` call.
+        batch_window_s: How long the batcher waits for more requests before
+            sending a partial batch (it sends at once when every running
+            episode is waiting on the policy).
+        max_inflight_batches: ``asample`` calls in flight at once.
+        max_tokens: Cap on one completion (also capped by the env's
+            ``info["max_new_tokens"]``).
+        sampling: Temperature / top-p / top-k; the seed field is ignored (each
+            turn of each episode gets its own derived seed).
+        episode_timeout_s: Wall-time limit of one episode (None: no limit);
+            an episode past it is recorded with ``infra_error``.
+        seed: Base seed every env seed and sampling seed derives from.
+        task_ids: If given, group ``g`` runs ``task_ids[g % len(task_ids)]``.
+        backend: ``"local"`` (envs in this process) or ``"ray"`` (envs in Ray actors).
+        ray_workers: Number of Ray env-worker actors (``backend="ray"``).
+        progress: Show a tqdm progress bar.
+    """
+
+    env_id: str
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    num_groups: int = 1
+    group_size: int = 1
+    concurrency: int = 32
+    max_batch_size: int = 64
+    batch_window_s: float = 0.005
+    max_inflight_batches: int = 4
+    max_tokens: int = 4096
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    episode_timeout_s: float | None = 900.0
+    seed: int = 0
+    task_ids: tuple[str, ...] | None = None
+    backend: Literal["local", "ray"] = "local"
+    ray_workers: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_groups", "group_size", "concurrency", "max_batch_size",
+                     "max_inflight_batches", "max_tokens", "ray_workers"):
+            if int(getattr(self, name)) < 1:
+                raise RolloutConfigError(
+                    f"RolloutConfig.{name} must be >= 1, got {getattr(self, name)!r}."
+                )
+        if self.backend not in ("local", "ray"):
+            raise RolloutConfigError(
+                f"RolloutConfig.backend must be 'local' or 'ray', got {self.backend!r}."
+            )
+        if self.episode_timeout_s is not None and not self.episode_timeout_s > 0:
+            raise RolloutConfigError(
+                f"RolloutConfig.episode_timeout_s must be > 0 or None, got "
+                f"{self.episode_timeout_s!r}."
+            )
+        if self.batch_window_s < 0:
+            raise RolloutConfigError(
+                f"RolloutConfig.batch_window_s must be >= 0, got {self.batch_window_s!r}."
+            )
+
+    @property
+    def num_episodes(self) -> int:
+        """``num_groups * group_size``."""
+        return self.num_groups * self.group_size
+
+
+def derive_seed(base: int, *keys: object) -> int:
+    """A seed in ``[0, 2**31 - 1)`` that depends only on ``base`` and ``keys`` (stable across runs)."""
+    h = hashlib.blake2b(repr((int(base),) + keys).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little") % (2**31 - 1)
+
+
+# -- env handles --------------------------------------------------------------------------------
+
+
+class LocalEnvHandle:
+    """An env in this process, behind the handle interface the collector uses.
+
+    The Ray backend provides the same four coroutines (``reset``, ``step``,
+    ``close``) over an actor; see ``trainers.ray_workers.RayEnvHandle``.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+
+    async def reset(self, seed: int, options: dict[str, Any] | None
+                    ) -> tuple[list[int], dict[str, Any], Any]:
+        obs, info = await self.env.areset(seed=seed, options=options)
+        return np.asarray(obs).tolist(), info, getattr(self.env, "task", None)
+
+    async def step(self, action: list[int]) -> tuple[list[int], float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = await self.env.astep(action)
+        return np.asarray(obs).tolist(), float(reward), bool(terminated), bool(truncated), info
+
+    async def close(self) -> None:
+        await self.env.aclose()
+
+
+class _EnvPool:
+    """Reuses envs across episodes; a handle that saw a fault is closed, not reused."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._idle: list[Any] = []
+        self._all: set[Any] = set()
+
+    async def acquire(self) -> Any:
+        if self._idle:
+            return self._idle.pop()
+        handle = self._factory()
+        if asyncio.iscoroutine(handle):
+            handle = await handle
+        self._all.add(handle)
+        return handle
+
+    async def release(self, handle: Any, healthy: bool) -> None:
+        if healthy:
+            self._idle.append(handle)
+            return
+        self._all.discard(handle)
+        await _close_quietly(handle)
+
+    async def close(self) -> None:
+        handles, self._all, self._idle = list(self._all), set(), []
+        await asyncio.gather(*(_close_quietly(h) for h in handles))
+
+
+async def _close_quietly(handle: Any) -> None:
+    try:
+        await asyncio.wait_for(handle.close(), timeout=30)
+    except Exception:  # noqa: BLE001 - a broken env must not break the run's cleanup
+        pass
+
+
+# -- batching -----------------------------------------------------------------------------------
+
+
+class _Batcher:
+    """Gathers SampleRequests from many episodes into ``policy.asample`` calls."""
+
+    def __init__(self, policy: Policy, cfg: RolloutConfig) -> None:
+        self.policy = policy
+        self.max_batch = cfg.max_batch_size
+        self.window_s = cfg.batch_window_s
+        self.slots = asyncio.Semaphore(cfg.max_inflight_batches)
+        self.pending: list[tuple[SampleRequest, asyncio.Future[Sample]]] = []
+        self.active = 0  # episodes running (the collector keeps this up to date)
+        self.inflight = 0  # requests inside asample calls
+        self.batches = 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, request: SampleRequest) -> Sample:
+        fut: asyncio.Future[Sample] = asyncio.get_running_loop().create_future()
+        self.pending.append((request, fut))
+        self._wake.set()
+        return await fut
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _ready(self) -> bool:
+        # Everyone who could add a request is already waiting: no point in waiting longer.
+        return len(self.pending) >= self.max_batch or len(self.pending) >= self.active - self.inflight
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.pending:
+                continue
+            deadline = loop.time() + self.window_s
+            while not self._ready() and loop.time() < deadline:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
+                self._wake.clear()
+            await self.slots.acquire()
+            # Episodes that hit their wall-time limit left cancelled futures behind.
+            self.pending = [(r, f) for r, f in self.pending if not f.done()]
+            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+            if not batch:
+                self.slots.release()
+                continue
+            self.inflight += len(batch)
+            task = asyncio.create_task(self._dispatch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            if self.pending:
+                self._wake.set()
+
+    async def _dispatch(self, batch: list[tuple[SampleRequest, asyncio.Future[Sample]]]) -> None:
+        self.batches += 1
+        try:
+            samples = await self.policy.asample([r for r, _ in batch])
+            if len(samples) != len(batch):
+                raise RuntimeError(f"{self.policy!r} returned {len(samples)} samples for "
+                                   f"{len(batch)} requests")
+        except Exception as e:  # noqa: BLE001 - recorded on every episode of the batch
+            samples = [Sample.failed(f"policy call failed: {type(e).__name__}: {e}")] * len(batch)
+        finally:
+            self.inflight -= len(batch)
+            self.slots.release()
+        for (_, fut), s in zip(batch, samples):
+            if not fut.done():
+                fut.set_result(s)
+        self._wake.set()
+
+
+# -- the collector ------------------------------------------------------------------------------
+
+
+class RolloutCollector:
+    """Runs ``config.num_groups x config.group_size`` episodes of ``policy`` on ``config.env_id``.
+
+    Args:
+        policy: Any ``Policy``; policies with ``wants_context`` get an
+            ``EpisodeContext`` (the task) in each request.
+        config: What to collect.
+        env_factory: Makes one env (default: ``agent_envs.make(env_id, **env_kwargs)``);
+            local backend only.
+
+    Example:
+        >>> cfg = RolloutConfig(env_id="python-tool", num_groups=8, group_size=4)
+        >>> episodes = RolloutCollector(OraclePolicy(), cfg).collect()
+    """
+
+    def __init__(self, policy: Policy, config: RolloutConfig,
+                 env_factory: Callable[[], Any] | None = None) -> None:
+        if env_factory is not None and config.backend != "local":
+            raise RolloutConfigError(
+                "env_factory works with backend='local' only; with backend='ray' the actors "
+                "build envs from env_id and env_kwargs (which must be picklable)."
+            )
+        self.policy = policy
+        self.config = config
+        self.env_factory = env_factory
+        self.stats: dict[str, float] = {}
+
+    def collect(self) -> list[Episode]:
+        """Run every episode; returns them ordered by (group, index)."""
+        return asyncio.run(self.acollect())
+
+    async def acollect(self) -> list[Episode]:
+        """Async twin of ``collect``."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        pool, shutdown = await self._make_pool()
+        batcher = _Batcher(self.policy, cfg)
+        batcher_task = asyncio.create_task(batcher.run())
+        sem = asyncio.Semaphore(cfg.concurrency)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.num_episodes, desc=f"rollout {cfg.env_id}", unit="ep",
+                   disable=not cfg.progress, leave=False)
+        done: list[Episode] = []
+
+        async def one(g: int, i: int) -> Episode:
+            async with sem:
+                batcher.active += 1
+                try:
+                    ep = await self._episode(pool, batcher, g, i)
+                finally:
+                    batcher.active -= 1
+                    batcher.poke()
+            done.append(ep)
+            bar.update(1)
+            bar.set_postfix(reward=f"{np.mean([e.reward for e in done]):.3f}",
+                            infra=sum(e.infra for e in done), refresh=False)
+            return ep
+
+        try:
+            episodes = await asyncio.gather(*(one(g, i) for g in range(cfg.num_groups)
+                                              for i in range(cfg.group_size)))
+        finally:
+            bar.close()
+            batcher_task.cancel()
+            await asyncio.gather(batcher_task, return_exceptions=True)
+            await pool.close()
+            await shutdown()
+        self.stats = {"wall_s": time.perf_counter() - t0, "batches": batcher.batches,
+                      "requests": sum(len(e.turns) for e in episodes)}
+        return list(episodes)
+
+    async def _make_pool(self) -> tuple[_EnvPool, Callable[[], Any]]:
+        cfg = self.config
+        if cfg.backend == "ray":
+            from trainers.ray_workers import RayEnvPoolFactory
+
+            factory = RayEnvPoolFactory(cfg.env_id, dict(cfg.env_kwargs), cfg.ray_workers)
+            return _EnvPool(factory.new_handle), factory.ashutdown
+
+        def make_local() -> LocalEnvHandle:
+            if self.env_factory is not None:
+                return LocalEnvHandle(self.env_factory())
+            import agent_envs
+
+            return LocalEnvHandle(agent_envs.make(cfg.env_id, **dict(cfg.env_kwargs)))
+
+        async def nothing() -> None:
+            return None
+
+        return _EnvPool(make_local), nothing
+
+    async def _episode(self, pool: _EnvPool, batcher: _Batcher, g: int, i: int) -> Episode:
+        cfg = self.config
+        env_id = cfg.env_id if "-v" in cfg.env_id else f"{cfg.env_id}-v0"
+        ep = Episode(
+            episode_id=f"g{g}-e{i}", env_id=env_id, env_version=env_id.rsplit("-", 1)[-1],
+            task_id=cfg.task_ids[g % len(cfg.task_ids)] if cfg.task_ids else None,
+            group_id=g, index=i, seed=derive_seed(cfg.seed, "env", g),
+            sample_seed=derive_seed(cfg.seed, "sample", g, i),
+            policy_id=str(self.policy.policy_id), policy_version=str(self.policy.version),
+        )
+        t0 = time.perf_counter()
+        healthy = False
+        handle = None
+        try:
+            handle = await pool.acquire()
+            coro = self._drive(handle, batcher, ep)
+            if cfg.episode_timeout_s is None:
+                await coro
+            else:
+                await asyncio.wait_for(coro, cfg.episode_timeout_s)
+            healthy = ep.infra_error is None
+        except asyncio.TimeoutError:
+            ep.infra_error = (f"episode exceeded the collector's wall-time limit "
+                              f"(episode_timeout_s={cfg.episode_timeout_s})")
+            ep.truncated, ep.truncated_reason = True, "infra"
+        except Exception as e:  # noqa: BLE001 - an env crash flags this episode only
+            tb = traceback.format_exception_only(type(e), e)[-1].strip()
+            ep.infra_error = f"env raised {tb}"
+            ep.truncated, ep.truncated_reason = True, "infra"
+        finally:
+            if handle is not None:
+                await pool.release(handle, healthy)
+        ep.total_s = time.perf_counter() - t0
+        return ep
+
+    async def _drive(self, handle: Any, batcher: _Batcher, ep: Episode) -> None:
+        cfg = self.config
+        options = {"task_id": ep.task_id} if ep.task_id else None
+        t = time.perf_counter()
+        obs, info, task = await handle.reset(ep.seed, options)
+        ep.env_s += time.perf_counter() - t
+        ep.task_id = info.get("task_id", ep.task_id)
+        ep.env_id = info.get("env_id", ep.env_id)
+        ep.env_version = ep.env_id.rsplit("-", 1)[-1]
+        seg = Segment(prompt=list(obs))
+        ep.segments.append(seg)
+        while True:
+            turn_no = len(ep.turns)
+            budget = info.get("max_new_tokens") or cfg.max_tokens
+            params = dataclasses.replace(cfg.sampling, seed=derive_seed(ep.sample_seed, turn_no))
+            ctx = (EpisodeContext(task=task, env_id=ep.env_id, episode_id=ep.episode_id,
+                                  turn=turn_no) if self.policy.wants_context else None)
+            req = SampleRequest(prompt=obs, max_tokens=max(1, min(cfg.max_tokens, int(budget))),
+                                params=params, context=ctx)
+            t = time.perf_counter()
+            sample = await batcher.submit(req)
+            policy_s = time.perf_counter() - t
+            ep.policy_s += policy_s
+            if sample.finish_reason == "error":
+                ep.infra_error = f"policy error: {sample.error}"
+                ep.truncated, ep.truncated_reason = True, "infra"
+                return
+            start, end = seg.add_sampled(sample.token_ids, sample.logprobs)
+            turn = Turn(segment=len(ep.segments) - 1, start=start, end=end,
+                        finish_reason=sample.finish_reason, policy_s=policy_s)
+            ep.turns.append(turn)
+            t = time.perf_counter()
+            new_obs, reward, terminated, truncated, info = await handle.step(sample.token_ids)
+            turn.env_s = time.perf_counter() - t
+            ep.env_s += turn.env_s
+            turn.tool_outcome = _jsonable(info.get("tool_outcome"))
+            turn.model_error = info.get("model_error")
+            if info.get("infra_error"):
+                ep.infra_error = str(info["infra_error"])
+            if terminated or truncated or ep.infra_error:
+                ep.reward = float(reward)
+                ep.reward_components = {k: float(v) for k, v in
+                                        (info.get("reward_components") or {}).items()}
+                ep.terminated, ep.truncated = bool(terminated), bool(truncated)
+                ep.truncated_reason = info.get("truncated_reason")
+                ep.verdict = _jsonable(info.get("verdict"))
+                ep.meta["episode"] = _jsonable(info.get("episode"))
+                return
+            if info.get("new_segment"):
+                seg = Segment(prompt=list(new_obs))
+                ep.segments.append(seg)
+            else:
+                expected = obs + sample.token_ids
+                if new_obs[: len(expected)] != expected:
+                    ep.infra_error = ("env broke the prefix invariant: the observation does not "
+                                      "extend obs + action and new_segment is False")
+                    ep.truncated, ep.truncated_reason = True, "infra"
+                    return
+                seg.add_env(new_obs[len(expected):])
+                turn.env_tokens = len(new_obs) - len(expected)
+            obs = new_obs
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON types (numpy scalars/arrays and dataclasses converted)."""
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _jsonable(dataclasses.asdict(x))
+    return str(x)
+
+
+# -- summaries and the CLI ----------------------------------------------------------------------
+
+
+def summarize(episodes: Sequence[Episode], wall_s: float) -> dict[str, Any]:
+    """Run summary: counts, mean reward, solved fraction, infra count, turns, tokens, rate."""
+    n = len(episodes)
+    ok = [e for e in episodes if not e.infra]
+    errors: dict[str, int] = {}
+    for e in episodes:
+        if e.infra_error:
+            key = e.infra_error[:120]
+            errors[key] = errors.get(key, 0) + 1
+    return {
+        "episodes": n,
+        "mean_reward": float(np.mean([e.reward for e in ok])) if ok else math.nan,
+        "solved_frac": float(np.mean([e.solved for e in ok])) if ok else math.nan,
+        "infra_flagged": n - len(ok),
+        "infra_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+        "turns": sum(len(e.turns) for e in episodes),
+        "tool_calls": sum(1 for e in episodes for t in e.turns if t.tool_outcome),
+        "sampled_tokens": sum(e.num_sampled_tokens for e in episodes),
+        "total_tokens": sum(len(s.prompt) + len(s.completion) for e in episodes
+                            for s in e.segments),
+        "env_s": sum(e.env_s for e in episodes),
+        "policy_s": sum(e.policy_s for e in episodes),
+        "wall_s": wall_s,
+        "episodes_per_s": n / wall_s if wall_s > 0 else math.nan,
+    }
+
+
+def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
+    """Build a policy from a CLI spec.
+
+    Specs: ``oracle``, ``oracle-wrong``, ``http://HOST:PORT`` or
+    ``https://...`` (an OpenAI-compatible completions server; ``model`` names
+    the served model), ``hf:NAME_OR_PATH`` (transformers), ``vllm:NAME_OR_PATH``.
+
+    Raises:
+        RolloutConfigError: An unknown spec, or an HTTP spec without a model.
+    """
+    if spec in ("oracle", "oracle-wrong"):
+        from trainers.policies.oracle import OraclePolicy
+
+        return OraclePolicy(wrong=spec == "oracle-wrong")
+    if spec.startswith(("http://", "https://")):
+        if not model:
+            raise RolloutConfigError(
+                f"policy {spec!r} is a server URL; also pass the served model name "
+                "(--model NAME, as listed by GET /v1/models)."
+            )
+        from trainers.policies.http import OpenAICompletionsPolicy
+
+        return OpenAICompletionsPolicy(spec, model)
+    if spec.startswith("hf:"):
+        from trainers.policies.hf import TransformersPolicy
+
+        return TransformersPolicy.from_pretrained(spec[3:])
+    if spec.startswith("vllm:"):
+        from trainers.policies.vllm import VLLMPolicy
+
+        return VLLMPolicy(spec[5:])
+    raise RolloutConfigError(
+        f"unknown policy spec {spec!r}; use 'oracle', 'oracle-wrong', 'http://HOST:PORT' "
+        "(with a model name), 'hf:NAME_OR_PATH' or 'vllm:NAME_OR_PATH'."
+    )
+
+
+def run_rollout_cli(
+    env_id: str,
+    policy_spec: str | Policy,
+    episodes: int,
+    out: str | Path | None,
+    *,
+    concurrency: int = 32,
+    group_size: int = 1,
+    seed: int = 0,
+    model: str | None = None,
+    max_tokens: int = 4096,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    env_kwargs: Mapping[str, Any] | None = None,
+    backend: Literal["local", "ray"] = "local",
+    ray_workers: int = 2,
+    episode_timeout_s: float | None = 900.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """What ``agent-envs rollout ENV --policy SPEC --episodes N --out FILE`` runs.
+
+    Args:
+        env_id: Env id.
+        policy_spec: A spec for ``policy_from_spec`` or a ``Policy``.
+        episodes: Total episodes; must be a multiple of ``group_size``.
+        out: ``.jsonl``/``.jsonl.gz``/``.parquet`` file to write, or None.
+        concurrency: Episodes at once.
+        group_size: Episodes per task (GRPO G).
+        seed: Base seed.
+        model: Served model name for an HTTP policy.
+        max_tokens: Cap on one completion.
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling threshold.
+        env_kwargs: Passed to ``agent_envs.make``.
+        backend: ``local`` or ``ray``.
+        ray_workers: Ray env-worker actors.
+        episode_timeout_s: Per-episode wall-time limit.
+        progress: Show a progress bar.
+
+    Returns:
+        ``summarize(...)`` plus ``out`` (the file written, or None).
+    """
+    if episodes < 1 or group_size < 1 or episodes % group_size:
+        raise RolloutConfigError(
+            f"--episodes ({episodes}) must be a positive multiple of --group-size "
+            f"({group_size}); e.g. --episodes {max(1, episodes // max(group_size, 1)) * group_size}."
+        )
+    policy = policy_spec if isinstance(policy_spec, Policy) else policy_from_spec(
+        policy_spec, model=model)
+    cfg = RolloutConfig(
+        env_id=env_id, env_kwargs=dict(env_kwargs or {}), num_groups=episodes // group_size,
+        group_size=group_size, concurrency=concurrency, seed=seed, max_tokens=max_tokens,
+        sampling=SamplingParams(temperature=temperature, top_p=top_p), backend=backend,
+        ray_workers=ray_workers, episode_timeout_s=episode_timeout_s, progress=progress,
+    )
+    t0 = time.perf_counter()
+    try:
+        eps = RolloutCollector(policy, cfg).collect()
+    finally:
+        if not isinstance(policy_spec, Policy):
+            policy.close()
+    wall = time.perf_counter() - t0
+    written = save_episodes(eps, out) if out is not None else None
+    summary = summarize(eps, wall)
+    summary["out"] = str(written) if written else None
+    return summary
