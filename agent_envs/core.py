@@ -64,7 +64,7 @@ from gymnasium import spaces
 
 from agent_envs.errors import EnvStateError, InvalidActionError
 from agent_envs.harmony import (
-    VOCAB_SIZE, AnalysisPolicy, HarmonyCodec, ParsedCompletion, get_codec, message_text,
+    END, VOCAB_SIZE, AnalysisPolicy, HarmonyCodec, ParsedCompletion, get_codec, message_text,
 )
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
@@ -109,6 +109,11 @@ class EnvConfig:
         tool_error_penalty: Shaping term added per tool call that errored.
         answer_retries: When a final answer has no extractable answer, ask again
             this many times (a new user turn, so a new segment). 0 = judge as is.
+        cut_completion: What a completion with no stop token (cut by a length
+            limit) does: ``"notice"`` (default) closes it with ``<|end|>``, tells
+            the model it was cut off, and the turn goes on (the token budget
+            still bounds the episode); ``"end"`` ends the episode as truncated
+            (``truncated_reason="length"``).
     """
 
     max_turns: int = 16
@@ -120,6 +125,7 @@ class EnvConfig:
     format_error_penalty: float = 0.0
     tool_error_penalty: float = 0.0
     answer_retries: int = 0
+    cut_completion: Literal["notice", "end"] = "notice"
 
     def __post_init__(self) -> None:
         for name in ("max_turns", "max_tokens"):
@@ -127,6 +133,9 @@ class EnvConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.max_episode_s > 0:
             raise ValueError(f"max_episode_s must be > 0 seconds, got {self.max_episode_s!r}")
+        if self.cut_completion not in ("notice", "end"):
+            raise ValueError(f"cut_completion must be 'notice' or 'end', "
+                             f"got {self.cut_completion!r}")
         if self.answer_retries < 0:
             raise ValueError(f"answer_retries must be >= 0, got {self.answer_retries!r}")
         if self.reasoning_effort not in ("low", "medium", "high"):
@@ -189,7 +198,8 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     verifier (:meth:`verify`) and episode resource hooks.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    # render_fps is meaningless for text, but gymnasium warns without it.
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
     env_id: str = "harmony-v0"
 
     def __init__(self, *, task_source: TaskSource, split: Split = "train",
@@ -347,20 +357,22 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
         self._messages.extend(parsed.messages)
         plan = _Plan(parsed=parsed)
         last = parsed.last
-        if parsed.error is not None:
-            plan.model_error = parsed.error
-            if parsed.truncated:
+        if parsed.truncated:
+            plan.model_error = ("completion was cut before a stop token (length limit)"
+                                if parsed.error is None else parsed.error)
+            if self.config.cut_completion == "end":
                 plan.truncated_reason = "length"
             else:
-                plan.notice = (f"Format error: {parsed.error}. Write each message as "
-                               "<|channel|>analysis|commentary|final<|message|>TEXT, end a tool "
-                               "call with <|call|> and the final answer with <|return|>.")
+                plan.notice = ("Your last message was cut off before it ended (no <|call|> or "
+                               "<|return|>). Keep messages shorter and finish them.")
+            return plan
+        if parsed.error is not None:
+            plan.model_error = parsed.error
+            plan.notice = (f"Format error: {parsed.error}. Write each message as "
+                           "<|channel|>analysis|commentary|final<|message|>TEXT, end a tool "
+                           "call with <|call|> and the final answer with <|return|>.")
             return plan
         assert last is not None
-        if parsed.truncated:
-            plan.truncated_reason = "length"
-            plan.model_error = "completion was cut before a stop token (length limit)"
-            return plan
         if parsed.stop == "return" or (last.channel == "final" and last.recipient is None):
             if last.channel != "final":
                 plan.model_error = f"<|return|> ended a message on channel {last.channel!r}, " \
@@ -407,6 +419,8 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
                 self._messages.append(msg)
                 self._tokens.extend(self.codec.message_tokens_then_assistant(msg))
         elif plan.notice is not None:
+            if plan.parsed.truncated:
+                self._tokens.append(END)  # close the message the model left open
             msg = oh.Message.from_role_and_content(oh.Role.SYSTEM, plan.notice)
             self._messages.append(msg)
             self._tokens.extend(self.codec.message_tokens_then_assistant(msg))

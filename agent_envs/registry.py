@@ -8,6 +8,7 @@ also registered with gymnasium as ``agent_envs/<id>``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import re
@@ -126,4 +127,8 @@ def make(id: str, **kwargs: Any) -> Any:
     """
     env_spec = spec(id)
     cls = env_spec.load()
-    return cls(**{**env_spec.kwargs, **kwargs})
+    merged = {**env_spec.kwargs, **kwargs}
+    env = cls(**merged)
+    # gymnasium tools (check_env, wrappers) read env.spec; give them ours, with these kwargs.
+    env.spec = dataclasses.replace(gymnasium.spec(env_spec.gym_id), kwargs=merged)
+    return env

@@ -18,6 +18,7 @@ Two rules the environments depend on:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -263,8 +264,33 @@ class HarmonyCodec:
     # -- text <-> tokens ------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Encode text, allowing harmony's special tokens (actions given as text)."""
-        return list(self.encoding.encode(text, allowed_special="all"))
+        """Encode text, allowing harmony's special tokens (actions given as text).
+
+        openai-harmony's tokenizer panics (a Rust stack overflow in its split
+        regex) on very long runs such as a megabyte of ``#``; those texts are
+        encoded in chunks instead, which can tokenize chunk edges differently
+        but never fails.
+        """
+        try:
+            return list(self.encoding.encode(text, allowed_special="all"))
+        except BaseException as e:  # pyo3's PanicException derives from BaseException
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            return self._encode_chunked(text)
+
+    def _encode_chunked(self, text: str, chunk: int = 4096) -> list[int]:
+        specials = sorted(self.encoding.special_tokens_set, key=len, reverse=True)
+        pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
+        out: list[int] = []
+        for piece in pattern.split(text):
+            if not piece:
+                continue
+            if piece in self.encoding.special_tokens_set:
+                out.extend(self.encoding.encode(piece, allowed_special="all"))
+                continue
+            for i in range(0, len(piece), chunk):
+                out.extend(self.encoding.encode(piece[i:i + chunk], disallowed_special=()))
+        return out
 
     def decode(self, tokens: Sequence[int] | np.ndarray) -> str:
         """Decode tolerantly: invalid ids and broken UTF-8 never raise."""

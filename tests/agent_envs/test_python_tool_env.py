@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+import asyncio
+import re
+
+import gymnasium
+import numpy as np
+import openai_harmony as oh
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_envs
+from agent_envs import EnvStateError, InvalidActionError, UnknownEnvError
+from agent_envs.harmony import CALL, RETURN, get_codec, message_text
+from agent_envs.oracle import Oracle
+from sandboxes import Limits, make_sandbox
+
+
+@pytest.fixture
+def env():
+    e = agent_envs.make("python-tool", difficulty=1, call_timeout_s=5.0)
+    yield e
+    e.close()
+
+
+def _same_message(a: oh.Message, b: oh.Message) -> bool:
+    # Parsing gives system/developer content back as text, so compare what each renders to.
+    codec = get_codec()
+    return (a.author.role == b.author.role and a.author.name == b.author.name
+            and a.channel == b.channel and a.recipient == b.recipient
+            and codec.render_message(a) == codec.render_message(b))
+
+
+def run_oracle(env, seed, oracle=None):
+    """Run one oracle episode, checking prefix extension at every step."""
+    oracle = oracle or Oracle()
+    obs, info = env.reset(seed=seed)
+    steps = []
+    while True:
+        action = oracle.act(obs, env.task)
+        nxt, reward, term, trunc, info = env.step(action)
+        if not info["new_segment"]:
+            assert np.array_equal(nxt[: len(obs) + len(action)],
+                                  np.concatenate([obs, np.asarray(action, dtype=np.int32)]))
+            assert len(nxt) == len(obs) + len(action) + info["env_token_count"]
+        steps.append(info)
+        obs = nxt
+        if term or trunc:
+            return obs, reward, term, trunc, info, steps
+
+
+@pytest.mark.parametrize("env_spec", agent_envs.list_envs(), ids=lambda s: s.id)
+def test_check_env_passes_for_every_registered_id(env_spec):
+    e = agent_envs.make(env_spec.id)
+    try:
+        check_env(e, skip_render_check=False)
+    finally:
+        e.close()
+
+
+def test_gymnasium_make_by_namespaced_id():
+    e = gymnasium.make("agent_envs/python-tool-v0", difficulty=1)
+    try:
+        obs, info = e.reset(seed=3)
+        assert obs.dtype == np.int32 and info["env_id"] == "python-tool-v0"
+        assert tuple(obs[-2:]) == get_codec().assistant_header
+    finally:
+        e.close()
+
+
+def test_seeded_resets_are_reproducible(env):
+    a, ia = env.reset(seed=11)
+    b, ib = env.reset(seed=11)
+    c, ic = env.reset(seed=12)
+    assert np.array_equal(a, b) and ia["task_id"] == ib["task_id"]
+    assert ic["task_id"] != ia["task_id"]
+    d, _ = env.reset(options={"task_id": ia["task_id"]})
+    assert np.array_equal(a, d)
+
+
+def test_oracle_episode_token_stream_parses_back_to_the_envs_messages(env):
+    obs, reward, term, trunc, info, steps = run_oracle(env, seed=5)
+    assert term and not trunc and reward == 1.0
+    parsed = get_codec().parse_conversation(obs)
+    assert len(parsed) == len(env.messages)
+    assert all(_same_message(p, m) for p, m in zip(parsed, env.messages))
+    roles = [(m.author.role.value, m.channel, m.recipient) for m in parsed]
+    assert ("tool", "analysis", "assistant") in roles
+    assert roles[-1] == ("assistant", "final", None)
+    assert steps[0]["tool_outcome"]["ok"] and steps[0]["tool_calls"] == 1
+    assert info["verdict"]["correct"] and info["reward_components"] == {"correct": 1.0}
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+def test_oracle_solves_procedural_tasks_through_the_real_sandbox(difficulty):
+    e = agent_envs.make("python-tool", difficulty=difficulty)
+    try:
+        results = [run_oracle(e, seed)[1:] for seed in range(40)]
+    finally:
+        e.close()
+    solved = sum(r[0] == 1.0 for r in results)
+    assert all(r[-2]["infra_error"] is None for r in results)
+    assert solved >= 39, [r[3]["verdict"] for r in results if r[0] != 1.0]
+
+
+def test_wrong_answer_gets_zero(env):
+    *_, reward, term, trunc, info, _ = run_oracle(env, seed=5, oracle=Oracle(wrong=True))
+    assert term and reward == 0.0 and info["verdict"]["correct"] is False
+
+
+def _step_text(env, text):
+    obs, info = env.reset(seed=1)
+    out = env.step(text)
+    assert np.array_equal(out[0][: len(obs)], obs)
+    return out
+
+
+def test_bad_header_is_an_observation(env):
+    obs, reward, term, trunc, info = _step_text(env, "hello there<|call|>")
+    assert not term and not trunc and "malformed harmony" in info["model_error"]
+    # The model's broken header stays in the stream (never re-encoded); the notice follows it.
+    text = get_codec().decode(obs)
+    assert text.endswith("<|start|>assistanthello there<|call|><|start|>system<|message|>"
+                         f"Format error: {info['model_error']}. Write each message as "
+                         "<|channel|>analysis|commentary|final<|message|>TEXT, end a tool call "
+                         "with <|call|> and the final answer with <|return|>.<|end|>"
+                         "<|start|>assistant")
+
+
+def test_unknown_recipient_is_an_observation(env):
+    obs, reward, term, trunc, info = _step_text(
+        env, '<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{}<|call|>')
+    assert not term and not trunc
+    assert info["tool_outcome"]["ok"] is False
+    assert "unknown recipient 'functions.lookup'" == info["tool_outcome"]["error"]
+    last = get_codec().parse_conversation(obs)[-1]
+    assert last.author.name == "functions.lookup" and "Available tools: python" in message_text(last)
+
+
+def test_non_stop_ending_is_closed_and_noticed(env):
+    obs, reward, term, trunc, info = _step_text(env, "<|channel|>analysis<|message|>let me think")
+    assert not term and not trunc and "cut before a stop token" in info["model_error"]
+    text = get_codec().decode(obs)
+    assert text.endswith("let me think<|end|><|start|>system<|message|>Your last message was cut "
+                         "off before it ended (no <|call|> or <|return|>). Keep messages shorter "
+                         "and finish them.<|end|><|start|>assistant")
+    # the stream is still valid harmony
+    assert message_text(get_codec().parse_conversation(obs)[-2]) == "let me think"
+
+
+def test_non_stop_ending_can_end_the_episode():
+    e = agent_envs.make("python-tool", cut_completion="end")
+    try:
+        e.reset(seed=1)
+        _, reward, term, trunc, info = e.step("<|channel|>analysis<|message|>let me think")
+        assert trunc and not term and info["truncated_reason"] == "length" and reward == 0.0
+        with pytest.raises(EnvStateError, match=re.escape("call reset()")):
+            e.step("<|channel|>final<|message|>1<|return|>")
+    finally:
+        e.close()
+
+
+def test_binary_garbage_tokens_are_an_observation(env):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        obs, _ = env.reset(seed=2)
+        action = np.append(rng.integers(0, 201088, size=64), CALL).astype(np.int64)
+        nxt, reward, term, trunc, info = env.step(action)
+        assert info["model_error"] and not term
+        assert np.array_equal(nxt[: len(obs) + len(action)], np.concatenate([obs, action]))
+
+
+def test_megabyte_code_cell_is_refused_not_run(env):
+    code = "x = 1\n" + "#" * (1 << 20)
+    obs, reward, term, trunc, info = _step_text(
+        env, f"<|channel|>analysis to=python code<|message|>{code}<|call|>")
+    assert not term and not trunc
+    assert info["tool_outcome"]["ok"] is False and "too large" in info["tool_outcome"]["error"]
+    assert "are not run" in message_text(get_codec().parse_conversation(obs)[-1])
+
+
+def test_infinite_loop_is_killed_and_the_next_call_gets_a_fresh_session():
+    e = agent_envs.make("python-tool", call_timeout_s=1.0)
+    try:
+        e.reset(seed=1)
+        _, _, term, trunc, info = e.step(
+            "<|channel|>analysis to=python code<|message|>x = 5\nwhile True: pass<|call|>")
+        assert not term and not trunc
+        assert info["tool_outcome"]["timed_out"] and "timed out" in info["tool_outcome"]["error"]
+        obs, _, _, _, info = e.step(
+            "<|channel|>analysis to=python code<|message|>print('alive'); 'x' in dir()<|call|>")
+        out = message_text(get_codec().parse_conversation(obs)[-1])
+        assert info["tool_outcome"]["ok"] and "alive" in out and "False" in out
+    finally:
+        e.close()
+
+
+def test_state_persists_and_errors_show_the_traceback_tail(env):
+    env.reset(seed=1)
+    env.step("<|channel|>analysis to=python code<|message|>import math\nv = math.factorial(5)"
+             "<|call|>")
+    obs, *_, info = env.step("<|channel|>analysis to=python code<|message|>v + 1<|call|>")
+    assert message_text(get_codec().parse_conversation(obs)[-1]).strip() == "121"
+    obs, *_, info = env.step("<|channel|>analysis to=python code<|message|>1/0<|call|>")
+    assert info["tool_outcome"]["ok"] is False
+    assert "ZeroDivisionError" in info["tool_outcome"]["error"]
+    assert "ZeroDivisionError" in message_text(get_codec().parse_conversation(obs)[-1])
+
+
+def test_text_and_token_actions_are_equivalent(env):
+    text = "<|channel|>analysis to=python code<|message|>6*7<|call|>"
+    env.reset(seed=4)
+    a = env.step(text)[0]
+    env.reset(seed=4)
+    b = env.step(get_codec().encode(text))[0]
+    assert np.array_equal(a, b)
+
+
+def test_caller_type_errors_raise(env):
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="found 1.5 of type float"):
+        env.step([1, 1.5])
+    with pytest.raises(InvalidActionError, match="got dict"):
+        env.step({"tokens": [1]})
+    with pytest.raises(InvalidActionError, match="1-D integer"):
+        env.step(np.zeros((2, 2), dtype=np.int32))
+
+
+def test_step_before_reset_raises():
+    e = agent_envs.make("python-tool")
+    with pytest.raises(EnvStateError, match="before reset"):
+        e.step("<|channel|>final<|message|>1<|return|>")
+
+
+def test_turn_budget_truncates():
+    e = agent_envs.make("python-tool", max_turns=2)
+    try:
+        e.reset(seed=0)
+        call = "<|channel|>analysis to=python code<|message|>1<|call|>"
+        assert e.step(call)[3] is False
+        _, reward, term, trunc, info = e.step(call)
+        assert trunc and not term and info["truncated_reason"] == "turns" and reward == 0.0
+        assert info["episode"]["tool_calls"] == 2
+    finally:
+        e.close()
+
+
+def test_token_budget_truncates_and_reports_room_left():
+    e = agent_envs.make("python-tool", max_tokens=400)
+    try:
+        obs, info = e.reset(seed=0)
+        assert info["max_new_tokens"] == 400 - len(obs)
+        _, _, term, trunc, info = e.step(
+            "<|channel|>analysis to=python code<|message|>print('a' * 3000)<|call|>")
+        assert trunc and info["truncated_reason"] == "tokens"
+    finally:
+        e.close()
+
+
+def test_infra_fault_is_flagged_not_scored():
+    sandbox = make_sandbox("local", limits=Limits(timeout_s=5))
+    sandbox.close()  # a sandbox that can no longer open sessions
+    e = agent_envs.make("python-tool", sandbox_instance=sandbox)
+    try:
+        e.reset(seed=0)
+        _, reward, term, trunc, info = e.step(
+            "<|channel|>analysis to=python code<|message|>1<|call|>")
+        assert trunc and not term and info["truncated_reason"] == "infra"
+        assert info["infra_error"] and info["tool_outcome"]["ok"] is False
+    finally:
+        e.close()
+
+
+def test_answer_retry_starts_a_new_segment():
+    e = agent_envs.make("python-tool", answer_retries=1)
+    try:
+        obs, _ = e.reset(seed=3)
+        nxt, reward, term, trunc, info = e.step(
+            "<|channel|>analysis<|message|>hmm<|end|><|start|>assistant<|channel|>final"
+            "<|message|>I am not sure.<|return|>")
+        assert not term and not trunc and info["new_segment"] and info["segment"] == 1
+        text = get_codec().decode(nxt)
+        assert "I am not sure.<|end|>" in text and "<|return|>" not in text
+        assert "hmm" not in text  # analysis of the finished turn is dropped
+        assert "State it once more" in text
+        final = f"<|channel|>final<|message|>\\boxed{{{e.task.answer}}}<|return|>"
+        _, reward, term, _, info = e.step(final)
+        assert term and reward == 1.0 and info["episode"]["segments"] == 2
+    finally:
+        e.close()
+
+
+def test_end_token_stop_lets_the_turn_continue(env):
+    obs, _ = env.reset(seed=0)
+    nxt, _, term, trunc, info = env.step("<|channel|>analysis<|message|>thinking<|end|>")
+    assert not term and not trunc and info["model_error"] is None
+    assert tuple(nxt[-2:]) == get_codec().assistant_header
+
+
+def test_async_twins_match_sync():
+    async def go():
+        e = agent_envs.make("python-tool")
+        try:
+            obs, _ = await e.areset(seed=9)
+            oracle = Oracle()
+            while True:
+                obs, reward, term, trunc, info = await e.astep(oracle.act(obs, e.task))
+                if term or trunc:
+                    return obs, reward
+        finally:
+            await e.aclose()
+
+    obs_async, reward = asyncio.run(go())
+    e = agent_envs.make("python-tool")
+    try:
+        obs_sync, r2, *_ = run_oracle(e, seed=9)
+    finally:
+        e.close()
+    assert reward == r2 == 1.0 and np.array_equal(obs_async, obs_sync)
+
+
+def test_many_concurrent_async_episodes():
+    async def one(seed):
+        e = agent_envs.make("python-tool")
+        try:
+            obs, _ = await e.areset(seed=seed)
+            oracle = Oracle()
+            while True:
+                obs, reward, term, trunc, info = await e.astep(oracle.act(obs, e.task))
+                if term or trunc:
+                    return reward, info["infra_error"]
+        finally:
+            await e.aclose()
+
+    async def go():
+        return await asyncio.gather(*(one(s) for s in range(24)))
+
+    results = asyncio.run(go())
+    assert all(err is None for _, err in results)
+    assert sum(r for r, _ in results) >= 23
+
+
+def test_unknown_ids_and_kwargs_get_suggestions():
+    with pytest.raises(UnknownEnvError, match=re.escape("Did you mean 'python-tool'")):
+        agent_envs.make("python-tol")
+    with pytest.raises(TypeError, match=re.escape("did you mean 'call_timeout_s'")):
+        agent_envs.make("python-tool", call_timeout=3)
+    assert agent_envs.spec("python-tool").id == "python-tool-v0"
+    assert agent_envs.spec("agent_envs/python-tool-v0").id == "python-tool-v0"
+    with pytest.raises(ValueError, match="already registered"):
+        agent_envs.register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv")
+    with pytest.raises(ValueError, match="must look like 'name-vN'"):
+        agent_envs.register("PythonTool", "x:y")
+
+
+def test_render_ansi_transcript():
+    e = agent_envs.make("python-tool", render_mode="ansi")
+    try:
+        run_oracle(e, seed=2)
+        text = e.render()
+        assert "user:" in text and "assistant [analysis] -> python:" in text
+        assert "tool/python [analysis] -> assistant:" in text and "assistant [final]:" in text
+    finally:
+        e.close()
