@@ -27,7 +27,9 @@ JSON (an object). The first frame on a new connection to the socket decides what
   to ``wait_s`` for a dying session to be reaped; ``{"op": "ping"}`` -> ``{"ok", "sessions"}``;
   ``{"op": "shutdown"}`` kills every session and exits.
 
-The host never has to signal a pid itself (it may live in another PID namespace); killing goes
+The zygote keeps ``--spares`` session processes pre-forked (namespaces made, /proc mounted) and
+hands a new connection to one of them over a socketpair (SCM_RIGHTS), then forks a replacement
+while idle. The host never has to signal a pid itself (it may live in another PID namespace); killing goes
 through the control connection. Sessions: own session/process group (setsid), private scratch
 dir as cwd and HOME (deleted when the session ends), scrubbed environment, rlimits set in the
 child after fork, stdout/stderr captured at both the Python and the file-descriptor level into
@@ -326,15 +328,34 @@ def _format_traceback(e: BaseException, max_lines: int = 12) -> str:
     return "\n".join(lines)
 
 
+def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
+    """A pre-forked session process: set up namespaces, then wait for a connection. No return."""
+    try:
+        pid = _outer_pid()  # before /proc is replaced by this namespace's
+        os.setsid()
+        if mount_ns:
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            if cfg["features"].get("uid_drop"):
+                _reveal(cfg.get("reveals", {}))
+        send_frame(gs, {"pid": pid})
+        msg, fds, _, _ = socket.recv_fds(gs, 1 << 20, 1)
+        if not fds:
+            os._exit(0)  # the zygote went away
+        req = json.loads(msg)
+        fd = os.dup2(fds[0], SESSION_FD)
+        os.close(fds[0])
+        gs.close()
+        conn = socket.socket(fileno=fd)
+        conn.set_inheritable(False)
+    except BaseException:  # noqa: BLE001
+        os._exit(1)
+    _session_main(conn, req["sid"], req["limits"], cfg, req["uid"], req["scratch"], pid)
+
+
 def _session_setup(conn: socket.socket, sid: str, limits: dict, cfg: dict, uid: int | None,
                    scratch: str) -> Cell:
     feats = cfg["features"]
-    os.setsid()
-    if feats.get("mount_ns"):
-        mount("none", "/", None, MS_REC | MS_PRIVATE)
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if uid is not None:
-            _reveal(cfg.get("reveals", {}))
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -422,11 +443,10 @@ def _outer_pid() -> int:
 
 
 def _session_main(conn: socket.socket, sid: str, limits: dict, cfg: dict, uid: int | None,
-                  scratch: str) -> None:
+                  scratch: str, pid: int) -> None:
     """Runs in the forked session process; never returns."""
     code = 0
     try:
-        pid = _outer_pid()  # before /proc is replaced by this namespace's
         try:
             cell = _session_setup(conn, sid, limits, cfg, uid, scratch)
         except Exception as e:  # noqa: BLE001
@@ -464,6 +484,8 @@ class Zygote:
         self.next_uid = 0
         self.features: dict = {}
         self.reveals: dict[str, list[str]] = {}
+        self.spares: list[tuple[int, socket.socket]] = []
+        self.spare_target = args.spares
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -525,6 +547,37 @@ class Zygote:
         return flags
 
     # -- sessions
+    def _spawn(self, flags: int) -> tuple[int, socket.socket]:
+        """Fork a spare session process (namespaces entered, /proc mounted) that waits for work.
+
+        Returns its pid and the zygote's end of a socketpair over which it gets its connection.
+        """
+        zs, gs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # ---- intermediate child C (becomes the session unless a PID ns is made)
+            try:
+                zs.close()
+                self._child_reset(keep=gs.fileno())
+                if flags:
+                    self._enter_namespaces(self.features["ns_mode"], flags)
+                if flags & CLONE_NEWPID and os.fork() != 0:
+                    os._exit(0)  # C is done: the session G is PID 1 of the new namespace
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+            _spare_main(gs, {"features": self.features, "reveals": self.reveals},
+                        bool(flags & CLONE_NEWNS))
+        gs.close()
+        if flags & CLONE_NEWPID:
+            self.helpers.add(pid)
+        zs.settimeout(10.0)
+        try:
+            gpid = int(recv_frame(zs)["pid"])
+        except (OSError, EOFError, ValueError, KeyError) as e:
+            zs.close()
+            raise OSError(f"a new session process did not report in ({e})") from e
+        zs.settimeout(None)
+        return gpid, zs
+
     def open_session(self, conn: socket.socket, req: dict) -> None:
         sid = str(req.get("sid") or uuid.uuid4().hex[:12])
         if sid in self.sessions or not sid.replace("-", "").replace("_", "").isalnum():
@@ -542,59 +595,46 @@ class Zygote:
         flags = self.ns_flags()
         if limits.get("network"):
             flags &= ~CLONE_NEWNET
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # ---- intermediate child C (becomes the session unless a PID ns is made)
+        payload = json.dumps({"sid": sid, "limits": limits, "uid": uid,
+                              "scratch": scratch}).encode()
+        for _ in range(len(self.spares) + 1):
+            if flags == self.ns_flags() and self.spares:
+                gpid, zs = self.spares.pop(0)
+            else:
+                gpid, zs = self._spawn(flags)
             try:
-                os.close(r)
-                self._child_reset(conn)
-                if flags:
-                    self._enter_namespaces(self.features["ns_mode"], flags)
-                if flags & CLONE_NEWPID and os.fork() != 0:
-                    # C: the session G was just forked as PID 1 of the new namespace.
-                    os._exit(0)
-                os.close(w) if not flags & CLONE_NEWPID else None
-            except BaseException as e:  # noqa: BLE001
-                try:
-                    send_frame(conn, {"ok": False, "error": f"fork failed: {type(e).__name__}: {e}"})
-                finally:
-                    os._exit(1)
-            # ---- the session G
-            if flags & CLONE_NEWPID:
-                os.write(w, str(_outer_pid()).encode())
-                os.close(w)
-            fd = os.dup2(conn.fileno(), SESSION_FD)
-            conn.close()
-            sock = socket.socket(fileno=fd)
-            sock.set_inheritable(False)
-            _session_main(sock, sid, limits, {"features": self.features, "reveals": self.reveals},
-                          uid, scratch)
-        os.close(w)
+                socket.send_fds(zs, [payload], [conn.fileno()])
+                break
+            except OSError:
+                continue  # that spare died; try the next or a fresh one
+            finally:
+                zs.close()
+        else:
+            raise OSError("no session process could take the connection")
         conn.close()
-        spid = pid
-        if flags & CLONE_NEWPID:
-            data = b""
-            while True:
-                chunk = os.read(r, 32)
-                if not chunk:
-                    break
-                data += chunk
-            self.helpers.add(pid)
-            spid = int(data) if data else 0
-        os.close(r)
-        if spid:
-            self.sessions[sid] = {"pid": spid, "scratch": scratch, "uid": uid}
-            self.by_pid[spid] = sid
+        self.sessions[sid] = {"pid": gpid, "scratch": scratch, "uid": uid}
+        self.by_pid[gpid] = sid
 
-    def _child_reset(self, conn: socket.socket) -> None:
+    def refill(self) -> None:
+        """Keep ``spare_target`` pre-forked sessions ready, so ``open`` only hands one over."""
+        try:
+            self.spares.append(self._spawn(self.ns_flags()))
+        except OSError as e:
+            print(f"zygote: cannot pre-fork spare sessions, disabling them: {e}",
+                  file=sys.stderr, flush=True)
+            self.spare_target = 0
+
+    def _child_reset(self, keep: int) -> None:
         signal.set_wakeup_fd(-1)
         os.close(self._wake_w)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for fobj in list(self.sel.get_map().values()):
-            if fobj.fd != conn.fileno():
+        fds = [fobj.fd for fobj in self.sel.get_map().values()]
+        fds += [zs.fileno() for _, zs in self.spares]
+        for fd in fds:
+            if fd != keep:
                 try:
-                    os.close(fobj.fd)
+                    os.close(fd)
                 except OSError:
                     pass
 
@@ -697,7 +737,12 @@ class Zygote:
                           "python": sys.version.split()[0]}), flush=True)
         try:
             while True:
-                for key, _ in sel.select():
+                need = len(self.spares) < self.spare_target
+                events = sel.select(0.0 if need else None)
+                if not events and need:
+                    self.refill()
+                    continue
+                for key, _ in events:
                     tag = key.data
                     if tag == "listen":
                         conn, _ = listener.accept()
@@ -745,6 +790,14 @@ class Zygote:
             conn.close()
 
     def shutdown(self) -> None:
+        for pid, zs in self.spares:
+            zs.close()
+            for fn in (os.kill, os.killpg):
+                try:
+                    fn(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.spares.clear()
         for sid in list(self.sessions):
             self.kill(sid)
         deadline = time.monotonic() + 2.0
@@ -766,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preimport", action="append", default=[], help="module to import warm")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")
     p.add_argument("--no-namespaces", action="store_true", help="skip namespace isolation")
+    p.add_argument("--spares", type=int, default=2, help="pre-forked sessions kept ready")
     args = p.parse_args(argv)
     for var in THREAD_VARS:
         os.environ[var] = "1"

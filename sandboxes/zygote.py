@@ -60,13 +60,18 @@ class ZygoteSandbox(Sandbox):
         preimports: Modules the zygote imports once so sessions start warm (e.g.
             ``("numpy", "sympy")``); BLAS thread counts are pinned to 1 first.
         startup_timeout_s: How long to wait for the zygote (and its preimports) to start.
+        spares: Sessions the zygote keeps pre-forked (namespaces already made), so that
+            ``open`` only hands one over; 0 forks on demand.
     """
 
     name = "zygote"
 
     def __init__(self, *, limits: Limits | None = None, preimports: Sequence[str] = (),
-                 startup_timeout_s: float = 60.0) -> None:
+                 startup_timeout_s: float = 60.0, spares: int = 2) -> None:
         self.limits = limits or Limits()
+        if spares < 0:
+            raise ValueError(f"spares must be >= 0, got {spares!r}.")
+        self.spares = spares
         self.preimports = tuple(preimports)
         self._sessions: set[ZygoteSession] = set()
         self._lock = threading.Lock()
@@ -96,7 +101,8 @@ class ZygoteSandbox(Sandbox):
     # -- for subclasses
     def _server_args(self, socket_path: str, scratch_root: str) -> list[str]:
         """Arguments after the server path (socket, scratch root, preimports)."""
-        args = ["--socket", socket_path, "--scratch-root", scratch_root, "--watch-stdin"]
+        args = ["--socket", socket_path, "--scratch-root", scratch_root, "--watch-stdin",
+                "--spares", str(self.spares)]
         for mod in self.preimports:
             args += ["--preimport", mod]
         return args

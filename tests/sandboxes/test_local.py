@@ -191,11 +191,11 @@ def test_file_size_limit(local_sandbox):
 def test_close_kills_the_process_tree_and_is_idempotent(local_sandbox):
     s = local_sandbox.open()
     s.run("import subprocess\np = subprocess.Popen(['sleep', '60'])")
-    before = descendants(local_sandbox.zygote_pid)
-    assert len(before) >= 2  # the session and its sleep
+    tree = descendants(s.info["pid"]) | {s.info["pid"]}
+    assert len(tree) >= 2  # the session and its sleep
     s.close()
     s.close()
-    assert wait_until(lambda: not (descendants(local_sandbox.zygote_pid) & before))
+    assert wait_until(lambda: not any(pid_alive(p) for p in tree))
     with pytest.raises(SessionDead, match="was closed"):
         s.run("1")
 
