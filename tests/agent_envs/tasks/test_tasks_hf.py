@@ -1,0 +1,125 @@
+"""GSM8K and MATH loaders, run through the real ``datasets`` code on small local files.
+
+No network: HF_DATASETS_OFFLINE/HF_HUB_OFFLINE are set before ``datasets`` is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+from agent_envs.errors import DatasetError  # noqa: E402
+from agent_envs.tasks import check_answer, load_gsm8k, load_math, make_task_source  # noqa: E402
+
+pytest.importorskip("datasets")
+
+GSM8K_ROWS = [
+    {"question": "Tom has 3 apples and buys 4 more. How many?",
+     "answer": "3 + 4 = <<3+4=7>>7\n#### 7"},
+    {"question": "A farm sells 1,250 eggs a day. How many in two days?",
+     "answer": "1250 * 2 = <<1250*2=2500>>2500\n#### 2,500"},
+    {"question": "Owes $5 and pays $8. Net?", "answer": "5 - 8 = -3\n#### -3"},
+]
+
+MATH_ROWS = [
+    {"problem": "What is $1+1$?", "solution": "Clearly $1+1=\\boxed{2}$.",
+     "level": "Level 1", "type": "Prealgebra"},
+    {"problem": "Compute $\\frac{6}{8}$ in lowest terms.",
+     "solution": "Divide by 2: $\\boxed{\\dfrac{3}{4}}$.", "level": "Level 2", "type": "Algebra"},
+    {"problem": "Find $\\sin 60^\\circ$.", "solution": "It is $\\boxed{\\frac{\\sqrt{3}}{2}}$.",
+     "level": "Level 3", "type": "Precalculus"},
+    {"problem": "Solve for the pair.", "solution": "So $(x,y)=\\boxed{(1, 2)}$.",
+     "level": "Level ?", "type": "Algebra"},
+    {"problem": "No box here.", "solution": "The answer is 5.", "level": "Level 1",
+     "type": "Algebra"},
+    {"problem": "A decimal.", "solution": "We get $\\boxed{0.5}$.", "level": "Level 5",
+     "type": "Algebra"},
+]
+
+
+def jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_gsm8k_from_jsonl(tmp_path: Path) -> None:
+    files = jsonl(tmp_path / "gsm8k_test.jsonl", GSM8K_ROWS)
+    source = load_gsm8k("test", data_files=str(files), cache_dir=str(tmp_path / "cache"))
+    assert len(source) == 3 and source.name == "gsm8k"
+    tasks = list(source)
+    assert [t.answer for t in tasks] == ["7", "2500", "-3"]
+    assert {t.answer_kind for t in tasks} == {"int"}
+    assert [t.id for t in tasks] == ["gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/2"]
+    assert tasks[1].prompt == GSM8K_ROWS[1]["question"] and tasks[1].split == "test"
+    assert source.get("gsm8k/test/1") == tasks[1]
+    assert source.sample(4, "test") == source.sample(4, "test")
+    assert check_answer("So the answer is 2,500 eggs.", tasks[1]).correct
+    assert not check_answer("\\boxed{2499}", tasks[1]).correct
+    with pytest.raises(DatasetError, match=r"only the 'test' split.*load_gsm8k\(split='train'\)"):
+        source.sample(0, "train")
+
+
+def test_gsm8k_from_parquet_and_make_task_source(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    files = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(GSM8K_ROWS), files)
+    source = make_task_source("gsm8k:train", data_files=[files], cache_dir=str(tmp_path / "c"))
+    assert [t.answer for t in source] == ["7", "2500", "-3"]
+    assert all(t.split == "train" for t in source)
+
+
+def test_gsm8k_bad_rows(tmp_path: Path) -> None:
+    files = jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "no marker"}])
+    with pytest.raises(DatasetError, match=r"GSM8K test row 0: the answer field has no '####"):
+        load_gsm8k(data_files=files, cache_dir=str(tmp_path / "cache"))
+    wrong_cols = jsonl(tmp_path / "cols.jsonl", [{"q": "x", "a": "#### 1"}])
+    with pytest.raises(DatasetError, match=r"missing \['question', 'answer'\]"):
+        load_gsm8k(data_files=wrong_cols, cache_dir=str(tmp_path / "cache2"))
+    with pytest.raises(DatasetError, match="cannot tell the format of data file"):
+        load_gsm8k(data_files=tmp_path / "data.txt")
+
+
+def test_math_from_jsonl(tmp_path: Path) -> None:
+    files = jsonl(tmp_path / "math.jsonl", MATH_ROWS)
+    source = load_math("test", data_files=files, cache_dir=str(tmp_path / "cache"))
+    assert source.skipped == 1 and len(source) == 5
+    by_problem = {t.prompt: t for t in source}
+    two = by_problem["What is $1+1$?"]
+    assert (two.answer, two.answer_kind, two.difficulty) == ("2", "int", 1)
+    frac = by_problem["Compute $\\frac{6}{8}$ in lowest terms."]
+    assert (frac.answer, frac.answer_kind) == ("3/4", "fraction")
+    assert check_answer("$\\frac{3}{4}$", frac).correct and check_answer("0.75", frac).correct
+    assert not check_answer("0.7", frac).correct
+    root = by_problem["Find $\\sin 60^\\circ$."]
+    assert (root.answer, root.answer_kind) == ("\\frac{\\sqrt{3}}{2}", "str")
+    assert check_answer("\\boxed{\\dfrac{\\sqrt{3}}{2}}", root).correct
+    assert not check_answer("\\boxed{\\frac{\\sqrt{2}}{2}}", root).correct
+    pair = by_problem["Solve for the pair."]
+    assert (pair.difficulty, pair.meta["type"]) == (0, "Algebra")
+    assert check_answer("\\boxed{(1,2)}", pair).correct
+    half = by_problem["A decimal."]
+    assert (half.answer, half.answer_kind) == ("1/2", "fraction")
+    assert [t.id for t in source][-1] == "math/test/5"  # ids keep the original row numbers
+
+
+def test_missing_datasets_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(DatasetError, match=r"pip install 'agent-envs\[data\]'"):
+        load_gsm8k(data_files=jsonl(tmp_path / "g.jsonl", GSM8K_ROWS))
+
+
+def test_hub_load_offline_is_a_dataset_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"could not load GSM8K \(openai/gsm8k/main.*data_files="):
+        load_gsm8k("test", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match="unknown MATH subjects"):
+        load_math("test", subjects=["alchemy"])
+    with pytest.raises(DatasetError, match="split must be 'train' or 'test', got 'dev'"):
+        load_math("dev")  # type: ignore[arg-type]
