@@ -489,6 +489,9 @@ class Zygote:
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
+        if self.is_root:
+            # Root in a user namespace that maps only uid 0 cannot switch to other uids.
+            self.is_root = self._try_child(lambda: (os.setgid(UID_BASE), os.setuid(UID_BASE)))
         attempts = []
         if self.is_root:
             attempts.append(("root", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET))
@@ -819,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preimport", action="append", default=[], help="module to import warm")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")
     p.add_argument("--no-namespaces", action="store_true", help="skip namespace isolation")
+    p.add_argument("--skip-netns", action="store_true",
+                   help="no per-session network namespace: the outer jail already has none")
     p.add_argument("--spares", type=int, default=2, help="pre-forked sessions kept ready")
     args = p.parse_args(argv)
     for var in THREAD_VARS:
@@ -839,6 +844,9 @@ def main(argv: list[str] | None = None) -> int:
     z.features = ({"ns_mode": None, "user_ns": False, "pid_ns": False, "mount_ns": False,
                    "net_ns": False, "uid_drop": z.is_root}
                   if args.no_namespaces else z.probe())
+    if args.skip_netns and z.features.get("net_ns"):
+        z.features.update(net_ns=False, net_outer=True)
+        z.features.pop("ns_flags", None) if z.features.get("pid_ns") else None
     if z.features.get("uid_drop") and z.features.get("mount_ns"):
         z.reveals = python_reveals()
     import gc

@@ -42,7 +42,9 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
     else:
         notes.append("no PID namespace: the timeout kills the session's process group, which "
                      "a child that calls setsid() can leave")
-    if not features.get("net_ns"):
+    if features.get("net_outer"):
+        notes.append("network: the jail has its own network namespace with no interfaces")
+    elif not features.get("net_ns"):
         notes.append("NO network isolation: the kernel refused a network namespace")
     if jail is None:
         notes.append("no filesystem jail: world-readable host files (e.g. under /tmp, /etc) "
