@@ -151,8 +151,7 @@ def _unwrap(text: str) -> str:
         wrapped = _WRAPPER_RE.match(s)
         if wrapped:
             s = wrapped.group(1)
-        if s.endswith("."):
-            s = s[:-1]
+        s = s.removesuffix(".")
         if s == before:
             break
     return s.strip()

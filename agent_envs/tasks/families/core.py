@@ -33,7 +33,7 @@ def pick(table: tuple[Any, ...], difficulty: int) -> Any:
     return table[difficulty - 1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(solver: Callable[..., object]) -> str:
     return textwrap.dedent(inspect.getsource(solver)).strip() + "\n"
 

@@ -107,11 +107,13 @@ def kgram(s: str, k: int) -> int:
 # --- caesar_checksum: decode a Caesar cipher, then checksum the plaintext ---------------
 
 _WORDS = (
-    "apple river stone cloud green light north table sugar music paper horse water field "
-    "house bread dream glass smile quiet train storm plant ocean tiger brave lemon chair "
-    "happy metal candle forest winter summer garden window yellow silver market rocket "
-    "planet bridge castle dragon island jungle pencil rabbit school spring valley wizard"
-).split()
+    "apple", "river", "stone", "cloud", "green", "light", "north", "table", "sugar", "music",
+    "paper", "horse", "water", "field", "house", "bread", "dream", "glass", "smile", "quiet",
+    "train", "storm", "plant", "ocean", "tiger", "brave", "lemon", "chair", "happy", "metal",
+    "candle", "forest", "winter", "summer", "garden", "window", "yellow", "silver", "market",
+    "rocket", "planet", "bridge", "castle", "dragon", "island", "jungle", "pencil", "rabbit",
+    "school", "spring", "valley", "wizard",
+)
 _CAESAR = ((4, 6), (10, 20), (30, 60), (80, 150), (200, 400))
 
 

@@ -127,8 +127,8 @@ def test_combinatorics_oracles() -> None:
             p["w"], p["h"], {tuple(c) for c in p["blocked"]})
     # Lucas' theorem path (n >= p), which the generator avoids but the code supports.
     assert FAMILIES["binomial_mod"].solver(n=1000, k=321, p=13) == math.comb(1000, 321) % 13
-    for n in range(0, 8):
-        for k in range(0, n + 1):
+    for n in range(8):
+        for k in range(n + 1):
             brute = sum(sum(perm[i] == i for i in range(n)) == k
                         for perm in itertools.permutations(range(n)))
             assert FAMILIES["fixed_points"].solver(n=n, k=k, mod=None) == brute

@@ -13,10 +13,10 @@ from pathlib import Path
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
-from agent_envs.errors import DatasetError  # noqa: E402
-from agent_envs.tasks import check_answer, load_gsm8k, load_math, make_task_source  # noqa: E402
+from agent_envs.errors import DatasetError
+from agent_envs.tasks import check_answer, load_gsm8k, load_math, make_task_source
 
 pytest.importorskip("datasets")
 

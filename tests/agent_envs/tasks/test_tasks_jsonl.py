@@ -11,7 +11,12 @@ import pytest
 
 from agent_envs.errors import TaskFileError, UnknownTaskError
 from agent_envs.tasks import (
-    JsonlTasks, ProceduralTasks, Task, TaskSource, make_task_source, save_tasks,
+    JsonlTasks,
+    ProceduralTasks,
+    Task,
+    TaskSource,
+    make_task_source,
+    save_tasks,
 )
 
 
@@ -84,10 +89,10 @@ def err(path: Path, line: int | None = None) -> str:
     (['{"id": "a", "answer": "1"}'], 1, "missing required field 'prompt'"),
     (['{"id": "a", "prompt": "p", "answer": "1", "anwser": 2}'], 1,
      "unknown field(s) 'anwser'"),
-    (['{"id": 5, "prompt": "p", "answer": "1"}'], 1, "field 'id' must be a non-empty string, "
-                                                     "got int 5"),
-    (['{"id": "a", "prompt": "p", "answer": 0.5}'], 1, "field 'answer' must be a string (or an "
-                                                       "integer), got float 0.5"),
+    (['{"id": 5, "prompt": "p", "answer": "1"}'], 1,
+     "field 'id' must be a non-empty string, got int 5"),
+    (['{"id": "a", "prompt": "p", "answer": 0.5}'], 1,
+     "field 'answer' must be a string (or an integer), got float 0.5"),
     (['{"id": "a", "prompt": "p", "answer": "1", "answer_kind": "number"}'], 1,
      "field 'answer_kind' must be one of int, fraction, float, str, got str 'number'"),
     (['{"id": "a", "prompt": "p", "answer": "1", "split": "dev"}'], 1, "field 'split'"),
