@@ -171,7 +171,7 @@ def test_cpu_limit_kills_the_session():
     with make_sandbox("local", limits=Limits(cpu_s=1, timeout_s=20)) as sb, sb.open() as s:
         r = s.run("while True: pass")
         assert r.dead and not r.timed_out and "CPU time limit" in r.error, r.error
-        assert r.duration_s < 5
+        assert r.duration_s < 15  # CPU seconds, so slower in wall time on a busy machine
 
 
 def test_memory_limit_raises_memory_error(local_sandbox):
