@@ -291,6 +291,8 @@ class RolloutCollector:
         self.config = config
         self.env_factory = env_factory
         self.stats: dict[str, float] = {}
+        #: The ``RayEnvPoolFactory`` while a ``backend="ray"`` run is in progress, else None.
+        self.ray_pool: Any = None
 
     def collect(self) -> list[Episode]:
         """Run every episode; returns them ordered by (group, index)."""
@@ -343,7 +345,13 @@ class RolloutCollector:
             from trainers.ray_workers import RayEnvPoolFactory
 
             factory = RayEnvPoolFactory(cfg.env_id, dict(cfg.env_kwargs), cfg.ray_workers)
-            return _EnvPool(factory.new_handle), factory.ashutdown
+            self.ray_pool = factory
+
+            async def shutdown() -> None:
+                self.ray_pool = None
+                await factory.ashutdown()
+
+            return _EnvPool(factory.new_handle), shutdown
 
         def make_local() -> LocalEnvHandle:
             if self.env_factory is not None:
