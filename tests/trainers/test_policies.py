@@ -117,3 +117,14 @@ def test_unknown_attribute_and_vllm_not_imported() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         tp.Nope  # noqa: B018
     assert "vllm" not in sys.modules
+
+
+def test_vllm_policy_without_vllm_says_how_to_install() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here; the GPU suite covers VLLMPolicy")
+    from trainers.policies import PolicyUnavailableError, VLLMPolicy
+
+    with pytest.raises(PolicyUnavailableError, match=re.escape("pip install 'agent-envs[gpu]'")):
+        VLLMPolicy("openai/gpt-oss-20b")
