@@ -144,18 +144,34 @@ def _connect(docker_host: str | None, timeout_s: float) -> docker.DockerClient:
             "fix: pip install 'agent-envs[docker]'"
         ) from e
     where = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not where.startswith("unix://"):
+        raise SandboxUnavailable(
+            f"the docker backend needs an engine on this machine reached by a unix socket, "
+            f"got {where!r}: the zygote's socket is shared by bind mount, which a remote engine "
+            "cannot do; fix: run dockerd locally (.ci/docker-up.sh) and unset DOCKER_HOST"
+        )
+    # Probe the socket first: the SDK leaks its socket when the connect fails.
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout_s)
+    try:
+        probe.connect(where[len("unix://"):])
+    except OSError as e:
+        raise SandboxUnavailable(
+            f"cannot reach the Docker engine at {where!r} ({e}); fix: start dockerd "
+            "(as root: .ci/docker-up.sh), or point DOCKER_HOST at a running engine"
+        ) from e
+    finally:
+        probe.close()
+    client = None
     try:
         if docker_host:
             client = docker.DockerClient(base_url=docker_host, timeout=timeout_s)
         else:
             client = docker.from_env(timeout=timeout_s)
         client.ping()
-    except docker.errors.DockerException as e:
-        raise SandboxUnavailable(
-            f"cannot reach the Docker engine at {where!r} ({e}); fix: start dockerd "
-            "(as root: .ci/docker-up.sh), or point DOCKER_HOST at a running engine"
-        ) from e
-    except OSError as e:  # e.g. requests' connection errors subclass OSError
+    except (docker.errors.DockerException, OSError) as e:  # requests' errors are OSErrors
+        if client is not None:
+            client.close()
         raise SandboxUnavailable(
             f"cannot reach the Docker engine at {where!r} ({e}); fix: start dockerd "
             "(as root: .ci/docker-up.sh), or point DOCKER_HOST at a running engine"
@@ -188,13 +204,17 @@ class _Container:
 
         self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
         self.socket_path = self.sock_dir / "zygote.sock"
-        self.sessions = 0
-        # The zygote runs as SANDBOX_UID and must create its socket here.
-        try:
-            os.chown(self.sock_dir, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(self.sock_dir, 0o700)
-        except PermissionError:  # not root on the host: the directory must be world-writable
-            os.chmod(self.sock_dir, 0o777)
+        # The zygote creates its socket (mode 0600) here, and the host must connect to it.
+        # As root on the host, the container runs as the image's `sandbox` user and root
+        # connects regardless of owner; otherwise it runs as the host user (still non-root),
+        # so the socket belongs to the caller.
+        if os.geteuid() == 0:
+            uid = gid = SANDBOX_UID
+            os.chown(self.sock_dir, uid, gid)
+        else:
+            uid, gid = os.geteuid(), os.getegid()
+        os.chmod(self.sock_dir, 0o700)
+        self.user = f"{uid}:{gid}"
         # cgroup limits bound the container as a whole; the zygote's rlimits bound each
         # session, so the container gets room for `sessions` of them plus the zygote.
         mem_bytes = (limits.memory_mb * sessions + 256) * 2**20
@@ -204,7 +224,7 @@ class _Container:
         try:
             self.container: Container = client.containers.run(
                 image, command, detach=True, labels=labels,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}", working_dir=_SCRATCH_IN,
+                user=self.user, working_dir=_SCRATCH_IN,
                 environment={"HOME": _SCRATCH_IN, "TMPDIR": _SCRATCH_IN,
                              "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"},
                 network_mode="host" if limits.network else "none",
@@ -304,6 +324,7 @@ def _cleanup(client: docker.DockerClient, containers: list[tuple[str, Path]],
             pass
     containers.clear()
     shutil.rmtree(sock_root, ignore_errors=True)
+    client.close()
 
 
 class DockerSandbox(Sandbox):
@@ -357,8 +378,12 @@ class DockerSandbox(Sandbox):
         self.startup_timeout_s = startup_timeout_s
         self.run_id = uuid.uuid4().hex
         self.client = _connect(docker_host, timeout_s=30.0)
-        _check_image(self.client, self.image)
-        self.reaped = reap_orphans(self.client) if reap else []
+        try:
+            _check_image(self.client, self.image)
+            self.reaped = reap_orphans(self.client) if reap else []
+        except BaseException:
+            self.client.close()
+            raise
         self._sock_root = Path(tempfile.mkdtemp(prefix="agent-envs-docker-"))
         os.chmod(self._sock_root, 0o711)  # the container uid must traverse it to its socket
         self._containers: list[tuple[_Container, ZygoteClient, set[ZygoteSession]]] = []
@@ -409,9 +434,8 @@ class DockerSandbox(Sandbox):
                                    "make_sandbox('docker').")
             slot = None
             for entry in self._containers:
-                live = {s for s in entry[2] if s.alive}
-                entry[2].intersection_update(live)
-                if len(live) < self.sessions_per_container:
+                # Dead (timed-out) sessions stay tracked until closed, but free their slot.
+                if sum(s.alive for s in entry[2]) < self.sessions_per_container:
                     slot = entry
                     break
             if slot is None:
@@ -452,7 +476,8 @@ class DockerSandbox(Sandbox):
             f"docker container from {self.image!r}: network_mode="
             f"{'host' if self.limits.network else 'none'}, read-only root filesystem, "
             f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
-            f"uid {SANDBOX_UID}, memory/pids/cpu cgroup limits per container",
+            f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}, "
+            "memory/pids/cpu cgroup limits per container",
             f"up to {self.sessions_per_container} sessions share one container: they run as "
             "the same uid and can see (and signal) each other's processes",
             "RLIMIT_NPROC is not set per session (sessions share a uid); the container's "
