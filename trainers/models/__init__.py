@@ -1,0 +1,33 @@
+"""gpt-oss model handling for training: loading, sink-aware attention, chunked log-probs, LoRA.
+
+Importing this subpackage imports torch (``import trainers`` alone does not);
+transformers and peft are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from trainers.models.attention import (
+    SINK_AWARE_IMPLEMENTATIONS,
+    SinkUnsupportedError,
+    check_attn_implementation,
+    register_sink_attention,
+    sdpa_with_sinks,
+)
+from trainers.models.gpt_oss import (
+    GPT_OSS_VOCAB_SIZE,
+    GptOssLoadConfig,
+    ModelLoadError,
+    build_tiny_gpt_oss,
+    load_gpt_oss,
+    tiny_gpt_oss_config,
+)
+from trainers.models.logprobs import ChunkedLogprobs, chunked_logprobs, logprobs_from_hidden
+from trainers.models.lora import LoraConfigError, LoraSettings, apply_lora
+
+__all__ = [
+    "SINK_AWARE_IMPLEMENTATIONS", "SinkUnsupportedError", "check_attn_implementation",
+    "register_sink_attention", "sdpa_with_sinks", "GPT_OSS_VOCAB_SIZE", "GptOssLoadConfig",
+    "ModelLoadError", "build_tiny_gpt_oss", "load_gpt_oss", "tiny_gpt_oss_config",
+    "ChunkedLogprobs", "chunked_logprobs", "logprobs_from_hidden", "LoraConfigError",
+    "LoraSettings", "apply_lora",
+]
