@@ -2,6 +2,8 @@
 
     agent-envs list                          registered envs and sandbox backends
     agent-envs rollout python-tool           oracle episodes through the real sandbox
+    agent-envs rollout ENV --policy SPEC --out episodes.jsonl
+    agent-envs train configs/tiny-cpu.toml   GRPO/PPO training
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.tasks:
         env_kwargs["task_source"] = args.tasks
     t0 = time.perf_counter()
-    if args.policy in ("oracle", "oracle-wrong") and not args.out:
+    if args.policy in ("oracle", "oracle-wrong") and not args.out and args.backend == "local":
         eps = asyncio.run(_run_oracle(args, env_kwargs))
         _print_summary(args, eps, time.perf_counter() - t0)
         failed = [e for e in eps if e.infra_error]
@@ -145,10 +147,23 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return 2
     summary = run_rollout_cli(env_id=args.env, policy_spec=args.policy, episodes=args.episodes,
                               out=args.out, concurrency=args.concurrency,
-                              group_size=args.group_size, seed=args.seed, env_kwargs=env_kwargs,
-                              show_progress=not args.quiet)
+                              group_size=args.group_size, seed=args.seed, model=args.model,
+                              max_tokens=args.max_tokens, temperature=args.temperature,
+                              top_p=args.top_p, env_kwargs=env_kwargs, backend=args.backend,
+                              progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train with GRPO/PPO from a config file (delegates to ``trainers.cli``)."""
+    try:
+        from trainers.cli import main as train_main
+    except ImportError as e:
+        print(f"error: training needs the [train] extra (torch, transformers): {e}. "
+              f"Install it with: pip install 'agent-envs[train]'", file=sys.stderr)
+        return 2
+    return int(train_main([args.config, *args.overrides]))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -174,8 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rollout", help="run episodes and print transcripts and a summary")
     r.add_argument("env", help="environment id, e.g. python-tool or python-tool-v0")
     r.add_argument("--policy", default="oracle",
-                   help="oracle | oracle-wrong | a policy spec of trainers.policies "
-                        "(e.g. http://127.0.0.1:8000/v1) (default: oracle)")
+                   help="oracle | oracle-wrong | http://HOST:PORT (with --model) | "
+                        "hf:NAME_OR_PATH | vllm:NAME_OR_PATH (default: oracle)")
+    r.add_argument("--model", default=None, help="served model name for an http policy")
+    r.add_argument("--max-tokens", type=int, default=4096, help="max new tokens per completion")
+    r.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    r.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
+    r.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="run env workers in this process (local) or as Ray actors (ray)")
     r.add_argument("--episodes", type=int, default=16, help="number of episodes (default 16)")
     r.add_argument("--concurrency", type=int, default=8, help="episodes in flight (default 8)")
     r.add_argument("--group-size", type=int, default=1, help="episodes per task (GRPO groups)")
@@ -190,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-color", action="store_true", help="plain transcripts")
     r.set_defaults(func=cmd_rollout)
+
+    t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)")
+    t.add_argument("config", help="a TOML config, e.g. configs/tiny-cpu.toml")
+    t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    t.set_defaults(func=cmd_train)
 
     ls = sub.add_parser("list", help="list environments and sandbox backends")
     ls.set_defaults(func=cmd_list)

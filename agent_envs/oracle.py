@@ -13,6 +13,7 @@ environments end to end and to benchmark everything except the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import openai_harmony as oh
@@ -66,8 +67,8 @@ class Oracle:
 
 
 def _perturb(answer: str) -> str:
-    """A different answer of the same shape."""
+    """A different answer of the same shape (numbers move by one, words change)."""
     try:
-        return str(int(answer) + 1)
-    except ValueError:
-        return answer + "x" if answer else "0"
+        return str(Fraction(answer.replace(",", "")) + 1)
+    except (ValueError, ZeroDivisionError):
+        return f"not {answer}" if answer else "0"

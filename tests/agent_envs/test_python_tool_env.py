@@ -103,9 +103,14 @@ def test_oracle_solves_procedural_tasks_through_the_real_sandbox(difficulty):
     assert solved >= 39, [r[3]["verdict"] for r in results if r[0] != 1.0]
 
 
-def test_wrong_answer_gets_zero(env):
-    *_, reward, term, trunc, info, _ = run_oracle(env, seed=5, oracle=Oracle(wrong=True))
-    assert term and reward == 0.0 and info["verdict"]["correct"] is False
+def test_wrong_answers_get_zero_on_every_family():
+    e = agent_envs.make("python-tool", difficulty=1)
+    try:
+        for seed in range(40):  # covers every answer kind: ints, fractions, weekday names
+            _, reward, term, _, info, _ = run_oracle(e, seed=seed, oracle=Oracle(wrong=True))
+            assert term and reward == 0.0 and info["verdict"]["correct"] is False, info
+    finally:
+        e.close()
 
 
 def _step_text(env, text):
