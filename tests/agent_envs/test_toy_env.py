@@ -1,0 +1,113 @@
+"""toy-digit-v0: prefilled final channel, exact-digit reward, notices, check_env."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_envs
+from agent_envs import UnknownTaskError
+from agent_envs.envs.toy import PREFILL_TEXT, DigitTaskSource, ToyDigitEnv
+from agent_envs.harmony import RETURN, get_codec
+
+CODEC = get_codec()
+DIGIT = {d: CODEC.encode(str(d))[0] for d in range(10)}
+
+
+def test_registered_and_passes_check_env() -> None:
+    env = agent_envs.make("toy-digit")
+    assert isinstance(env, ToyDigitEnv) and env.spec is not None
+    check_env(env, skip_render_check=False)
+
+
+def test_observation_ends_with_the_prefill_after_the_assistant_header() -> None:
+    env = agent_envs.make("toy-digit")
+    obs, info = env.reset(seed=3)
+    prefill = CODEC.encode(PREFILL_TEXT)
+    header = list(CODEC.assistant_header)
+    assert obs.dtype == np.int32
+    assert obs[-len(prefill):].tolist() == prefill
+    assert obs[-len(prefill) - len(header):-len(prefill)].tolist() == header
+    assert info["task_id"] == "toy-digit/train/7"
+    assert "7" not in CODEC.decode(obs)  # the fixed target is not in the prompt
+
+
+@pytest.mark.parametrize("digit,reward", [(7, 1.0), (3, 0.0)])
+def test_digit_then_return_ends_the_episode_with_exact_match_reward(digit: int,
+                                                                    reward: float) -> None:
+    env = agent_envs.make("toy-digit")
+    obs, _ = env.reset(seed=0)
+    nxt, r, terminated, truncated, info = env.step([DIGIT[digit], RETURN])
+    assert (r, terminated, truncated) == (reward, True, False)
+    assert info["verdict"]["correct"] is (reward == 1.0)
+    assert nxt[: len(obs) + 2].tolist() == obs.tolist() + [DIGIT[digit], RETURN]
+
+
+def test_two_digits_is_not_an_exact_match() -> None:
+    env = agent_envs.make("toy-digit")
+    env.reset(seed=0)
+    _, r, terminated, _, info = env.step([DIGIT[7], DIGIT[7], RETURN])
+    assert terminated and r == 0.0 and info["verdict"]["extracted"] == "77"
+
+
+def test_cut_completion_gets_a_notice_and_the_next_turn_is_prefilled_again() -> None:
+    env = agent_envs.make("toy-digit")
+    obs, _ = env.reset(seed=0)
+    nxt, r, terminated, truncated, info = env.step([DIGIT[1], DIGIT[2]])
+    assert not (terminated or truncated) and r == 0.0
+    assert "cut" in info["model_error"]
+    appended = nxt[len(obs) + 2:].tolist()
+    assert len(appended) == info["env_token_count"] > 0
+    assert appended[-len(env.prefill):] == list(env.prefill)
+    # Answering correctly on the next turn still wins.
+    _, r2, terminated2, _, _ = env.step([DIGIT[7], RETURN])
+    assert terminated2 and r2 == 1.0
+
+
+def test_random_tokens_are_observations_and_the_turn_budget_ends_the_episode() -> None:
+    env = agent_envs.make("toy-digit", max_turns=3)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for turn in range(1, 4):
+        action = rng.integers(0, 200000, size=5)
+        nxt, r, terminated, truncated, info = env.step(action)
+        assert nxt[: len(obs) + 5].tolist() == obs.tolist() + action.tolist()
+        assert info["model_error"] is not None and r == 0.0
+        obs = nxt
+        if turn < 3:
+            assert not (terminated or truncated)
+    assert truncated and info["truncated_reason"] == "turns"
+
+
+def test_copy_task_states_a_seeded_target() -> None:
+    env = agent_envs.make("toy-digit", fixed_target=None)
+    targets = set()
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+        target = info["task_id"].rsplit("/", 1)[1]
+        targets.add(target)
+        assert f"digit {target}" in CODEC.decode(obs)
+        assert env.reset(seed=seed)[1]["task_id"] == info["task_id"]  # deterministic
+    assert len(targets) >= 5
+    obs, info = env.reset(seed=0)
+    target = int(info["task_id"][-1])
+    assert env.step([DIGIT[target], RETURN])[1] == 1.0
+
+
+def test_allowed_token_ids_are_the_digits_and_return() -> None:
+    env = agent_envs.make("toy-digit")
+    ids = env.allowed_token_ids()
+    assert ids[-1] == RETURN and len(ids) == 11
+    assert [CODEC.decode([t]) for t in ids[:10]] == [str(d) for d in range(10)]
+
+
+def test_task_source_validation_and_lookup() -> None:
+    with pytest.raises(ValueError, match=re.escape("fixed_target=12 is invalid")):
+        DigitTaskSource(12)
+    src = DigitTaskSource(None)
+    assert src.get("toy-digit/test/4").answer == "4"
+    with pytest.raises(UnknownTaskError, match="toy-digit/train/7"):
+        DigitTaskSource(3).get("toy-digit/train/7")
