@@ -387,6 +387,7 @@ class DockerSandbox(Sandbox):
         self._sock_root = Path(tempfile.mkdtemp(prefix="agent-envs-docker-"))
         os.chmod(self._sock_root, 0o711)  # the container uid must traverse it to its socket
         self._containers: list[tuple[_Container, ZygoteClient, set[ZygoteSession]]] = []
+        self._retired: list[tuple[_Container, ZygoteClient, set[ZygoteSession]]] = []
         self._lock = threading.Lock()
         self._closed = False
         self.features: dict[str, Any] = {}
@@ -432,20 +433,51 @@ class DockerSandbox(Sandbox):
             if self._closed:
                 raise SandboxError("this docker sandbox is closed; make a new one with "
                                    "make_sandbox('docker').")
-            slot = None
-            for entry in self._containers:
-                # Dead (timed-out) sessions stay tracked until closed, but free their slot.
-                if sum(s.alive for s in entry[2]) < self.sessions_per_container:
-                    slot = entry
-                    break
-            if slot is None:
-                slot = self._start_container()
-                self._containers.append(slot)
-            container, client, sessions = slot
-            s = client.open(self.limits, info={"container": container.id[:12]})
-            s.on_close = lambda s, _set=sessions: self._forget(_set, s)
-            sessions.add(s)
+            try:
+                return self._open_locked()
+            except SandboxError:
+                # A container killed from outside (OOM, `docker kill`) refuses connections:
+                # retire the dead ones and try once more in a fresh container.
+                if not self._retire_dead_containers():
+                    raise
+                return self._open_locked()
+
+    def _open_locked(self) -> ZygoteSession:
+        slot = None
+        for entry in self._containers:
+            # Dead (timed-out) sessions stay tracked until closed, but free their slot.
+            if sum(s.alive for s in entry[2]) < self.sessions_per_container:
+                slot = entry
+                break
+        if slot is None:
+            slot = self._start_container()
+            self._containers.append(slot)
+        container, client, sessions = slot
+        s = client.open(self.limits, info={"container": container.id[:12]})
+        s.on_close = lambda s, _set=sessions: self._forget(_set, s)
+        sessions.add(s)
         return s
+
+    def _retire_dead_containers(self) -> bool:
+        """Drop containers that are no longer running; True if any was dropped."""
+        import docker.errors
+
+        dead = []
+        for entry in self._containers:
+            try:
+                entry[0].container.reload()
+                running = entry[0].container.status == "running"
+            except docker.errors.NotFound:
+                running = False
+            if not running:
+                dead.append(entry)
+        for entry in dead:
+            self._containers.remove(entry)
+            # Its sessions see EOF and report themselves dead on their next run; they are
+            # still the caller's to close, and close() closes those left over.
+            self._retired.append(entry)
+            entry[0].remove()
+        return bool(dead)
 
     def _forget(self, sessions: set[ZygoteSession], s: ZygoteSession) -> None:
         with self._lock:
@@ -461,8 +493,8 @@ class DockerSandbox(Sandbox):
             if self._closed:
                 return
             self._closed = True
-            entries = list(self._containers)
-            self._containers.clear()
+            entries = self._containers + self._retired
+            self._containers, self._retired = [], []
         for _, client, sessions in entries:
             for s in list(sessions):
                 s.on_close = None

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +294,41 @@ def test_remote_engine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_image_is_unavailable(client: docker.DockerClient) -> None:
     with pytest.raises(SandboxUnavailable, match=re.escape("build_image.sh no-such-image:0")):
         DockerSandbox(image="no-such-image:0")
+
+
+def test_container_killed_from_outside(client: docker.DockerClient) -> None:
+    with DockerSandbox(limits=LIMITS) as sb:
+        s = sb.open()
+        assert s.run("1 + 1").value == "2"
+        (old,) = sb.container_ids
+        client.containers.get(old).kill()
+        r = s.run("1 + 1")
+        assert r.dead and not r.ok and r.error  # reported, not raised
+        fresh = sb.open()  # the dead container is retired and a new one started
+        assert fresh.run("2 + 2").value == "4"
+        assert sb.container_ids != [old] and _gone(client, old)
+
+
+_CRASHING_OWNER = """
+import os, sys
+from sandboxes.docker_backend import DockerSandbox
+sb = DockerSandbox()
+sb.open()
+print(sb.container_ids[0], flush=True)
+os.kill(os.getpid(), 9) if sys.argv[1] == "kill" else None
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_owner_exit_or_crash_leaves_nothing(client: docker.DockerClient, how: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _CRASHING_OWNER, how], capture_output=True,
+                         text=True, timeout=60)
+    container_id = out.stdout.strip()
+    assert container_id, out.stderr
+    if how == "exit":  # the finalizer removed it at interpreter exit, without close()
+        assert _gone(client, container_id)
+    else:  # SIGKILL runs no cleanup: the next sandbox reaps it
+        assert not _gone(client, container_id)
+        with DockerSandbox(limits=LIMITS) as sb:
+            assert container_id in sb.reaped
+        assert _gone(client, container_id)
