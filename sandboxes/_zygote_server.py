@@ -276,6 +276,7 @@ class Cell:
         self.ns = {"__name__": "__main__", "__builtins__": builtins}
         self.out, self.err, self.drainer = out, err, drainer
         self.count = 0
+        self.pid = os.getpid()
 
     def run(self, code: str, max_output: int) -> dict:
         self.count += 1
@@ -297,6 +298,8 @@ class Cell:
             error = "".join(traceback.format_exception_only(type(e), e))
         except BaseException as e:  # noqa: BLE001 - the cell's exception is data
             error = _format_traceback(e)
+        if os.getpid() != self.pid:
+            os._exit(0)  # a child the cell forked (os.fork without exec) ends with the cell
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

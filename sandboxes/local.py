@@ -71,6 +71,7 @@ class LocalSandbox(ZygoteSandbox):
     """
 
     name = "local"
+    host_pids = True
 
     def __init__(self, *, python: str | None = None, **kwargs: object) -> None:
         self.python = python or sys.executable

@@ -65,6 +65,8 @@ class ZygoteSandbox(Sandbox):
     """
 
     name = "zygote"
+    #: Whether session pids reported by the zygote are pids in the host's PID namespace.
+    host_pids = False
 
     def __init__(self, *, limits: Limits | None = None, preimports: Sequence[str] = (),
                  startup_timeout_s: float = 60.0, spares: int = 2) -> None:
@@ -159,6 +161,8 @@ class ZygoteSandbox(Sandbox):
                                f"{self._proc.returncode}{self._log_tail()}; make a new sandbox.")
         s = self._client.open(self.limits)
         s.on_close = self._forget
+        if self.host_pids:
+            s.info["host_pid"] = s.pid
         with self._lock:
             self._sessions.add(s)
         return s
