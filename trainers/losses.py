@@ -27,10 +27,21 @@ from trainers.rollout_correction import (
 )
 
 __all__ = [
-    "LossConfigError", "AggMode", "KLEstimator", "LossConfig", "LossOutput",
-    "grpo_advantages", "sequence_to_token", "gae", "policy_loss_terms", "value_loss_terms",
-    "entropy_from_logits", "kl_penalty", "aggregate", "masked_mean",
+    "AggMode",
+    "KLEstimator",
+    "LossConfig",
+    "LossConfigError",
+    "LossOutput",
+    "aggregate",
+    "entropy_from_logits",
+    "gae",
+    "grpo_advantages",
+    "kl_penalty",
+    "masked_mean",
+    "policy_loss_terms",
     "ppo_loss_with_correction",
+    "sequence_to_token",
+    "value_loss_terms",
 ]
 
 AggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
@@ -465,7 +476,7 @@ def ppo_loss_with_correction(
         clip_high=config.clip_high, dual_clip=config.dual_clip)
     if result is not None:
         tok_loss = tok_loss * result.weights.to(tok_loss.dtype)
-    agg = lambda x: aggregate(x, loss_mask, config.agg_mode,  # noqa: E731
+    agg = lambda x: aggregate(x, loss_mask, config.agg_mode,
                               norm_length=config.norm_length)
     policy = agg(tok_loss)
     total = policy

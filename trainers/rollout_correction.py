@@ -51,11 +51,22 @@ from typing import Literal
 import torch
 
 __all__ = [
-    "RolloutCorrectionError", "RolloutCorrectionConfigError", "TensorShapeError",
-    "RolloutCorrectionConfig", "CorrectionResult", "PRESETS",
-    "masked_log_ratio", "token_tis_weights", "sequence_tis_weights", "token_reject_mask",
-    "sequence_reject_mask", "geometric_reject_mask", "k3_reject_mask", "token_veto_mask",
-    "correction_diagnostics", "compute_rollout_correction",
+    "PRESETS",
+    "CorrectionResult",
+    "RolloutCorrectionConfig",
+    "RolloutCorrectionConfigError",
+    "RolloutCorrectionError",
+    "TensorShapeError",
+    "compute_rollout_correction",
+    "correction_diagnostics",
+    "geometric_reject_mask",
+    "k3_reject_mask",
+    "masked_log_ratio",
+    "sequence_reject_mask",
+    "sequence_tis_weights",
+    "token_reject_mask",
+    "token_tis_weights",
+    "token_veto_mask",
 ]
 
 Mode = Literal["decoupled", "bypass"]

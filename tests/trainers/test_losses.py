@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainers.losses import (  # noqa: E402
+from trainers.losses import (
     LossConfig,
     LossConfigError,
     aggregate,
@@ -22,7 +22,7 @@ from trainers.losses import (  # noqa: E402
     sequence_to_token,
     value_loss_terms,
 )
-from trainers.rollout_correction import RolloutCorrectionConfig, TensorShapeError  # noqa: E402
+from trainers.rollout_correction import RolloutCorrectionConfig, TensorShapeError
 
 
 def close(actual: torch.Tensor, expected: list, atol: float = 1e-6) -> None:
@@ -210,11 +210,11 @@ def test_missing_inputs_are_named() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"clip_low": 1.0}, "LossConfig.clip_low=1.0 is invalid: must be in [0, 1)"),
-    ({"dual_clip": 0.5}, "LossConfig.dual_clip=0.5 is invalid: must be None or a finite "
-                         "number > 1. Use e.g. dual_clip=3.0"),
+    ({"dual_clip": 0.5}, ("LossConfig.dual_clip=0.5 is invalid: must be None or a finite "
+                         "number > 1. Use e.g. dual_clip=3.0")),
     ({"agg_mode": "mean"}, "LossConfig.agg_mode='mean' is invalid"),
-    ({"norm_length": 512}, "LossConfig.norm_length=512 is invalid: is only used by "
-                           "agg_mode='seq-mean-token-sum-norm'"),
+    ({"norm_length": 512}, ("LossConfig.norm_length=512 is invalid: is only used by "
+                           "agg_mode='seq-mean-token-sum-norm'")),
     ({"kl_estimator": "k4"}, "LossConfig.kl_estimator='k4' is invalid"),
     ({"entropy_coef": -0.1}, "LossConfig.entropy_coef=-0.1 is invalid: must be finite and >= 0"),
 ])

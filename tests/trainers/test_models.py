@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from trainers.models import (  # noqa: E402
+from trainers.models import (
     GPT_OSS_VOCAB_SIZE,
     GptOssLoadConfig,
     LoraConfigError,

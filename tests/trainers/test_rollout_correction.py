@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainers.rollout_correction import (  # noqa: E402
+from trainers.rollout_correction import (
     PRESETS,
     RolloutCorrectionConfig,
     RolloutCorrectionConfigError,
@@ -234,17 +234,17 @@ def test_shape_mismatch_is_named() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mode": "on-policy"}, "RolloutCorrectionConfig.mode='on-policy' is invalid: must be one "
-                            "of ('decoupled', 'bypass')"),
+    ({"mode": "on-policy"}, ("RolloutCorrectionConfig.mode='on-policy' is invalid: must be one "
+                            "of ('decoupled', 'bypass')")),
     ({"is_cap": 0.5}, "RolloutCorrectionConfig.is_cap=0.5 is invalid: must be finite and >= 1"),
     ({"reject_low": 1.0}, "RolloutCorrectionConfig.reject_low=1.0 is invalid"),
     ({"reject_high": 0.9}, "RolloutCorrectionConfig.reject_high=0.9 is invalid: must be > 1"),
-    ({"veto_threshold": 0.0}, "veto_threshold=0.0 is invalid: must be None or in (0, 1). "
-                              "Use e.g. veto_threshold=1e-4"),
+    ({"veto_threshold": 0.0}, ("veto_threshold=0.0 is invalid: must be None or in (0, 1). "
+                              "Use e.g. veto_threshold=1e-4")),
     ({"k3_max": -1.0}, "RolloutCorrectionConfig.k3_max=-1.0 is invalid"),
     ({"mode": "bypass", "is_level": "token"},
-     "RolloutCorrectionConfig.is_level='token' is invalid: must be 'none' when "
-     "mode='bypass'"),
+     ("RolloutCorrectionConfig.is_level='token' is invalid: must be 'none' when "
+     "mode='bypass'")),
 ])
 def test_config_validation(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(RolloutCorrectionConfigError, match=re.escape(message)):

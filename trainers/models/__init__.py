@@ -25,9 +25,21 @@ from trainers.models.logprobs import ChunkedLogprobs, chunked_logprobs, logprobs
 from trainers.models.lora import LoraConfigError, LoraSettings, apply_lora
 
 __all__ = [
-    "SINK_AWARE_IMPLEMENTATIONS", "SinkUnsupportedError", "check_attn_implementation",
-    "register_sink_attention", "sdpa_with_sinks", "GPT_OSS_VOCAB_SIZE", "GptOssLoadConfig",
-    "ModelLoadError", "build_tiny_gpt_oss", "load_gpt_oss", "tiny_gpt_oss_config",
-    "ChunkedLogprobs", "chunked_logprobs", "logprobs_from_hidden", "LoraConfigError",
-    "LoraSettings", "apply_lora",
+    "GPT_OSS_VOCAB_SIZE",
+    "SINK_AWARE_IMPLEMENTATIONS",
+    "ChunkedLogprobs",
+    "GptOssLoadConfig",
+    "LoraConfigError",
+    "LoraSettings",
+    "ModelLoadError",
+    "SinkUnsupportedError",
+    "apply_lora",
+    "build_tiny_gpt_oss",
+    "check_attn_implementation",
+    "chunked_logprobs",
+    "load_gpt_oss",
+    "logprobs_from_hidden",
+    "register_sink_attention",
+    "sdpa_with_sinks",
+    "tiny_gpt_oss_config",
 ]

@@ -22,8 +22,12 @@ if TYPE_CHECKING:
     from transformers import GptOssConfig, GptOssForCausalLM
 
 __all__ = [
-    "GPT_OSS_VOCAB_SIZE", "ModelLoadError", "GptOssLoadConfig", "tiny_gpt_oss_config",
-    "build_tiny_gpt_oss", "load_gpt_oss",
+    "GPT_OSS_VOCAB_SIZE",
+    "GptOssLoadConfig",
+    "ModelLoadError",
+    "build_tiny_gpt_oss",
+    "load_gpt_oss",
+    "tiny_gpt_oss_config",
 ]
 
 #: The harmony (o200k_harmony) vocabulary size of gpt-oss.
@@ -78,15 +82,15 @@ def tiny_gpt_oss_config(
     head_dim = hidden_size // num_attention_heads
     layer_types = ["sliding_attention" if i % 2 == 0 else "full_attention"
                    for i in range(num_hidden_layers)]
-    kwargs: dict[str, Any] = dict(
-        num_hidden_layers=num_hidden_layers, hidden_size=hidden_size,
-        intermediate_size=hidden_size, num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_key_value_heads, head_dim=head_dim,
-        num_local_experts=num_local_experts, num_experts_per_tok=num_experts_per_tok,
-        vocab_size=vocab_size, sliding_window=sliding_window, layer_types=layer_types,
-        max_position_embeddings=4096, tie_word_embeddings=False,
-        pad_token_id=199999, eos_token_id=200002,
-    )
+    kwargs: dict[str, Any] = {
+        "num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size,
+        "intermediate_size": hidden_size, "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_key_value_heads, "head_dim": head_dim,
+        "num_local_experts": num_local_experts, "num_experts_per_tok": num_experts_per_tok,
+        "vocab_size": vocab_size, "sliding_window": sliding_window, "layer_types": layer_types,
+        "max_position_embeddings": 4096, "tie_word_embeddings": False,
+        "pad_token_id": 199999, "eos_token_id": 200002,
+    }
     kwargs.update(overrides)
     return GptOssConfig(**kwargs)
 
@@ -103,7 +107,7 @@ def build_tiny_gpt_oss(config: GptOssConfig | None = None, *, seed: int = 0,
 
     torch.manual_seed(seed)
     config = config if config is not None else tiny_gpt_oss_config()
-    config._attn_implementation = "eager"  # noqa: SLF001 - the documented override
+    config._attn_implementation = "eager"
     model = GptOssForCausalLM(config).float()
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed)

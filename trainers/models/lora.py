@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LoraSettings", "LoraConfigError", "apply_lora"]
+__all__ = ["LoraConfigError", "LoraSettings", "apply_lora"]
 
 
 class LoraConfigError(ValueError):
