@@ -29,7 +29,6 @@ and the image (``.ci/docker-up.sh`` builds it offline).
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
@@ -38,8 +37,9 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes.base import Limits, Protections, Sandbox, Session
@@ -292,7 +292,7 @@ class _Container:
     def _logs(self) -> str:
         try:
             return self.container.logs(tail=30).decode(errors="replace")
-        except Exception as e:  # the logs are diagnostics only
+        except Exception as e:  # noqa: BLE001 - the logs are diagnostics only
             return f"<no logs: {e}>"
 
     def remove(self) -> None:
@@ -320,7 +320,7 @@ def _cleanup(client: docker.DockerClient, containers: list[tuple[str, Path]],
     for container_id, sock_dir in containers:
         try:
             _remove_container(client, container_id, sock_dir)
-        except Exception:  # noqa: BLE001 - best effort; orphans are reaped by the next run
+        except Exception:  # noqa: BLE001, S110 - best effort; the next run reaps orphans
             pass
     containers.clear()
     shutil.rmtree(sock_root, ignore_errors=True)
@@ -505,15 +505,15 @@ class DockerSandbox(Sandbox):
     # -- reporting
     def protections(self) -> Protections:
         notes = [
-            f"docker container from {self.image!r}: network_mode="
-            f"{'host' if self.limits.network else 'none'}, read-only root filesystem, "
-            f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
-            f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}, "
-            "memory/pids/cpu cgroup limits per container",
-            f"up to {self.sessions_per_container} sessions share one container: they run as "
-            "the same uid and can see (and signal) each other's processes",
-            "RLIMIT_NPROC is not set per session (sessions share a uid); the container's "
-            "pids cgroup bounds a fork bomb",
+            (f"docker container from {self.image!r}: network_mode="
+             f"{'host' if self.limits.network else 'none'}, read-only root filesystem, "
+             f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
+             f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}, "
+             "memory/pids/cpu cgroup limits per container"),
+            (f"up to {self.sessions_per_container} sessions share one container: they run as "
+             "the same uid and can see (and signal) each other's processes"),
+            ("RLIMIT_NPROC is not set per session (sessions share a uid); the container's "
+             "pids cgroup bounds a fork bomb"),
         ]
         if not self.features.get("pid_ns"):
             notes.append("no PID namespace per session inside the container (docker's seccomp "
