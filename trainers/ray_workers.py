@@ -14,9 +14,12 @@ before collecting; otherwise a local Ray instance is started.
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
 import numpy as np
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["EnvWorker", "RayEnvHandle", "RayEnvPoolFactory"]
 
@@ -123,7 +126,7 @@ class RayEnvPoolFactory:
         for actor in self.actors:
             try:
                 await actor.close_all.remote()
-            except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
-                pass
+            except Exception as e:  # noqa: BLE001 - a dead actor has nothing left to close
+                _log.debug("closing envs of %r failed: %s", actor, e)
             self._ray.kill(actor)
         self.actors = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import math
 import time
 import traceback
@@ -34,6 +35,8 @@ import numpy as np
 
 from trainers.episode import Episode, Segment, Turn, save_episodes
 from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest, SamplingParams
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "RolloutCollector", "RolloutConfig", "RolloutConfigError", "derive_seed", "policy_from_spec",
@@ -181,8 +184,8 @@ class _EnvPool:
 async def _close_quietly(handle: Any) -> None:
     try:
         await asyncio.wait_for(handle.close(), timeout=30)
-    except Exception:  # noqa: BLE001 - a broken env must not break the run's cleanup
-        pass
+    except Exception as e:  # noqa: BLE001 - a broken env must not break the run's cleanup
+        _log.debug("closing env handle %r failed: %s", handle, e)
 
 
 # -- batching -----------------------------------------------------------------------------------

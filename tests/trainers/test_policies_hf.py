@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from trainers.policies import SampleRequest, SamplingParams  # noqa: E402
-from trainers.policies.hf import TransformersPolicy, processed_logprobs  # noqa: E402
+from trainers.policies import SampleRequest, SamplingParams
+from trainers.policies.hf import TransformersPolicy, processed_logprobs
 
 VOCAB = 201088  # the real harmony vocabulary size, so harmony stop ids exist
 

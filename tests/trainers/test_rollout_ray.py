@@ -9,8 +9,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agent-envs[ray]'")
 
-from trainers.policies import FunctionPolicy, OraclePolicy, SampleRequest  # noqa: E402
-from trainers.rollout import RolloutCollector, RolloutConfig  # noqa: E402
+from trainers.policies import FunctionPolicy, OraclePolicy, SampleRequest
+from trainers.rollout import RolloutCollector, RolloutConfig
 
 pytestmark = pytest.mark.ray
 
@@ -27,7 +27,7 @@ def _cfg(**kw) -> RolloutConfig:  # type: ignore[no-untyped-def]
 
 
 def test_ray_backend_matches_local_backend(local_ray) -> None:  # type: ignore[no-untyped-def]
-    cfg = dict(num_groups=3, group_size=2, concurrency=6, seed=21)
+    cfg = {"num_groups": 3, "group_size": 2, "concurrency": 6, "seed": 21}
     remote = RolloutCollector(OraclePolicy(), _cfg(backend="ray", ray_workers=2, **cfg)).collect()
     local = RolloutCollector(OraclePolicy(), _cfg(**cfg)).collect()
     assert all(e.reward == 1.0 and not e.infra for e in remote)

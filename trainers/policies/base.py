@@ -219,13 +219,13 @@ class Policy(abc.ABC):
         """Async twin of ``close``."""
         self.close()
 
-    def __enter__(self) -> Policy:
+    def __enter__(self) -> Policy:  # noqa: PYI034 - py3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Policy:
+    async def __aenter__(self) -> Policy:  # noqa: PYI034
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 __all__ = [
-    "PolicyError", "PolicyConfigError", "PolicyRequestError", "PolicyServerError",
+    "PolicyConfigError",
+    "PolicyError",
+    "PolicyRequestError",
+    "PolicyServerError",
     "PolicyUnavailableError",
 ]
 

@@ -42,7 +42,7 @@ class FunctionPolicy(Policy):
         for r in requests:
             try:
                 got = self.fn(r)
-            except Exception as e:  # a broken script is that request's failure, not the run's
+            except Exception as e:  # noqa: BLE001 - a broken script is that request's failure, not the run's
                 out.append(Sample.failed(f"{type(e).__name__}: {e}"))
                 continue
             if isinstance(got, Sample):

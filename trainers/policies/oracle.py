@@ -10,6 +10,7 @@ benchmark everything but the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest
 from trainers.policies.errors import PolicyConfigError
 

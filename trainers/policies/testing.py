@@ -110,7 +110,7 @@ class ScriptedCompletionsServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(n) or b"{}")
                 if self.path.rstrip("/") != "/v1/completions":
@@ -182,7 +182,7 @@ class ScriptedCompletionsServer:
                     pass
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> ScriptedCompletionsServer:
+    def __enter__(self) -> ScriptedCompletionsServer:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
