@@ -199,22 +199,31 @@ class _Container:
 
     def __init__(self, client: docker.DockerClient, *, image: str, command: list[str],
                  labels: dict[str, str], limits: Limits, sessions: int, cpus: float,
-                 scratch_mb: int, sock_root: Path) -> None:
+                 scratch_mb: int, sock_root: Path, session_uids: bool) -> None:
         import docker.errors
 
         self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
         self.socket_path = self.sock_dir / "zygote.sock"
-        # The zygote creates its socket (mode 0600) here, and the host must connect to it.
-        # As root on the host, the container runs as the image's `sandbox` user and root
-        # connects regardless of owner; otherwise it runs as the host user (still non-root),
-        # so the socket belongs to the caller.
-        if os.geteuid() == 0:
-            uid = gid = SANDBOX_UID
-            os.chown(self.sock_dir, uid, gid)
-        else:
-            uid, gid = os.geteuid(), os.getegid()
         os.chmod(self.sock_dir, 0o700)
-        self.user = f"{uid}:{gid}"
+        # The zygote creates its socket (mode 0600) in sock_dir; the host must connect to it
+        # and sessions must not (a session that reaches it could kill its neighbours).
+        if session_uids:
+            # The zygote runs as container root with only the capabilities it needs to hand
+            # each session its own unprivileged uid (200000+n), chown its scratch dir, and
+            # kill and clean up after it. setuid() to the session uid clears the session's
+            # capabilities; the socket dir (host root, 0700) is out of the sessions' reach.
+            self.user = "0:0"
+            cap_add = ["SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE", "FOWNER"]
+        else:
+            # Every process runs as one non-root uid: the image's `sandbox` user when the
+            # host is root (root connects to any socket), else the host user, who then owns
+            # the socket.
+            uid, gid = ((SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0
+                        else (os.geteuid(), os.getegid()))
+            if os.geteuid() == 0:
+                os.chown(self.sock_dir, uid, gid)
+            self.user = f"{uid}:{gid}"
+            cap_add = []
         # cgroup limits bound the container as a whole; the zygote's rlimits bound each
         # session, so the container gets room for `sessions` of them plus the zygote.
         mem_bytes = (limits.memory_mb * sessions + 256) * 2**20
@@ -234,7 +243,7 @@ class _Container:
                 mem_limit=mem_bytes, memswap_limit=mem_bytes,
                 nano_cpus=int(cpus * 1e9),
                 pids_limit=limits.max_procs * sessions + 16,
-                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                cap_drop=["ALL"], cap_add=cap_add, security_opt=["no-new-privileges"],
                 init=True, ipc_mode="private", hostname="sandbox",
             )
         except docker.errors.DockerException as e:
@@ -350,6 +359,13 @@ class DockerSandbox(Sandbox):
         docker_host: Engine URL (default: ``$DOCKER_HOST`` or the local socket).
         reap: Remove orphaned containers of crashed runs on construction.
         startup_timeout_s: How long a container's zygote may take to come up.
+        session_uids: Give every session its own unprivileged uid (the zygote runs as
+            container root with SETUID/SETGID/CHOWN/KILL/DAC_OVERRIDE/FOWNER only), so
+            sessions sharing a container cannot signal, read or disturb each other or
+            reach the zygote's socket, and RLIMIT_NPROC holds per session. With False,
+            every process in the container runs as one non-root uid, and one session's
+            ``os.kill(-1, 9)`` takes down the zygote and its neighbours. Default: True
+            when this process is root (needed to connect to a root-owned socket).
 
     Raises:
         SandboxUnavailable: the ``docker`` package is missing, the engine is
@@ -362,10 +378,19 @@ class DockerSandbox(Sandbox):
                  image: str | None = None, sessions_per_container: int = 32,
                  cpus: float | None = None, scratch_mb: int = 512,
                  docker_host: str | None = None, reap: bool = True,
-                 startup_timeout_s: float = _START_TIMEOUT_S) -> None:
+                 startup_timeout_s: float = _START_TIMEOUT_S,
+                 session_uids: bool | None = None) -> None:
         if sessions_per_container < 1:
             raise ValueError(f"sessions_per_container must be >= 1, got "
                              f"{sessions_per_container!r}; pass a positive integer.")
+        if session_uids is None:
+            session_uids = os.geteuid() == 0
+        elif session_uids and os.geteuid() != 0:
+            raise ValueError(
+                "session_uids=True needs this process to run as root: the zygote then runs as "
+                "root in the container and owns its socket, which only root on the host can "
+                "connect to; pass session_uids=False (all sessions share one non-root uid).")
+        self.session_uids = session_uids
         if not _ZYGOTE_HOST.exists():
             raise SandboxUnavailable(f"the zygote server {_ZYGOTE_HOST} is missing; "
                                      "reinstall agent-envs.")
@@ -414,7 +439,8 @@ class DockerSandbox(Sandbox):
         c = _Container(self.client, image=self.image, command=self._command(),
                        labels=self._labels(), limits=self.limits,
                        sessions=self.sessions_per_container, cpus=self.cpus,
-                       scratch_mb=self.scratch_mb, sock_root=self._sock_root)
+                       scratch_mb=self.scratch_mb, sock_root=self._sock_root,
+                       session_uids=self.session_uids)
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
@@ -469,6 +495,11 @@ class DockerSandbox(Sandbox):
                 running = entry[0].container.status == "running"
             except docker.errors.NotFound:
                 running = False
+            if running:  # the container may outlive its zygote by a moment
+                try:
+                    entry[1].ping()
+                except SandboxError:
+                    running = False
             if not running:
                 dead.append(entry)
         for entry in dead:
@@ -510,11 +541,20 @@ class DockerSandbox(Sandbox):
              f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
              f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}, "
              "memory/pids/cpu cgroup limits per container"),
-            (f"up to {self.sessions_per_container} sessions share one container: they run as "
-             "the same uid and can see (and signal) each other's processes"),
-            ("RLIMIT_NPROC is not set per session (sessions share a uid); the container's "
-             "pids cgroup bounds a fork bomb"),
         ]
+        if self.session_uids:
+            notes.append(
+                f"up to {self.sessions_per_container} sessions share one container, each as its "
+                "own unprivileged uid with no capabilities: they see but cannot signal each "
+                "other's processes, cannot read each other's scratch dirs, and RLIMIT_NPROC is "
+                "per session; the zygote runs as container root with SETUID, SETGID, CHOWN, "
+                "KILL, DAC_OVERRIDE and FOWNER only")
+        else:
+            notes.append(
+                f"up to {self.sessions_per_container} sessions share one container and one "
+                "uid: a session can signal (kill) its neighbours and the zygote, and reach "
+                "the zygote's socket; RLIMIT_NPROC is not set (the pids cgroup bounds a fork "
+                "bomb); use session_uids=True (as root) or sessions_per_container=1")
         if not self.features.get("pid_ns"):
             notes.append("no PID namespace per session inside the container (docker's seccomp "
                          "profile forbids unshare): the timeout kills the session's process "

@@ -190,16 +190,60 @@ def test_read_only_root_and_writable_scratch(sandbox: DockerSandbox) -> None:
         assert r.value == "(1000, True)"
 
 
-def test_non_root_caps_dropped_no_new_privs(sandbox: DockerSandbox) -> None:
-    with sandbox.open() as s:
-        r = s.run("import os\nst = dict(l.split(':\\t') for l in open('/proc/self/status')"
-                  ".read().splitlines() if ':\\t' in l)\n"
-                  "os.getuid(), os.geteuid(), st['CapEff'].strip(), st['CapBnd'].strip(), "
-                  "st['NoNewPrivs'].strip()")
-        uid, euid, cap_eff, cap_bnd, nnp = eval(r.value)
+_STATUS = ("import os\nst = dict(l.split(':\\t') for l in open('/proc/self/status')"
+           ".read().splitlines() if ':\\t' in l)\n"
+           "os.getuid(), os.geteuid(), int(st['CapEff'], 16), int(st['CapPrm'], 16), "
+           "int(st['CapBnd'], 16), st['NoNewPrivs'].strip()")
+# Bits of CAP_CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, KILL 5, SETGID 6, SETUID 7: the zygote's set.
+_ZYGOTE_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="session_uids needs the test to run as root")
+def test_sessions_have_own_uids_and_no_capabilities(sandbox: DockerSandbox) -> None:
+    assert sandbox.session_uids
+    with sandbox.open() as a, sandbox.open() as b:
+        ua, _, eff, prm, bnd, nnp = eval(a.run(_STATUS).value)
+        ub = eval(b.run(_STATUS).value)[0]
+    assert ua != 0 and ub != 0 and ua != ub
+    assert eff == 0 and prm == 0 and nnp == "1"
+    assert bnd & ~_ZYGOTE_CAPS == 0  # docker dropped everything else
+
+
+def test_shared_uid_mode_non_root_without_capabilities(client: docker.DockerClient) -> None:
+    with DockerSandbox(limits=LIMITS, session_uids=False) as sb, sb.open() as s:
+        uid, euid, eff, prm, bnd, nnp = eval(s.run(_STATUS).value)
+        hc = client.api.inspect_container(sb.container_ids[0])["HostConfig"]
     assert uid != 0 and euid != 0
-    assert int(cap_eff, 16) == 0 and int(cap_bnd, 16) == 0
-    assert nnp == "1"
+    assert eff == prm == bnd == 0 and nnp == "1"
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"]
+    assert hc["SecurityOpt"] == ["no-new-privileges"] and hc["ReadonlyRootfs"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="session_uids needs the test to run as root")
+def test_a_session_cannot_harm_its_neighbours(sandbox: DockerSandbox) -> None:
+    with sandbox.open() as victim, sandbox.open() as attacker:
+        victim.run("x = 1")
+        r = attacker.run("import os, signal\nos.kill(-1, signal.SIGKILL)")
+        assert r.dead or r.ok  # it may kill itself; nothing else
+        assert victim.run("x + 1").value == "2"
+        with sandbox.open() as attacker2:
+            r = attacker2.run("import socket\nsocket.socket(socket.AF_UNIX)"
+                              ".connect('/run/agent-envs/zygote.sock')")
+            assert r.error is not None and "PermissionError" in r.error
+            r = attacker2.run("import os\nos.listdir('/tmp/scratch/sessions')")
+            assert r.error is not None and "PermissionError" in r.error
+
+
+def test_sandbox_recovers_when_a_session_kills_the_zygote() -> None:
+    # With one shared uid a session can kill everything in its container; the sandbox
+    # notices on the next open and starts a fresh container.
+    with DockerSandbox(limits=LIMITS, session_uids=False) as sb:
+        attacker, neighbour = sb.open(), sb.open()
+        attacker.run("import os, signal\nos.kill(-1, signal.SIGKILL)")
+        assert neighbour.run("1").dead
+        (old,) = sb.container_ids
+        fresh = sb.open()
+        assert fresh.run("6 * 7").value == "42" and sb.container_ids != [old]
 
 
 def test_environment_scrubbed(sandbox: DockerSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
