@@ -10,10 +10,14 @@ and a call costs a round trip over the socket.
 
 Container settings (see :meth:`DockerSandbox.protections`): no network
 (``network_mode="none"``), read-only root filesystem, a size-capped tmpfs at
-``/tmp/scratch`` for session scratch directories, all capabilities dropped,
-``no-new-privileges``, a non-root user, memory/CPU/pids cgroup limits sized
-from :class:`~sandboxes.base.Limits`, and an init process that reaps zombies.
-Per-session limits (wall time, rlimits, output size) are enforced by the
+``/tmp/scratch`` for session scratch directories, capabilities dropped,
+``no-new-privileges``, memory/CPU/pids cgroup limits sized from
+:class:`~sandboxes.base.Limits`, and an init process that reaps zombies. Code
+never runs as root: by default (``session_uids``, when the host process is
+root) each session gets its own unprivileged uid from a zygote that keeps only
+the six capabilities needed for that, so sessions sharing a container cannot
+signal or read each other; otherwise the whole container runs as one non-root
+uid. Per-session limits (wall time, rlimits, output size) are enforced by the
 zygote inside the container exactly as in the ``local`` backend.
 
 Every container carries labels naming its owner process. Containers are
@@ -535,11 +539,15 @@ class DockerSandbox(Sandbox):
 
     # -- reporting
     def protections(self) -> Protections:
+        if self.session_uids:
+            user = "their own non-root uids (200000+n)"
+        else:
+            user = f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}"
         notes = [
             (f"docker container from {self.image!r}: network_mode="
              f"{'host' if self.limits.network else 'none'}, read-only root filesystem, "
              f"tmpfs scratch ({self.scratch_mb} MiB), cap_drop=ALL, no-new-privileges, "
-             f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}, "
+             f"sessions run as {user}, "
              "memory/pids/cpu cgroup limits per container"),
         ]
         if self.session_uids:
