@@ -489,6 +489,7 @@ class Zygote:
         self.reveals: dict[str, list[str]] = {}
         self.spares: list[tuple[int, socket.socket]] = []
         self.spare_target = args.spares
+        self.pending_spares = 0
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -553,10 +554,11 @@ class Zygote:
         return flags
 
     # -- sessions
-    def _spawn(self, flags: int) -> tuple[int, socket.socket]:
-        """Fork a spare session process (namespaces entered, /proc mounted) that waits for work.
+    def _fork_spare(self, flags: int) -> tuple[int, socket.socket]:
+        """Fork a spare session process (it enters namespaces, mounts /proc, waits for work).
 
-        Returns its pid and the zygote's end of a socketpair over which it gets its connection.
+        Returns the forked pid and the zygote's end of a socketpair on which the spare first
+        reports its pid and later receives its connection.
         """
         zs, gs = socket.socketpair()
         pid = os.fork()
@@ -575,6 +577,11 @@ class Zygote:
         gs.close()
         if flags & CLONE_NEWPID:
             self.helpers.add(pid)
+        return pid, zs
+
+    def _spawn(self, flags: int) -> tuple[int, socket.socket]:
+        """Fork a spare and wait until it is ready; returns (session pid, socketpair end)."""
+        _, zs = self._fork_spare(flags)
         zs.settimeout(10.0)
         try:
             gpid = int(recv_frame(zs)["pid"])
@@ -583,6 +590,33 @@ class Zygote:
             raise OSError(f"a new session process did not report in ({e})") from e
         zs.settimeout(None)
         return gpid, zs
+
+    def refill(self) -> None:
+        """Fork a spare without waiting for it; ``on_spare_ready`` adds it to ``spares``."""
+        try:
+            _, zs = self._fork_spare(self.ns_flags())
+        except OSError as e:
+            print(f"zygote: cannot pre-fork spare sessions, disabling them: {e}",
+                  file=sys.stderr, flush=True)
+            self.spare_target = 0
+            return
+        self.pending_spares += 1
+        self.sel.register(zs, selectors.EVENT_READ, "spare")
+
+    def on_spare_ready(self, zs: socket.socket) -> None:
+        self.sel.unregister(zs)
+        self.pending_spares -= 1
+        try:
+            zs.settimeout(5.0)
+            gpid = int(recv_frame(zs)["pid"])
+            zs.settimeout(None)
+        except (OSError, EOFError, ValueError, KeyError) as e:
+            zs.close()
+            print(f"zygote: a spare session died before it was ready ({e}); disabling spares",
+                  file=sys.stderr, flush=True)
+            self.spare_target = 0
+            return
+        self.spares.append((gpid, zs))
 
     def open_session(self, conn: socket.socket, req: dict) -> None:
         sid = str(req.get("sid") or uuid.uuid4().hex[:12])
@@ -600,6 +634,10 @@ class Zygote:
         scratch = os.path.join(self.scratch_root, sid)
         flags = self.ns_flags()
         if limits.get("network"):
+            if self.features.get("net_shared"):
+                send_frame(conn, {"ok": False, "error": "network=True sessions need a zygote "
+                                  "started without --shared-netns"})
+                return
             flags &= ~CLONE_NEWNET
         payload = json.dumps({"sid": sid, "limits": limits, "uid": uid,
                               "scratch": scratch}).encode()
@@ -620,15 +658,6 @@ class Zygote:
         conn.close()
         self.sessions[sid] = {"pid": gpid, "scratch": scratch, "uid": uid}
         self.by_pid[gpid] = sid
-
-    def refill(self) -> None:
-        """Keep ``spare_target`` pre-forked sessions ready, so ``open`` only hands one over."""
-        try:
-            self.spares.append(self._spawn(self.ns_flags()))
-        except OSError as e:
-            print(f"zygote: cannot pre-fork spare sessions, disabling them: {e}",
-                  file=sys.stderr, flush=True)
-            self.spare_target = 0
 
     def _child_reset(self, keep: int) -> None:
         signal.set_wakeup_fd(-1)
@@ -743,14 +772,16 @@ class Zygote:
                           "python": sys.version.split()[0]}), flush=True)
         try:
             while True:
-                need = len(self.spares) < self.spare_target
+                need = len(self.spares) + self.pending_spares < self.spare_target
                 events = sel.select(0.0 if need else None)
                 if not events and need:
                     self.refill()
                     continue
                 for key, _ in events:
                     tag = key.data
-                    if tag == "listen":
+                    if tag == "spare":
+                        self.on_spare_ready(key.fileobj)
+                    elif tag == "listen":
                         conn, _ = listener.accept()
                         self._on_connect(conn)
                     elif tag == "wake":
@@ -827,6 +858,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-namespaces", action="store_true", help="skip namespace isolation")
     p.add_argument("--skip-netns", action="store_true",
                    help="no per-session network namespace: the outer jail already has none")
+    p.add_argument("--shared-netns", action="store_true",
+                   help="put the zygote (and so every session) in one empty network namespace "
+                        "instead of one per session")
     p.add_argument("--spares", type=int, default=2, help="pre-forked sessions kept ready")
     args = p.parse_args(argv)
     for var in THREAD_VARS:
@@ -847,6 +881,12 @@ def main(argv: list[str] | None = None) -> int:
     z.features = ({"ns_mode": None, "user_ns": False, "pid_ns": False, "mount_ns": False,
                    "net_ns": False, "uid_drop": z.is_root}
                   if args.no_namespaces else z.probe())
+    if args.shared_netns and z.features.get("net_ns") and z.features.get("ns_mode") == "root":
+        try:
+            unshare(CLONE_NEWNET)  # one empty network namespace for all sessions: cheaper
+            z.features.update(net_ns=False, net_shared=True)
+        except OSError:
+            pass
     if args.skip_netns and z.features.get("net_ns"):
         z.features.update(net_ns=False, net_outer=True)
         z.features.pop("ns_flags", None) if z.features.get("pid_ns") else None

@@ -42,7 +42,11 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
     else:
         notes.append("no PID namespace: the timeout kills the session's process group, which "
                      "a child that calls setsid() can leave")
-    if features.get("net_outer"):
+    if features.get("net_shared"):
+        notes.append("network: the sandbox's sessions share one network namespace with no "
+                     "interfaces up (no IP at all; they could only meet over abstract Unix "
+                     "sockets)")
+    elif features.get("net_outer"):
         notes.append("network: the jail has its own network namespace with no interfaces")
     elif not features.get("net_ns"):
         notes.append("NO network isolation: the kernel refused a network namespace")
@@ -54,7 +58,8 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
     return Protections(
         rlimits=True, process_group_kill=True, user_namespace=user_ns,
         pid_namespace=bool(features.get("pid_ns")),
-        network_namespace=bool(features.get("net_ns")),
+        network_namespace=bool(features.get("net_ns") or features.get("net_shared")
+                               or features.get("net_outer")),
         mount_namespace=bool(features.get("mount_ns")) or jail is not None,
         readonly_root=jail is not None, scrubbed_env=True, private_scratch=True,
         notes=tuple(notes))
@@ -80,6 +85,8 @@ class LocalSandbox(ZygoteSandbox):
     def _launch(self, workdir: Path, server_args: Callable[[str, str], list[str]]) -> Launch:
         sock = str(workdir / "zygote.sock")
         argv = [self.python, "-I", str(SERVER_PATH), *server_args(sock, str(workdir / "scratch"))]
+        if not self.limits.network:
+            argv.append("--shared-netns")
         return Launch(argv=argv, socket_path=sock, env=minimal_env())
 
     def protections(self) -> Protections:
