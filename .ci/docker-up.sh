@@ -36,6 +36,8 @@ fi
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# debootstrap verifies the bookworm Release file with this keyring (absent on Ubuntu).
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
@@ -50,14 +52,15 @@ $(tail -n 20 "$APT_LOG")"
 $(tail -n 20 "$APT_LOG")"
     rm -f "$APT_LOG"
 else
-    say "dockerd and debootstrap already installed"
+    say "docker.io, debootstrap and the Debian keyring already installed"
 fi
 
 # 2. daemon -----------------------------------------------------------------
 if docker info >/dev/null 2>&1; then
     say "dockerd already running"
 else
-    if ! pgrep -x dockerd >/dev/null; then
+    # No pgrep: procps is not on a minimal Debian.
+    if ! { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
         say "starting dockerd (log: $DOCKERD_LOG)"
         # setsid + nohup: the daemon must outlive this script and its terminal.
         $SUDO setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
