@@ -64,16 +64,19 @@ else
         say "starting dockerd (log: $DOCKERD_LOG)"
         # setsid + nohup: the daemon must outlive this script and its terminal.
         $SUDO setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+        started=$!
     else
         say "dockerd process exists but is not answering yet; waiting"
     fi
     for ((i = 0; i < WAIT_S * 2; i++)); do
         docker info >/dev/null 2>&1 && break
+        # A daemon that exited will not come up: stop waiting.
+        if [ -n "${started:-}" ] && ! kill -0 "$started" 2>/dev/null; then break; fi
         sleep 0.5
     done
     docker info >/dev/null 2>&1 \
-        || die "dockerd did not answer within ${WAIT_S}s; last log lines:
-$(tail -n 20 "$DOCKERD_LOG" 2>/dev/null)"
+        || die "dockerd did not come up (waited up to ${WAIT_S}s); last log lines:
+$(tail -n 8 "$DOCKERD_LOG" 2>/dev/null)"
     say "dockerd is up"
 fi
 
