@@ -341,6 +341,7 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             if cfg["features"].get("uid_drop"):
                 _reveal(cfg.get("reveals", {}))
+        cell = _prepare_cell()
         send_frame(gs, {"pid": pid})
         msg, fds, _, _ = socket.recv_fds(gs, 1 << 20, 1)
         if not fds:
@@ -353,19 +354,34 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         conn.set_inheritable(False)
     except BaseException:  # noqa: BLE001
         os._exit(1)
-    _session_main(conn, req["sid"], req["limits"], cfg, req["uid"], req["scratch"], pid)
+    _session_main(conn, cell, req["sid"], req["limits"], cfg, req["uid"], req["scratch"], pid)
 
 
-def _session_setup(conn: socket.socket, sid: str, limits: dict, cfg: dict, uid: int | None,
-                   scratch: str) -> Cell:
-    feats = cfg["features"]
+def _prepare_cell() -> Cell:
+    """Output capture and a warmed-up cell runner, made before the session is assigned.
+
+    Running a throwaway cell here takes the copy-on-write page faults of the first use off the
+    ``open`` latency.
+    """
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    out, err = BoundedBuffer(limits["max_output_bytes"]), BoundedBuffer(limits["max_output_bytes"])
+    if devnull != 0:
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    out, err = BoundedBuffer(16384), BoundedBuffer(16384)
     drainer = FdDrainer(out, err)
     sys.stdout, sys.stderr = TextCapture(out, 1), TextCapture(err, 2)
     sys.stdin = open(os.devnull)  # noqa: SIM115
+    cell = Cell(out, err, drainer)
+    json.dumps(cell.run("print(1)\n(lambda: 1)()", 100))
+    cell.count = 0
+    cell.ns = {"__name__": "__main__", "__builtins__": builtins}
+    return cell
+
+
+def _session_setup(cell: Cell, sid: str, limits: dict, cfg: dict, uid: int | None,
+                   scratch: str) -> Cell:
+    feats = cfg["features"]
+    cell.out.limit = cell.err.limit = max(2, limits["max_output_bytes"])
     os.mkdir(scratch, 0o700)
     if uid is not None:
         os.chown(scratch, uid, uid)
@@ -397,7 +413,7 @@ def _session_setup(conn: socket.socket, sid: str, limits: dict, cfg: dict, uid: 
     elif feats.get("user_ns"):
         drop_capabilities()
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    return Cell(out, err, drainer)
+    return cell
 
 
 def python_reveals() -> dict[str, list[str]]:
@@ -445,13 +461,13 @@ def _outer_pid() -> int:
     return os.getpid()
 
 
-def _session_main(conn: socket.socket, sid: str, limits: dict, cfg: dict, uid: int | None,
-                  scratch: str, pid: int) -> None:
+def _session_main(conn: socket.socket, cell: Cell, sid: str, limits: dict, cfg: dict,
+                  uid: int | None, scratch: str, pid: int) -> None:
     """Runs in the forked session process; never returns."""
     code = 0
     try:
         try:
-            cell = _session_setup(conn, sid, limits, cfg, uid, scratch)
+            cell = _session_setup(cell, sid, limits, cfg, uid, scratch)
         except Exception as e:  # noqa: BLE001
             send_frame(conn, {"ok": False, "error": f"session setup failed: {type(e).__name__}: {e}"})
             os._exit(1)
@@ -667,11 +683,15 @@ class Zygote:
         fds = [fobj.fd for fobj in self.sel.get_map().values()]
         fds += [zs.fileno() for _, zs in self.spares]
         for fd in fds:
-            if fd != keep:
+            if fd != keep and fd > 2:  # 0-2 are replaced, never left free for a pipe to take
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        try:
+            os.close(self.sel.fileno())  # the zygote's epoll instance
+        except OSError:
+            pass
 
     def kill(self, sid: str) -> bool:
         info = self.sessions.get(sid)
