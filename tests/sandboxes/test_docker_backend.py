@@ -234,6 +234,7 @@ def test_a_session_cannot_harm_its_neighbours(sandbox: DockerSandbox) -> None:
             assert r.error is not None and "PermissionError" in r.error
 
 
+@needs_engine
 def test_sandbox_recovers_when_a_session_kills_the_zygote() -> None:
     # With one shared uid a session can kill everything in its container; the sandbox
     # notices on the next open and starts a fresh container.
@@ -319,7 +320,7 @@ def test_orphans_of_dead_owners_are_reaped(client: docker.DockerClient) -> None:
 
 # -- unavailable --------------------------------------------------------------------------------
 
-def test_unreachable_daemon_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_unreachable_daemon_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bogus = f"unix://{tmp_path}/no-docker.sock"
     monkeypatch.setenv("DOCKER_HOST", bogus)
     with pytest.raises(SandboxUnavailable, match=re.escape(f"cannot reach the Docker engine at "
