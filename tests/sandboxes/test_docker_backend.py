@@ -377,3 +377,9 @@ def test_owner_exit_or_crash_leaves_nothing(client: docker.DockerClient, how: st
         with DockerSandbox(limits=LIMITS) as sb:
             assert container_id in sb.reaped
         assert _gone(client, container_id)
+
+
+def test_missing_sdk_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "docker", None)  # makes `import docker` raise ImportError
+    with pytest.raises(SandboxUnavailable, match=re.escape("pip install 'agent-envs[docker]'")):
+        DockerSandbox()
