@@ -371,6 +371,11 @@ class DockerSandbox(Sandbox):
             ``os.kill(-1, 9)`` takes down the zygote and its neighbours. Default: True
             when this process is root (needed to connect to a root-owned socket).
 
+    Attributes:
+        reaped: Ids of orphaned containers (of crashed runs) removed on construction.
+        run_id: The ``agent-envs.run`` label of this sandbox's containers.
+        features: What the zygote probed inside the container (namespaces, uid drop).
+
     Raises:
         SandboxUnavailable: the ``docker`` package is missing, the engine is
             unreachable, or the image does not exist (the message gives the fix).
