@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import struct
@@ -247,7 +248,22 @@ class ZygoteSession(Session):
     def _request(self, code: str) -> bytes:
         return _frame({"op": "run", "code": code, "max_output": self.limits.max_output_bytes})
 
+    def attach_pidfd(self, pidfd: int) -> None:
+        """Kill through this pidfd (no zygote round trip, immune to pid reuse).
+
+        Only for sessions that are PID-namespace inits in the host's PID namespace: killing
+        the init kills every process of the session.
+        """
+        self._pidfd = pidfd
+
     def _kill(self) -> None:
+        pidfd = getattr(self, "_pidfd", None)
+        if pidfd is not None:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                return  # the zygote reaps it and deletes its scratch dir
+            except OSError:
+                pass
         try:
             self._client.kill(self.id)
         except SandboxError:
@@ -326,6 +342,9 @@ class ZygoteSession(Session):
             self._sock.close()
         except OSError:
             pass
+        pidfd, self._pidfd = getattr(self, "_pidfd", None), None
+        if pidfd is not None:
+            os.close(pidfd)
         if self.on_close is not None:
             self.on_close(self)
 

@@ -341,6 +341,9 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             if cfg["features"].get("uid_drop"):
                 _reveal(cfg.get("reveals", {}))
+        # Grow the fd table to SESSION_FD now, while single-threaded: growing it later, with
+        # the output thread running, costs an RCU grace period (~10 ms) on the open path.
+        os.dup2(gs.fileno(), SESSION_FD)
         cell = _prepare_cell()
         send_frame(gs, {"pid": pid})
         msg, fds, _, _ = socket.recv_fds(gs, 1 << 20, 1)

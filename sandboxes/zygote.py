@@ -163,6 +163,11 @@ class ZygoteSandbox(Sandbox):
         s.on_close = self._forget
         if self.host_pids:
             s.info["host_pid"] = s.pid
+            if self.features.get("pid_ns") and hasattr(os, "pidfd_open"):
+                try:
+                    s.attach_pidfd(os.pidfd_open(s.pid))
+                except OSError:
+                    pass  # fall back to killing through the zygote
         with self._lock:
             self._sessions.add(s)
         return s
