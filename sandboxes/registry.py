@@ -44,7 +44,11 @@ def _load(name: str) -> type[Sandbox]:
     if name not in _BACKENDS:
         raise _unknown(name)
     module, _, cls = _BACKENDS[name].partition(":")
-    if importlib.util.find_spec(module) is None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a missing parent package
+        spec = None
+    if spec is None:
         raise SandboxUnavailable(f"sandbox backend {name!r} is not installed here: module "
                                  f"{module!r} was not found.")
     try:

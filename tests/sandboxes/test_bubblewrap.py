@@ -1,0 +1,68 @@
+"""The bubblewrap backend: a jailed zygote with the same session semantics as ``local``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from sandboxes import SandboxUnavailable, available_backends, make_sandbox
+from sandboxes.bubblewrap import BubblewrapSandbox
+from tests.sandboxes.conftest import FAST, descendants, wait_until
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                 reason="bubblewrap unavailable: bwrap is not on PATH")
+pytestmark = [pytest.mark.bwrap]
+
+
+def test_missing_bwrap_names_the_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no bwrap on it
+    with pytest.raises(SandboxUnavailable, match=re.escape(
+            "install the 'bubblewrap' package (e.g. apt-get install -y bubblewrap)")):
+        make_sandbox("bubblewrap")
+    assert "bubblewrap" in available_backends()["bubblewrap"]
+
+
+@needs_bwrap
+def test_notebook_session_inside_the_jail():
+    with make_sandbox("bubblewrap", limits=FAST, preimports=("json",)) as sb:
+        assert isinstance(sb, BubblewrapSandbox)
+        with sb.open() as s:
+            s.run("import json, os\nd = {'a': [1, 2]}")
+            r = s.run("print(os.getcwd())\njson.dumps(d)")
+            assert r.value == "'{\"a\": [1, 2]}'"
+            assert r.stdout.startswith("/tmp/scratch/")
+            r = s.run("sorted(os.listdir('/'))")
+            top = eval(r.value)
+            assert "home" not in top and "sandbox" in top  # no host home; the socket dir
+            r = s.run("open('/usr/x', 'w')")
+            assert "Read-only file system" in r.error
+            assert s.run("while True: pass", timeout_s=0.5).timed_out
+        p = sb.protections()
+        assert p.readonly_root and p.mount_namespace and p.network_namespace
+        assert any("bubblewrap jail" in n for n in p.notes)
+
+
+@needs_bwrap
+def test_close_leaves_no_processes():
+    sb = make_sandbox("bubblewrap", limits=FAST)
+    root = sb.zygote_pid
+    sessions = [sb.open() for _ in range(3)]
+    sessions[0].run("import subprocess\nsubprocess.Popen(['sleep', '60'])")
+    pids = descendants(root) | {root}
+    assert len(pids) >= 6  # bwrap, its init, the zygote, 3 sessions, sleep, spares
+    sb.close()
+
+    def gone() -> bool:
+        return not any(_alive(p) for p in pids)
+
+    assert wait_until(gone, 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
