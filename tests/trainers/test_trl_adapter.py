@@ -223,8 +223,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
     class RecordingGRPOTrainer(GRPOTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            received.append({k: v.detach().clone() for k, v in inputs.items()
-                             if isinstance(v, torch.Tensor)})
+            batch = {k: v.detach().clone() for k, v in inputs.items()
+                     if isinstance(v, torch.Tensor)}
+            batch["model_logps"] = _model_logps(model, batch)  # weights that sampled this batch
+            received.append(batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     args = GRPOConfig(
@@ -245,6 +247,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
         mp.undo()
     return {"model": model, "before": before, "calls": calls, "received": received,
             "log": trainer.state.log_history}
+
+
+def _model_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Log-prob of each completion token under ``model``, one unpadded row at a time."""
+    out = torch.zeros(batch["completion_ids"].shape, dtype=torch.float32)
+    with torch.no_grad():
+        for i in range(out.shape[0]):
+            prompt = batch["prompt_ids"][i][batch["prompt_mask"][i].bool()]
+            keep = batch["completion_mask"][i].bool()
+            completion = batch["completion_ids"][i][keep]
+            ids = torch.cat([prompt, completion]).unsqueeze(0)
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+            lps = torch.log_softmax(logits, -1).gather(1, completion.unsqueeze(1)).squeeze(1)
+            out[i, :len(completion)] = lps
+    return out
 
 
 def _replay(ep: Episode) -> tuple[list[int], list[int], float]:
@@ -323,3 +340,13 @@ def test_training_changed_parameters_and_metrics_are_finite(trained) -> None:
             if key in h:
                 assert math.isfinite(h[key]), (key, h)
     assert any("env/env_tokens" in h for h in trained["log"])
+
+
+def test_trl_receives_the_sampler_logprobs_aligned_with_the_tokens(trained) -> None:
+    # On-policy (temperature 1, no top-k/p): the sampler's processed log-prob of each sampled
+    # token equals the trained model's log-prob of it; env tokens carry 0.0 and are masked.
+    for batch in trained["received"]:
+        mask = (batch["completion_mask"] * batch["tool_mask"]).bool()
+        sampler = batch["sampling_per_token_logps"]
+        assert torch.allclose(sampler[mask], batch["model_logps"][mask], atol=1e-4)
+        assert torch.all(sampler[batch["completion_mask"].bool() & ~mask] == 0.0)
