@@ -22,13 +22,18 @@ import pytest
 pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
-import agent_envs  # noqa: E402
-from trainers.adapters import (  # noqa: E402
-    EnvRollout, HarmonyTokenizer, TRLAdapterConfig, TRLAdapterError, episode_reward,
-    episodes_to_trl, task_dataset,
+import agent_envs
+from trainers.adapters import (
+    EnvRollout,
+    HarmonyTokenizer,
+    TRLAdapterConfig,
+    TRLAdapterError,
+    episode_reward,
+    episodes_to_trl,
+    sampling_from_trl_args,
+    task_dataset,
 )
-from trainers.adapters.trl import sampling_from_trl_args  # noqa: E402
-from trainers.episode import Episode, Segment, Turn  # noqa: E402
+from trainers.episode import Episode, Segment, Turn
 
 # TRL 1.16 reads ``model.is_gradient_checkpointing``, which transformers 5.x deprecates with a
 # FutureWarning; the suite turns warnings into errors, so that one message (and only it) is ignored.
@@ -40,9 +45,10 @@ ENV_KWARGS = {"max_turns": 2}
 
 
 def _episode(segments: list[Segment], **kw: object) -> Episode:
-    base: dict[str, object] = dict(episode_id="g0-e0", env_id="toy-digit-v0", env_version="v0",
-                                   task_id="toy-digit/train/7", group_id=0, index=0, seed=1,
-                                   sample_seed=2, policy_id="p", policy_version="0")
+    base: dict[str, object] = {
+        "episode_id": "g0-e0", "env_id": "toy-digit-v0", "env_version": "v0",
+        "task_id": "toy-digit/train/7", "group_id": 0, "index": 0, "seed": 1, "sample_seed": 2,
+        "policy_id": "p", "policy_version": "0"}
     base.update(kw)
     return Episode(segments=segments, **base)  # type: ignore[arg-type]
 
@@ -246,7 +252,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
         rollout.close()
         mp.undo()
     return {"model": model, "before": before, "calls": calls, "received": received,
-            "log": trainer.state.log_history}
+            "log": trainer.state.log_history, "trainer": trainer}
 
 
 def _model_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -350,3 +356,26 @@ def test_trl_receives_the_sampler_logprobs_aligned_with_the_tokens(trained) -> N
         sampler = batch["sampling_per_token_logps"]
         assert torch.allclose(sampler[mask], batch["model_logps"][mask], atol=1e-4)
         assert torch.all(sampler[batch["completion_mask"].bool() & ~mask] == 0.0)
+
+
+def test_rollout_keeps_prompt_order_with_uneven_groups_and_restores_train_mode(trained) -> None:
+    trainer = trained["trainer"]
+    kwargs = {"fixed_target": None, "max_turns": 2}
+    rollout = EnvRollout(TRLAdapterConfig(env_id="toy-digit", env_kwargs=kwargs))
+    prompts = ["toy-digit/train/3", "toy-digit/train/5", "toy-digit/train/3"]
+    trainer.model.train()
+    try:
+        out = rollout(prompts, trainer)
+    finally:
+        rollout.close()
+    assert trainer.model.training
+    assert [ep.task_id for ep in rollout.last_episodes] == prompts
+    assert out["env_task_id"] == prompts
+    env = agent_envs.make("toy-digit", **kwargs)
+    try:
+        for task_id, prompt_ids in zip(prompts, out["prompt_ids"]):
+            obs, _ = env.reset(options={"task_id": task_id})
+            assert prompt_ids == [int(t) for t in obs]
+    finally:
+        env.close()
+    assert len({tuple(ids) for ids in out["prompt_ids"]}) == 2  # the two tasks differ

@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = [
     "EnvRollout", "HarmonyTokenizer", "TRLAdapterConfig", "TRLAdapterError", "episode_reward",
-    "episodes_to_trl", "task_dataset",
+    "episodes_to_trl", "sampling_from_trl_args", "task_dataset",
 ]
 
 _TRL = set(__all__)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from transformers import PreTrainedTokenizer
 
@@ -54,7 +54,7 @@ from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
 __all__ = [
     "EnvRollout", "HarmonyTokenizer", "TRLAdapterConfig", "TRLAdapterError", "episode_reward",
-    "episodes_to_trl", "task_dataset",
+    "episodes_to_trl", "sampling_from_trl_args", "task_dataset",
 ]
 
 #: ``<|return|>``: stands in for a prompt/completion that has no tokens (masked out).
@@ -237,8 +237,9 @@ def task_dataset(env_id: str, num_tasks: int, *, seed: int = 0, split: str = "tr
     """
     if num_tasks < 1:
         raise TRLAdapterError(f"task_dataset num_tasks must be >= 1, got {num_tasks!r}.")
-    import agent_envs
     from datasets import Dataset
+
+    import agent_envs
 
     env = agent_envs.make(env_id, **dict(env_kwargs or {}))
     try:
@@ -377,7 +378,7 @@ class EnvRollout:
             for t in unknown:
                 try:
                     self._probe_env().task_source.get(t)
-                except Exception as e:  # noqa: BLE001 - sources raise their own error types
+                except Exception as e:  # sources raise their own error types
                     raise TRLAdapterError(
                         f"prompt {t[:80]!r} is not a task id of env {self.config.env_id!r} "
                         f"({type(e).__name__}: {e}); build the train dataset with "
@@ -419,7 +420,7 @@ class HarmonyTokenizer(PreTrainedTokenizer):
     ``<|return|>``, as in gpt-oss.
     """
 
-    model_input_names = ["input_ids", "attention_mask"]
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
 
     def __init__(self, **kwargs: Any) -> None:
         from agent_envs.harmony import get_codec
