@@ -23,12 +23,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandboxes import Limits, Sandbox, available_backends, make_sandbox  # noqa: E402
+from sandboxes import Limits, Sandbox, available_backends, make_sandbox
 
 TRIVIAL = "1+1"
 NUMPY = "numpy.linalg.svd(numpy.arange(64.0).reshape(8, 8))[1][0]"
@@ -42,7 +43,7 @@ def say(msg: str) -> None:
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def timed(fn: Callable[[], Any], n: int, label: str, pace_s: float = 0.0) -> dict[str, float]:
@@ -157,7 +158,7 @@ def docker_image() -> str | None:
         return None
     try:
         names = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
-                               capture_output=True, text=True, timeout=10).stdout.split()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         return None
     if "agent-envs-sandbox:latest" in names:

@@ -16,7 +16,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sandboxes.base import ExecResult, Limits, Session
 from sandboxes.errors import SandboxError, SessionDead
@@ -64,7 +65,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
             sock.settimeout(None)
         try:
             chunk = sock.recv(min(n - len(buf), 1 << 20))
-        except socket.timeout as e:
+        except TimeoutError as e:
             raise _Timeout from e
         if not chunk:
             raise EOFError("connection closed")
@@ -300,7 +301,7 @@ class ZygoteSession(Session):
                 resp = _recv_frame(self._sock, t0 + timeout)
             except _Timeout:
                 return self._timed_out(timeout, t0)
-            except socket.timeout:
+            except TimeoutError:
                 return self._timed_out(timeout, t0)
             except (OSError, EOFError, ValueError):
                 return self._died(t0)

@@ -44,7 +44,6 @@ import argparse
 import ast
 import builtins
 import ctypes
-import errno
 import fcntl
 import importlib
 import io
@@ -288,7 +287,7 @@ class Cell:
             if tree.body and isinstance(tree.body[-1], ast.Expr):
                 last = ast.Expression(tree.body.pop().value)
             linecache.cache[name] = (len(code), None, code.splitlines(True), name)
-            exec(compile(tree, name, "exec"), self.ns)
+            exec(compile(tree, name, "exec"), self.ns)  # noqa: S102 - running cells is the job
             if last is not None:
                 result = eval(compile(last, name, "eval"), self.ns)
                 if result is not None:
@@ -303,7 +302,7 @@ class Cell:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - a cell may leave a broken sys.stdout
                 pass
         self.drainer.sync()
         out, out_total = self.out.take()
@@ -405,7 +404,7 @@ def _session_setup(cell: Cell, sid: str, limits: dict, cfg: dict, uid: int | Non
         # user namespace; otherwise it would count every process of the shared uid.
         rl.append((resource.RLIMIT_NPROC, limits["max_procs"], limits["max_procs"]))
     for which, soft, hard in rl:
-        cur_soft, cur_hard = resource.getrlimit(which)
+        _, cur_hard = resource.getrlimit(which)
         if cur_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, cur_hard), min(hard, cur_hard)
         resource.setrlimit(which, (soft, hard))
@@ -520,13 +519,13 @@ class Zygote:
             attempts.append(("root", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET))
         attempts.append(("userns", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET))
         for mode, flags in attempts:
-            if self._try_child(lambda: self._enter_namespaces(mode, flags, probe=True)):
+            if self._try_child(lambda m=mode, f=flags: self._enter_namespaces(m, f, probe=True)):
                 return {"ns_mode": mode, "user_ns": mode == "userns", "pid_ns": True,
                         "mount_ns": True, "net_ns": True, "uid_drop": self.is_root}
         # Network namespace alone (e.g. pid namespaces forbidden).
         for mode, flags in ([("root", CLONE_NEWNET)] if self.is_root else []) + \
                 [("userns", CLONE_NEWUSER | CLONE_NEWNET)]:
-            if self._try_child(lambda: self._enter_namespaces(mode, flags, probe=True)):
+            if self._try_child(lambda m=mode, f=flags: self._enter_namespaces(m, f, probe=True)):
                 return {"ns_mode": mode, "ns_flags": flags, "user_ns": mode == "userns",
                         "pid_ns": False, "mount_ns": False, "net_ns": True,
                         "uid_drop": self.is_root}

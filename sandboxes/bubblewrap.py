@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sandboxes.base import Protections
 from sandboxes.errors import SandboxUnavailable

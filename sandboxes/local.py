@@ -11,8 +11,8 @@ filesystem jail: files the session's uid may read stay readable. Use ``bubblewra
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sandboxes.base import Protections
 from sandboxes.zygote import SERVER_PATH, Launch, ZygoteSandbox, minimal_env

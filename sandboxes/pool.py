@@ -34,7 +34,7 @@ class PoolClosed(SandboxError):
 
 
 class _Waiter:
-    __slots__ = ("event", "future", "loop", "granted")
+    __slots__ = ("event", "future", "granted", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop
@@ -220,13 +220,13 @@ class SessionPool:
         """Async twin of :meth:`close`."""
         await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> SessionPool:
+    def __enter__(self) -> SessionPool:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> SessionPool:
+    async def __aenter__(self) -> SessionPool:  # noqa: PYI034
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -10,7 +10,8 @@ import difflib
 import importlib
 import importlib.util
 import shutil
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sandboxes.base import Limits, Sandbox
 from sandboxes.errors import SandboxUnavailable, UnknownBackend

@@ -15,9 +15,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes.base import Limits, Sandbox, Session
@@ -224,7 +225,7 @@ class ZygoteSandbox(Sandbox):
         if not getattr(self, "_closed", True) and hasattr(self, "_proc"):
             try:
                 self.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - best effort at interpreter exit
                 pass
 
     def __repr__(self) -> str:

@@ -10,7 +10,12 @@ import threading
 import pytest
 
 from sandboxes import (
-    Limits, SandboxError, SessionDead, UnknownBackend, available_backends, make_sandbox,
+    Limits,
+    SandboxError,
+    SessionDead,
+    UnknownBackend,
+    available_backends,
+    make_sandbox,
 )
 from tests.sandboxes.conftest import FAST, descendants, pid_alive, wait_until
 
