@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from sandboxes.base import ExecResult, Limits, Protections, Sandbox, Session
 from sandboxes.errors import SandboxError, SandboxUnavailable, SessionDead, UnknownBackend
-from sandboxes.registry import available_backends, make_sandbox
+from sandboxes.pool import PoolClosed, PoolTimeout, SessionPool
+from sandboxes.registry import available_backends, make_sandbox, register_backend
 
 __all__ = [
     "ExecResult", "Limits", "Protections", "Sandbox", "Session",
     "SandboxError", "SandboxUnavailable", "SessionDead", "UnknownBackend",
-    "available_backends", "make_sandbox",
+    "PoolClosed", "PoolTimeout", "SessionPool",
+    "available_backends", "make_sandbox", "register_backend",
 ]
