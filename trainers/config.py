@@ -84,6 +84,9 @@ class ModelSection:
                                            "'kernels-community/vllm-flash-attn3' (Hopper)")
     device: str = _f("cpu", "where the trainer's model lives: 'cpu', 'cuda', 'cuda:1'")
     gradient_checkpointing: bool = _f(False, "recompute decoder layers in backward")
+    freeze_input_embeddings: bool = _f(False, "freeze the input embeddings (201088 x hidden; "
+                                              "their dense gradient is most of a tiny model's "
+                                              "update time on CPU)")
     logprob_chunk_size: int = _f(1024, "positions per LM-head call when computing log-probs")
     lora: bool = _f(False, "train LoRA adapters instead of all weights")
     lora_r: int = _f(16, "LoRA rank")
@@ -461,7 +464,7 @@ def _set_dotted(data: dict[str, Any], override: str) -> None:
         sub = table.setdefault("kwargs", {})
         for p in parts[2:-1]:
             sub = sub.setdefault(p, {})
-        sub[parts[-1]] = _parse_literal(raw)
+        sub[parts[-1]] = None if raw.strip().lower() in ("none", "null") else _parse_literal(raw)
         return
     if len(parts) != 2:
         raise _unknown(key)

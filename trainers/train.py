@@ -96,6 +96,8 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
             attn_implementation=m.attn_implementation, dtype=m.dtype, device=m.device,
             gradient_checkpointing=m.gradient_checkpointing))
     model.config.use_cache = False
+    if m.freeze_input_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if m.lora:
         model = apply_lora(model, LoraSettings(
             r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
