@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from trainers.config import load_config  # noqa: E402
-from trainers.policies.base import Policy, Sample, SampleRequest  # noqa: E402
+from trainers.config import load_config
+from trainers.policies.base import Policy, Sample, SampleRequest
 
 SINKLESS = "benchmark_ignore_sinks"
 METHODS = ("none", "token_tis", "seq_mis", "geo_mask")
@@ -85,12 +85,12 @@ class SinklessSampler(Policy):
 
     def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
         cfg = self.model.config
-        saved = cfg._attn_implementation  # noqa: SLF001
-        cfg._attn_implementation = SINKLESS  # noqa: SLF001
+        saved = cfg._attn_implementation
+        cfg._attn_implementation = SINKLESS
         try:
             return self.inner.sample(requests)
         finally:
-            cfg._attn_implementation = saved  # noqa: SLF001
+            cfg._attn_implementation = saved
 
 
 def run_method(method: str, args: argparse.Namespace, bar: Any) -> list[dict[str, float]]:

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser(prog: str = "agent-envs train") -> argparse.ArgumentParser:

@@ -32,13 +32,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from trainers.rollout_correction import (
     PRESETS,
@@ -47,9 +48,17 @@ from trainers.rollout_correction import (
 )
 
 __all__ = [
-    "ConfigError", "ModelSection", "EnvSection", "RolloutSection", "AlgoSection",
-    "LoggingSection", "CheckpointSection", "TrainConfig", "load_config", "config_to_dict",
+    "AlgoSection",
+    "CheckpointSection",
+    "ConfigError",
+    "EnvSection",
+    "LoggingSection",
+    "ModelSection",
+    "RolloutSection",
+    "TrainConfig",
     "config_help",
+    "config_to_dict",
+    "load_config",
 ]
 
 
@@ -57,7 +66,7 @@ class ConfigError(ValueError):
     """A config file, key, value or combination is invalid (the message says how to fix it)."""
 
 
-def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:  # noqa: A002
+def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
     """A dataclass field with help text (CleanRL style); section defaults get a factory."""
     if dataclasses.is_dataclass(default) and not isinstance(default, type):
         return field(default_factory=type(default), metadata={"help": help}, **kw)
@@ -131,7 +140,7 @@ class EnvSection:
     """Which environment the episodes run in."""
 
     id: str = _f("toy-digit", "registered env id ('toy-digit', 'python-tool', ...)")
-    kwargs: dict[str, Any] = _f({}, "arguments for agent_envs.make (budgets, task source...)")
+    kwargs: dict[str, Any] = _f({}, "arguments for agent_envs.make (budgets, task source...)")  # noqa: RUF009
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +157,7 @@ class RolloutSection:
     sampler: Literal["transformers", "vllm"] = _f(
         "transformers", "'transformers' samples from the trainer's own model object (CPU or "
                         "GPU); 'vllm' runs an engine whose weights sync_weights() refreshes")
-    vllm_kwargs: dict[str, Any] = _f({}, "extra vllm.LLM arguments (gpu_memory_utilization...)")
+    vllm_kwargs: dict[str, Any] = _f({}, "extra vllm.LLM arguments (gpu_memory_utilization...)")  # noqa: RUF009
     allowed_tokens: Literal["all", "env"] = _f(
         "all", "'env': restrict sampling AND training log-probs to env.allowed_token_ids() "
                "(toy-digit), so a tiny random model can hit the answer tokens")
@@ -267,15 +276,15 @@ class TrainConfig:
 
     steps: int = _f(10, "training steps (each: collect, then update)")
     seed: int = _f(0, "base seed: model init, rollouts, minibatch order")
-    model: ModelSection = _f(ModelSection(), "the policy model")
-    env: EnvSection = _f(EnvSection(), "the environment")
-    rollout: RolloutSection = _f(RolloutSection(), "episode collection")
-    algo: AlgoSection = _f(AlgoSection(), "algorithm and optimiser")
-    correction: RolloutCorrectionConfig = _f(
+    model: ModelSection = _f(ModelSection(), "the policy model")  # noqa: RUF009
+    env: EnvSection = _f(EnvSection(), "the environment")  # noqa: RUF009
+    rollout: RolloutSection = _f(RolloutSection(), "episode collection")  # noqa: RUF009
+    algo: AlgoSection = _f(AlgoSection(), "algorithm and optimiser")  # noqa: RUF009
+    correction: RolloutCorrectionConfig = _f(  # noqa: RUF009
         RolloutCorrectionConfig(), "rollout correction between sampler and trainer "
                                    "(a preset name plus field overrides in TOML)")
-    logging: LoggingSection = _f(LoggingSection(), "outputs")
-    checkpoint: CheckpointSection = _f(CheckpointSection(), "checkpoints and resume")
+    logging: LoggingSection = _f(LoggingSection(), "outputs")  # noqa: RUF009
+    checkpoint: CheckpointSection = _f(CheckpointSection(), "checkpoints and resume")  # noqa: RUF009
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -339,9 +348,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):

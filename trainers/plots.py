@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["TRAINING_PANELS", "plot_training", "plot_comparison"]
+__all__ = ["TRAINING_PANELS", "plot_comparison", "plot_training"]
 
 #: Panels of :func:`plot_training`: a title and the metric keys drawn in it.
 TRAINING_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -30,7 +30,7 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[floa
     return xs, ys
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib's module
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)

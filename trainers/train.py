@@ -59,7 +59,12 @@ from trainers.policies.base import Policy, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
 __all__ = [
-    "AllowedTokensModel", "Trainer", "TrainResult", "build_model", "token_logprobs", "train",
+    "AllowedTokensModel",
+    "TrainResult",
+    "Trainer",
+    "build_model",
+    "token_logprobs",
+    "train",
 ]
 
 _PAD_ID = 199999  # gpt-oss <|endoftext|>; padding is masked out everywhere
@@ -72,8 +77,13 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     """The policy model the config asks for: a tiny random gpt-oss or a checkpoint,
     with the configured attention, dtype, device, gradient checkpointing and LoRA."""
     from trainers.models import (
-        GptOssLoadConfig, LoraSettings, apply_lora, build_tiny_gpt_oss, load_gpt_oss,
-        register_sink_attention, tiny_gpt_oss_config,
+        GptOssLoadConfig,
+        LoraSettings,
+        apply_lora,
+        build_tiny_gpt_oss,
+        load_gpt_oss,
+        register_sink_attention,
+        tiny_gpt_oss_config,
     )
 
     m = config.model
@@ -86,7 +96,7 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         model = build_tiny_gpt_oss(cfg, seed=m.init_seed, sink_scale=m.tiny_sink_scale)
         if m.attn_implementation != "eager":
             register_sink_attention()
-            model.config._attn_implementation = m.attn_implementation  # noqa: SLF001
+            model.config._attn_implementation = m.attn_implementation
         model = model.to(device=m.device, dtype=dtype)
         if m.gradient_checkpointing:
             model.gradient_checkpointing_enable(
@@ -274,7 +284,7 @@ class Trainer:
                     f"rollout.allowed_tokens='env' but env {self.config.env.id!r} has no "
                     f"allowed_token_ids() (only toy envs restrict their tokens). Set "
                     f"rollout.allowed_tokens='all'.")
-            ids = sorted(set(int(t) for t in fn()))
+            ids = sorted({int(t) for t in fn()})
         finally:
             env.close()
         return torch.as_tensor(ids, dtype=torch.long, device=self.device)
@@ -331,7 +341,7 @@ class Trainer:
             finally:
                 model.unmerge_adapter()
         else:
-            load(list((n, p.detach()) for n, p in model.named_parameters()), version=version)
+            load([(n, p.detach()) for n, p in model.named_parameters()], version=version)
 
     # -- one step -----------------------------------------------------------------
 
@@ -580,7 +590,8 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(path)
-        for old in sorted(self.checkpoint_dir.glob("step_*.pt"))[:-self.config.checkpoint.keep_last]:
+        keep = self.config.checkpoint.keep_last
+        for old in sorted(self.checkpoint_dir.glob("step_*.pt"))[:-keep]:
             old.unlink()
         return path
 
@@ -653,7 +664,8 @@ class Trainer:
                 every = c.checkpoint.every
                 if every and self.step_count % every == 0:
                     ckpt = self.save_checkpoint()
-            if c.checkpoint.save_final and (ckpt is None or ckpt.stem != f"step_{self.step_count:06d}"):
+            fresh = ckpt is not None and ckpt.stem == f"step_{self.step_count:06d}"
+            if c.checkpoint.save_final and not fresh:
                 ckpt = self.save_checkpoint()
         finally:
             bar.close()

@@ -11,12 +11,17 @@ import pytest
 
 pytest.importorskip("torch")
 
-from trainers.cli import main  # noqa: E402
-from trainers.config import (  # noqa: E402
-    AlgoSection, ConfigError, ModelSection, RolloutSection, TrainConfig, config_help,
+from trainers.cli import main
+from trainers.config import (
+    AlgoSection,
+    ConfigError,
+    ModelSection,
+    RolloutSection,
+    TrainConfig,
+    config_help,
     load_config,
 )
-from trainers.rollout_correction import RolloutCorrectionConfig  # noqa: E402
+from trainers.rollout_correction import RolloutCorrectionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,13 +83,13 @@ def test_override_beats_the_file_and_preset_override_drops_file_fields(tmp_path:
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["rollout.grup_size=4"], "unknown config key 'rollout.grup_size'. Did you mean "
-                              "'rollout.group_size'?"),
+    (["rollout.grup_size=4"], ("unknown config key 'rollout.grup_size'. Did you mean "
+                              "'rollout.group_size'?")),
     (["algo.lr=fast"], "algo.lr='fast' is invalid: expected a number. Use e.g. 1e-5."),
     (["algo.name=dqn"], "algo.name='dqn' is invalid: must be one of ['grpo', 'ppo']"),
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: GRPO needs >= 2 episodes"),
-    (["algo.minibatches=100"], "algo.minibatches=100 is invalid: more minibatches than "
-                               "episodes per step (8 tasks x 8 = 64)"),
+    (["algo.minibatches=100"], ("algo.minibatches=100 is invalid: more minibatches than "
+                               "episodes per step (8 tasks x 8 = 64)")),
     (["model.attn_implementation=flash_attention_2"], "would ignore gpt-oss attention sinks"),
     (["correction.is_cap=0.5"], "RolloutCorrectionConfig.is_cap=0.5 is invalid"),
     (["correction.preset=magic"], "correction.preset='magic' is invalid: must be one of"),

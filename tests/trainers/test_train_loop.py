@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from trainers.config import ConfigError, load_config  # noqa: E402
-from trainers.train import AllowedTokensModel, Trainer, token_logprobs, train  # noqa: E402
+from trainers.config import ConfigError, load_config
+from trainers.train import AllowedTokensModel, Trainer, token_logprobs, train
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "configs" / "tiny-cpu.toml"
@@ -28,7 +28,7 @@ SMALL = ["rollout.tasks_per_step=2", "rollout.group_size=4", "logging.progress=f
 PENALTY = ["env.kwargs.format_error_penalty=-1.0"]
 
 
-def cfg(tmp_path: Path, *overrides: str):  # noqa: ANN201
+def cfg(tmp_path: Path, *overrides: str):
     return load_config(PRESET, [f"logging.out_dir={tmp_path / 'run'}", *SMALL, *overrides])
 
 
@@ -104,7 +104,7 @@ def test_restricted_logprobs_equal_a_masked_full_softmax(tmp_path: Path) -> None
 def test_env_without_allowed_tokens_is_a_config_error(tmp_path: Path) -> None:
     import agent_envs
 
-    def factory():  # noqa: ANN202
+    def factory():
         env = agent_envs.make("toy-digit")
         env.allowed_token_ids = None  # an env that offers no restriction
         return env
