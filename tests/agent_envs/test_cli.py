@@ -55,3 +55,26 @@ def test_console_script_runs_as_a_process():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "solved         2/2" in proc.stdout
+
+
+def test_train_subcommand_runs_the_trainer(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.toml"
+    rc = main(["train", str(config), "steps=1", f"logging.out_dir={tmp_path}",
+               "rollout.tasks_per_step=2", "rollout.group_size=2"])
+    assert rc == 0
+    assert (tmp_path / "metrics.jsonl").is_file() and (tmp_path / "metrics.png").is_file()
+    lines = (tmp_path / "metrics.jsonl").read_text().strip().splitlines()
+    record = json.loads(lines[-1])
+    assert record["step"] == 1 and 0.0 <= record["reward/mean"] <= 1.0
+
+
+def test_train_bad_config_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = 0\n")
+    assert main(["train", str(bad)]) == 2
+    assert "steps" in capsys.readouterr().err
