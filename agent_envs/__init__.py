@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
 from agent_envs.errors import (
-    AgentEnvsError, DatasetError, EnvStateError, InvalidActionError, TaskFileError,
-    UnknownEnvError, UnknownTaskError, VocabularyError,
+    AgentEnvsError,
+    DatasetError,
+    EnvStateError,
+    InvalidActionError,
+    TaskFileError,
+    UnknownEnvError,
+    UnknownTaskError,
+    VocabularyError,
 )
 from agent_envs.registry import EnvSpec, list_envs, make, register, spec
 

@@ -53,7 +53,6 @@ episodes; the sync methods run the same logic with the sync tool calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,7 +63,13 @@ from gymnasium import spaces
 
 from agent_envs.errors import EnvStateError, InvalidActionError
 from agent_envs.harmony import (
-    END, VOCAB_SIZE, AnalysisPolicy, HarmonyCodec, ParsedCompletion, get_codec, message_text,
+    END,
+    VOCAB_SIZE,
+    AnalysisPolicy,
+    HarmonyCodec,
+    ParsedCompletion,
+    get_codec,
+    message_text,
 )
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
-    "AgentEnvsError", "VocabularyError", "UnknownEnvError", "UnknownTaskError",
-    "TaskFileError", "DatasetError", "InvalidActionError", "EnvStateError",
+    "AgentEnvsError",
+    "DatasetError",
+    "EnvStateError",
+    "InvalidActionError",
+    "TaskFileError",
+    "UnknownEnvError",
+    "UnknownTaskError",
+    "VocabularyError",
 ]
 
 

@@ -76,15 +76,16 @@ def register(id: str, entry_point: str, *, kwargs: dict[str, Any] | None = None,
     Raises:
         ValueError: the id is not ``name-vN`` or is already registered.
     """
-    if not _ID.match(id):
+    m = _ID.match(id)
+    if m is None:
         raise ValueError(f"environment id {id!r} must look like 'name-vN' (lower case, "
                          f"e.g. 'python-tool-v0')")
     if ":" not in entry_point:
         raise ValueError(f"entry_point {entry_point!r} must be 'package.module:ClassName'")
     if id in _REGISTRY:
+        next_id = f"{m.group('name')}-v{int(m.group('version')) + 1}"
         raise ValueError(f"environment {id!r} is already registered; released versions are "
-                         f"never changed in place: register a new version (e.g. "
-                         f"'{_ID.match(id).group('name')}-v{int(_ID.match(id).group('version')) + 1}')")  # type: ignore[union-attr]
+                         f"never changed in place: register a new version (e.g. {next_id!r})")
     env_spec = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}),
                        description=description)
     _REGISTRY[id] = env_spec

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from agent_envs.harmony.codec import (
-    CALL, END, RETURN, START, STOP_TOKEN_IDS, VOCAB_SIZE, AnalysisPolicy, FunctionTool,
-    HarmonyCodec, ParsedCompletion, SystemConfig, drop_analysis, get_codec, message_text,
+    CALL,
+    END,
+    RETURN,
+    START,
+    STOP_TOKEN_IDS,
+    VOCAB_SIZE,
+    AnalysisPolicy,
+    FunctionTool,
+    HarmonyCodec,
+    ParsedCompletion,
+    SystemConfig,
+    drop_analysis,
+    get_codec,
+    message_text,
 )
 from agent_envs.harmony.vocab import ENV_VAR, VOCAB_FILE, load_encoding, resolve_vocab_file
 
