@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TRAINING_PANELS", "plot_comparison", "plot_training"]
 
@@ -66,14 +67,7 @@ def plot_training(history: Sequence[Mapping[str, float]], path: str | Path, *,
         ax.grid(alpha=0.3)
         if keys:
             ax.legend(fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("step")
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, path, title)
 
 
 def plot_comparison(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str],
@@ -103,6 +97,11 @@ def plot_comparison(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Seq
             ax.set_yscale("symlog", linthresh=1e-4)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
+    return _save(plt, fig, axes, path, title)
+
+
+def _save(plt: Any, fig: Any, axes: Any, path: str | Path, title: str) -> Path:
+    """Label the shared x axis, add the title, write the PNG and free the figure."""
     axes[-1, 0].set_xlabel("step")
     if title:
         fig.suptitle(title)
