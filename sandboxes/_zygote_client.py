@@ -134,8 +134,12 @@ class ZygoteClient:
             try:
                 if self._ctl is None:
                     ctl = self._connect()
-                    ctl.sendall(_frame({"op": "control"}))
-                    _recv_frame(ctl, time.monotonic() + self.connect_timeout_s)
+                    try:
+                        ctl.sendall(_frame({"op": "control"}))
+                        _recv_frame(ctl, time.monotonic() + self.connect_timeout_s)
+                    except BaseException:
+                        ctl.close()  # the zygote died mid-handshake: do not leak the socket
+                        raise
                     self._ctl = ctl
                 self._ctl.sendall(_frame(req))
                 return _recv_frame(self._ctl, time.monotonic() + timeout_s)

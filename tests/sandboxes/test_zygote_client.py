@@ -1,0 +1,62 @@
+"""The zygote client must not leak sockets when its zygote dies mid-conversation."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import threading
+import warnings
+
+import pytest
+
+from sandboxes import Limits, SandboxError
+from sandboxes._zygote_client import ZygoteClient
+
+
+@pytest.fixture
+def hangup_server(tmp_path):
+    """A stand-in for a dying zygote: it accepts connections and hangs up at once."""
+    path = str(tmp_path / "z.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield path
+    stop.set()
+    srv.close()
+    t.join(timeout=5)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("call", ["control", "open"])
+def test_no_socket_leaks_when_the_zygote_hangs_up(hangup_server, call):
+    client = ZygoteClient(hangup_server, backend="test", connect_timeout_s=2.0)
+    before = _open_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with pytest.raises(SandboxError, match="zygote"):
+                if call == "control":
+                    client.control({"op": "ping"})
+                else:
+                    client.open(Limits())
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, [str(w.message) for w in leaks]
+    assert _open_fds() <= before
+    client.close()
