@@ -143,10 +143,7 @@ def test_gradient_checkpointing_flag_gives_same_gradients(tiny_dir: Path) -> Non
     for ckpt in (False, True):
         model = load_gpt_oss(tiny_dir, GptOssLoadConfig(dtype=F32, gradient_checkpointing=ckpt,
                                                         attn_implementation="fused_sinks"))
-        flag = getattr(model, "is_activation_checkpointing", None)
-        if flag is None:  # transformers < 5
-            flag = model.is_gradient_checkpointing
-        assert flag == ckpt
+        assert model.is_activation_checkpointing == ckpt
         chunked_logprobs(model, ids, attn).logprobs[attn.bool()].sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
@@ -154,8 +151,6 @@ def test_gradient_checkpointing_flag_gives_same_gradients(tiny_dir: Path) -> Non
         torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6, msg=name)
 
 
-# peft reads `is_gradient_checkpointing`, which transformers 5 deprecates; not our code.
-@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_lora_targets_attention_and_experts_and_trains(tiny_dir: Path) -> None:
     base = load_gpt_oss(tiny_dir, GptOssLoadConfig(dtype=F32))
     frozen = {n: p.detach().clone() for n, p in base.named_parameters()}

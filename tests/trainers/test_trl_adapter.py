@@ -35,10 +35,6 @@ from trainers.adapters import (
 )
 from trainers.episode import Episode, Segment, Turn
 
-# TRL 1.16 reads ``model.is_gradient_checkpointing``, which transformers 5.x deprecates with a
-# FutureWarning; the suite turns warnings into errors, so that one message (and only it) is ignored.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
 MESSAGE, RETURN = 200008, 200002
 ENV_KWARGS = {"max_turns": 2}

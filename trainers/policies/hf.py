@@ -67,13 +67,28 @@ def processed_logprobs(
     return torch.log_softmax(x, dim=-1)
 
 
+def _cache_of(out: Any) -> dict[str, Any]:
+    """The KV cache of a forward's output, keyed by the name the model takes it back under.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and goes
+    in 5.40); older releases and custom models use the old name. The output says which: it
+    carries the cache under the name the model's ``forward`` accepts.
+    """
+    for name in ("cache", "past_key_values"):
+        if name in out:
+            return {name: out[name]}
+    raise TypeError(f"the model's output has no KV cache (keys: {sorted(out.keys())}); "
+                    "TransformersPolicy needs a causal LM that returns one with use_cache=True")
+
+
 class TransformersPolicy(Policy):
     """Samples from a ``transformers`` causal LM with processed log-probs.
 
     Args:
         model: A causal LM (``AutoModelForCausalLM`` or any model taking
-            ``input_ids``, ``attention_mask``, ``position_ids``,
-            ``past_key_values`` and returning ``.logits``).
+            ``input_ids``, ``attention_mask``, ``position_ids`` and a KV cache
+            (``cache``, or ``past_key_values`` before transformers 5.24) and
+            returning ``.logits``).
         policy_id: Name recorded in episodes (default: the model's
             ``config.name_or_path`` or its class name).
         version: Weights version recorded in episodes.
@@ -197,7 +212,7 @@ class TransformersPolicy(Policy):
             pos = pos[:, -1:] + 1
             out = self._forward(
                 input_ids=nxt.to(dev), attention_mask=attn, position_ids=pos,
-                past_key_values=out.past_key_values, use_cache=True,
+                use_cache=True, **_cache_of(out),
             )
         return [
             Sample(token_ids=t, logprobs=lp, finish_reason=reason or "length")  # type: ignore[arg-type]
