@@ -367,3 +367,38 @@ def test_render_ansi_transcript():
         assert "tool/python [analysis] -> assistant:" in text and "assistant [final]:" in text
     finally:
         e.close()
+
+
+def test_system_message_is_the_trained_python_description_with_only_local_facts_changed():
+    from agent_envs.envs.python_tool.env import python_tool_description
+
+    trained = oh.ToolNamespaceConfig.python().description
+    ours = python_tool_description(7.5)
+    # Exactly three sentences differ: the timeout, where files go, and internet access.
+    trained_sentences = set(re.split(r"(?<=\.) ", trained))
+    our_sentences = set(re.split(r"(?<=\.) ", ours))
+    assert trained_sentences - our_sentences == {
+        "python will respond with the output of the execution or time out after 120.0 seconds.",
+        "The drive at '/mnt/data' can be used to save and persist user files.",
+        "Internet access for this session is UNKNOWN.", "Depends on the cluster."}
+    assert our_sentences - trained_sentences == {
+        "python will respond with the output of the execution or time out after 7.5 seconds.",
+        "The current directory can be used to save and persist user files.",
+        "Internet access for this session is disabled."}
+    # The env's system message is harmony's rendering of the trained config with those edits.
+    codec = get_codec()
+    trained_system = oh.Message.from_role_and_content(
+        oh.Role.SYSTEM, oh.SystemContent.new().with_tools(oh.ToolNamespaceConfig.python()))
+    expected = codec.decode(codec.render_message(trained_system)).replace(trained, ours)
+    with agent_envs.make("python-tool", call_timeout_s=7.5) as env:
+        obs, _ = env.reset(seed=0)
+    system = codec.decode(obs).split("<|start|>developer", 1)[0]
+    assert system == expected
+
+
+def test_a_changed_harmony_description_is_a_clear_error(monkeypatch):
+    from agent_envs.envs.python_tool import env as python_env
+
+    monkeypatch.setattr(python_env, "_TRAINED_FACTS", (("no such sentence.", "x"),))
+    with pytest.raises(RuntimeError, match=re.escape("no longer contains 'no such sentence.'")):
+        python_env.python_tool_description(1)

@@ -24,21 +24,44 @@ from agent_envs.harmony import HarmonyCodec, SystemConfig
 from agent_envs.tasks.base import Split, Task, TaskSource
 from sandboxes import ExecResult, Limits, Sandbox, SandboxError, Session, make_sandbox
 
-__all__ = ["DEFAULT_INSTRUCTIONS", "PythonToolConfig", "PythonToolEnv", "shared_sandbox"]
+__all__ = [
+    "DEFAULT_INSTRUCTIONS", "PythonToolConfig", "PythonToolEnv", "python_tool_description",
+    "shared_sandbox",
+]
 
 DEFAULT_INSTRUCTIONS = (
     "Solve the user's problem. Use the python tool to compute exact results rather than "
     "working them out by hand. End with the final answer written as \\boxed{ANSWER}."
 )
 
-_DESCRIPTION = (
-    "Use this tool to execute Python code in your chain of thought. The code will not be shown "
-    "to the user.\n\nWhen you send a message containing Python code to python, it will be "
-    "executed in a stateful Jupyter notebook environment. python will respond with the output "
-    "of the execution (stdout, stderr and the value of the last expression) or time out after "
-    "{timeout} seconds. The current directory is a private scratch directory. Internet access "
-    "for this session is disabled."
+# The facts in openai-harmony's python tool description (the text gpt-oss was trained with)
+# that are not true here, and what they become. Everything else is kept word for word.
+_TRAINED_FACTS = (
+    ("or time out after 120.0 seconds.", "or time out after {timeout} seconds."),
+    ("The drive at '/mnt/data' can be used to save and persist user files.",
+     "The current directory can be used to save and persist user files."),
+    ("Internet access for this session is UNKNOWN. Depends on the cluster.",
+     "Internet access for this session is disabled."),
 )
+
+
+def python_tool_description(call_timeout_s: float) -> str:
+    """openai-harmony's ``ToolNamespaceConfig.python()`` description, with the facts that
+    differ here: the real per-call timeout, the session's scratch directory instead of
+    ``/mnt/data``, and internet access disabled.
+
+    Raises:
+        RuntimeError: openai-harmony's text changed, so a fact can no longer be replaced
+            (pin openai-harmony, or update ``_TRAINED_FACTS``).
+    """
+    text = oh.ToolNamespaceConfig.python().description
+    for trained, here in _TRAINED_FACTS:
+        if trained not in text:
+            raise RuntimeError(
+                f"openai-harmony's python tool description no longer contains {trained!r}; "
+                f"update agent_envs.envs.python_tool.env._TRAINED_FACTS (description: {text!r})")
+        text = text.replace(trained, here.format(timeout=f"{float(call_timeout_s)}"))
+    return text
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -157,11 +180,10 @@ class PythonToolEnv(HarmonyEnv):
     # -- conversation -----------------------------------------------------------
 
     def initial_messages(self, task: Task) -> list[oh.Message]:
-        timeout = f"{self.tool_config.call_timeout_s:g}"
-        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
-                              conversation_date=self.config.conversation_date,
-                              python_tool=True,
-                              python_description=_DESCRIPTION.format(timeout=timeout))
+        system = SystemConfig(
+            reasoning_effort=self.config.reasoning_effort,
+            conversation_date=self.config.conversation_date, python_tool=True,
+            python_description=python_tool_description(self.tool_config.call_timeout_s))
         return [self.codec.system_message(system),
                 self.codec.developer_message(self.tool_config.instructions),
                 self.codec.user_message(task.prompt)]
