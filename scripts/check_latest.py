@@ -26,9 +26,10 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
@@ -43,9 +44,9 @@ def canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def read_lock() -> dict[str, str]:
+def read_lock(lock: Path) -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in lock.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
@@ -66,7 +67,7 @@ def req_name(req: str) -> str:
 
 
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=False, **kw)  # type: ignore[call-overload]
 
 
 def make_venv(path: Path) -> Path:
@@ -122,13 +123,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/agent-envs-check-latest"))
     ap.add_argument("--extras", default="dev,train,ray")
+    ap.add_argument("--lock", type=Path, default=LOCK, help="the lock to compare against")
     ap.add_argument("--beyond-bounds", action="store_true",
                     help="ignore pyproject's upper bounds (find what a bound now holds back)")
     ap.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     extras = a.extras.split(",")
-    pins = read_lock()
+    pins = read_lock(a.lock)
     reqs = direct_requirements(extras)
     direct = {req_name(r) for r in reqs}
 
@@ -143,8 +145,9 @@ def main() -> int:
     else:
         pip(py, "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{a.extras}]")
     now = installed(py)
+    tooling = {"agent-envs", "pip", "setuptools", "wheel"}
     changed = {n: (pins.get(n, "-"), v) for n, v in now.items()
-               if n != "agent-envs" and pins.get(n) != v}
+               if n not in tooling and pins.get(n) != v}
     order = sorted(changed, key=lambda n: (n not in direct, n))
     for n in order:
         say(f"  {n}: {changed[n][0]} -> {changed[n][1]}" + ("  (direct)" if n in direct else ""))
@@ -163,7 +166,7 @@ def main() -> int:
 
     say(f"3/3 {len(failed)} failed; upgrading one changed package at a time from the lock")
     bisect = make_venv(a.workdir / "bisect")
-    restore = ["-c", str(LOCK), "-e", f".[{a.extras}]"]
+    restore = ["-c", str(a.lock.resolve()), "-e", f".[{a.extras}]"]
     pip(bisect, *restore)
     blamed: dict[str, list[str]] = {}
     for n in order:

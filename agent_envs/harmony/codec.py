@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import openai_harmony as oh
 
+from agent_envs.harmony.fast import ToolMessageRenderer, parse_completion_fast
 from agent_envs.harmony.vocab import load_encoding
 
 __all__ = [
@@ -45,6 +46,7 @@ ReasoningEffort = Literal["low", "medium", "high"]
 AnalysisPolicy = Literal["drop_completed_turns", "keep_all"]
 StopKind = Literal["return", "call", "end"]
 
+_STOP_KINDS: dict[int, StopKind] = {RETURN: "return", CALL: "call", END: "end"}
 _EFFORT = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM,
            "high": oh.ReasoningEffort.HIGH}
 
@@ -182,6 +184,8 @@ class HarmonyCodec:
         self.assistant_header: tuple[int, ...] = tuple(
             self.encoding.render_conversation_for_completion(empty, oh.Role.ASSISTANT)
         )
+        self._tool_renderer = ToolMessageRenderer(self.encoding)
+        self._decode_utf8 = self.encoding.decode_utf8
 
     # -- building messages --------------------------------------------------
 
@@ -253,9 +257,14 @@ class HarmonyCodec:
 
     def tool_result_tokens(self, tool: str, text: str, *, channel: str | None = "analysis"
                            ) -> list[int]:
-        """The env tokens appended after a tool call: the result, then ``<|start|>assistant``."""
-        return self.render_message(self.tool_message(tool, text, channel=channel)) + list(
-            self.assistant_header)
+        """The env tokens appended after a tool call: the result, then ``<|start|>assistant``.
+
+        Identical to rendering :meth:`tool_message` with openai-harmony, but only the text is
+        tokenized: the message header is rendered once per (tool, channel) and cached.
+        """
+        tokens = self._tool_renderer.render(tool, text, channel)
+        tokens.extend(self.assistant_header)
+        return tokens
 
     def message_tokens_then_assistant(self, message: oh.Message) -> list[int]:
         """Any message followed by ``<|start|>assistant`` (e.g. a format-error notice)."""
@@ -316,22 +325,26 @@ class HarmonyCodec:
         anything unparseable becomes ``error`` (never an exception), with the
         messages that did parse before the fault.
         """
-        ids = [int(t) for t in tokens]
+        ids = tokens.tolist() if isinstance(tokens, np.ndarray) else [int(t) for t in tokens]
         if not ids:
             return ParsedCompletion(messages=(), stop=None, error="empty completion")
-        bad = [t for t in ids if not 0 <= t < VOCAB_SIZE]
-        if bad:
+        if not 0 <= min(ids) <= max(ids) < VOCAB_SIZE:
+            bad = next(t for t in ids if not 0 <= t < VOCAB_SIZE)
             return ParsedCompletion(messages=(), stop=None,
-                                    error=f"token id {bad[0]} is outside the vocabulary "
+                                    error=f"token id {bad} is outside the vocabulary "
                                           f"[0, {VOCAB_SIZE})")
-        stop: StopKind | None = {RETURN: "return", CALL: "call", END: "end"}.get(ids[-1])
-        try:
-            msgs = self.encoding.parse_messages_from_completion_tokens(ids, oh.Role.ASSISTANT)
-        except Exception as e:  # noqa: BLE001 - HarmonyError, or a decode error on odd ids
-            partial = self._parse_prefix(ids)
-            return ParsedCompletion(messages=tuple(partial), stop=stop,
-                                    error=f"malformed harmony: {e}")
-        msgs = tuple(msgs)
+        stop: StopKind | None = _STOP_KINDS.get(ids[-1])
+        fast = parse_completion_fast(ids, self._decode_utf8)
+        if fast is not None:
+            msgs = tuple(fast)
+        else:
+            try:
+                msgs = tuple(self.encoding.parse_messages_from_completion_tokens(
+                    ids, oh.Role.ASSISTANT))
+            except Exception as e:  # noqa: BLE001 - HarmonyError, or a decode error on odd ids
+                partial = self._parse_prefix(ids)
+                return ParsedCompletion(messages=tuple(partial), stop=stop,
+                                        error=f"malformed harmony: {e}")
         if not msgs:
             return ParsedCompletion(messages=(), stop=stop, error="no message in completion")
         for m in msgs:
