@@ -80,8 +80,9 @@ def make_venv(path: Path) -> Path:
 def pip(py: Path, *args: str) -> None:
     res = run([str(py), *PIP, *args])
     if res.returncode != 0:
-        raise SystemExit(f"[check-latest] pip install {' '.join(args)} failed:\n"
-                         f"{res.stdout[-2000:]}{res.stderr[-2000:]}")
+        out = "\n".join(ln for ln in (res.stdout + res.stderr).splitlines()
+                        if not ln.startswith("WARNING: Location"))
+        raise SystemExit(f"[check-latest] pip install {' '.join(args)} failed:\n{out[-3000:]}")
 
 
 def installed(py: Path) -> dict[str, str]:
