@@ -113,7 +113,7 @@ def _print_summary(args: argparse.Namespace, eps: list[EpisodeSummary], wall: fl
     mean = (lambda xs: sum(xs) / len(xs) if xs else 0.0)
     print("\n=== summary ===")
     print(f"env            {args.env}   policy {args.policy}   split {args.split}"
-          f"   difficulty {args.difficulty}   sandbox {args.sandbox}")
+          f"   difficulty {args.difficulty or 'default'}   sandbox {args.sandbox or 'default'}")
     print(f"episodes       {n}")
     print(f"solved         {solved}/{n} ({100 * solved / max(n, 1):.1f}%)")
     print(f"mean reward    {mean([e.reward for e in eps]):.3f}")
@@ -127,12 +127,30 @@ def _print_summary(args: argparse.Namespace, eps: list[EpisodeSummary], wall: fl
     print(f"wall time      {wall:.2f} s ({n / wall:.1f} episodes/s)")
 
 
+def _env_args(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses (numbers, true, lists)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env-arg expects KEY=VALUE, got {item!r}; e.g. --env-arg "
+                             "max_turns=8")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     """Run episodes of ENV with a policy; print transcripts and a summary."""
-    env_kwargs: dict[str, Any] = {"split": args.split, "difficulty": args.difficulty,
-                                  "sandbox": args.sandbox}
+    env_kwargs: dict[str, Any] = {"split": args.split}
+    for name in ("difficulty", "sandbox"):
+        if getattr(args, name) is not None:
+            env_kwargs[name] = getattr(args, name)
     if args.tasks:
         env_kwargs["task_source"] = args.tasks
+    env_kwargs.update(_env_args(args.env_arg))
     t0 = time.perf_counter()
     if args.policy in ("oracle", "oracle-wrong") and not args.out and args.backend == "local":
         eps = asyncio.run(_run_oracle(args, env_kwargs))
@@ -202,10 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--group-size", type=int, default=1, help="episodes per task (GRPO groups)")
     r.add_argument("--seed", type=int, default=0, help="base seed; episode i uses seed+i")
     r.add_argument("--split", choices=("train", "test"), default="train")
-    r.add_argument("--difficulty", type=int, default=2, help="procedural difficulty 1..5")
+    r.add_argument("--difficulty", type=int, default=None,
+                   help="procedural difficulty 1..5 (default: the env's)")
     r.add_argument("--tasks", default=None,
-                   help="task source: procedural | jsonl:PATH | gsm8k[:split] | math[:split]")
-    r.add_argument("--sandbox", default="local", help="sandbox backend (default local)")
+                   help="task source, e.g. procedural | jsonl:PATH | gsm8k[:split] | "
+                        "math[:split] (python-tool); the env's own specs elsewhere")
+    r.add_argument("--sandbox", default=None,
+                   help="sandbox backend for python-tool (default: the env's)")
+    r.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other env argument (repeatable; VALUE is JSON when it parses)")
     r.add_argument("--transcripts", type=int, default=2, help="transcripts to print (default 2)")
     r.add_argument("--out", default=None, help="write episodes to FILE (.jsonl or .parquet)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,12 +8,18 @@ Tasks without reference code get the known answer directly.
 
 The oracle needs the task, which a real model would not: it exists to test the
 environments end to end and to benchmark everything except the model.
+
+Other environment families (browser, functions) have tasks of their own ``Task``
+subclasses and register an oracle for them with :func:`register_oracle`; ``Oracle``
+dispatches on the task's type, so the CLI, the collector's ``OraclePolicy`` and the tests
+use one ``Oracle`` for every env.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any, Protocol
 
 import numpy as np
 import openai_harmony as oh
@@ -21,7 +27,28 @@ import openai_harmony as oh
 from agent_envs.harmony import HarmonyCodec, get_codec, message_text
 from agent_envs.tasks.base import Task
 
-__all__ = ["Oracle"]
+__all__ = ["FamilyOracle", "Oracle", "register_oracle"]
+
+
+class FamilyOracle(Protocol):
+    """What a family's oracle provides (built as ``factory(codec=..., wrong=...)``)."""
+
+    def act_text(self, obs: Sequence[int] | np.ndarray, task: Any) -> str: ...
+
+
+_ORACLES: dict[type, Callable[..., FamilyOracle]] = {}
+
+
+def register_oracle(task_type: type, factory: Callable[..., FamilyOracle]) -> None:
+    """Use ``factory(codec=codec, wrong=wrong)`` for tasks of ``task_type`` (and subclasses).
+
+    Raises:
+        ValueError: ``task_type`` is the base ``Task`` (the python-tool oracle's own).
+    """
+    if task_type is Task:
+        raise ValueError("register_oracle needs a Task subclass; plain Task is the "
+                         "python-tool oracle's")
+    _ORACLES[task_type] = factory
 
 
 class Oracle:
@@ -38,9 +65,23 @@ class Oracle:
     def __init__(self, codec: HarmonyCodec | None = None, *, wrong: bool = False) -> None:
         self.codec = codec or get_codec()
         self.wrong = wrong
+        self._family: dict[type, FamilyOracle] = {}
+
+    def _family_oracle(self, task: Task) -> FamilyOracle | None:
+        for cls in type(task).__mro__:
+            if cls is Task:
+                return None
+            if cls in _ORACLES:
+                if cls not in self._family:
+                    self._family[cls] = _ORACLES[cls](codec=self.codec, wrong=self.wrong)
+                return self._family[cls]
+        return None
 
     def act_text(self, obs: Sequence[int] | np.ndarray, task: Task) -> str:
         """The completion as text (harmony special tokens written out)."""
+        family = self._family_oracle(task)
+        if family is not None:
+            return family.act_text(obs, task)
         messages = self.codec.parse_conversation(obs)
         last = messages[-1] if messages else None
         if last is not None and last.author.role == oh.Role.TOOL:

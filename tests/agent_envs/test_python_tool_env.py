@@ -402,3 +402,32 @@ def test_a_changed_harmony_description_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(python_env, "_TRAINED_FACTS", (("no such sentence.", "x"),))
     with pytest.raises(RuntimeError, match=re.escape("no longer contains 'no such sentence.'")):
         python_env.python_tool_description(1)
+
+
+def test_oracle_dispatches_on_registered_task_types():
+    import dataclasses
+
+    from agent_envs.oracle import register_oracle
+    from agent_envs.oracle import _ORACLES
+    from agent_envs.tasks.base import Task
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class OtherTask(Task):
+        extra: str = ""
+
+    class OtherOracle:
+        def __init__(self, *, codec, wrong):
+            self.wrong = wrong
+
+        def act_text(self, obs, task):
+            return f"<|channel|>final<|message|>{task.extra}{'!' if self.wrong else ''}<|return|>"
+
+    register_oracle(OtherTask, OtherOracle)
+    try:
+        task = OtherTask(id="t", prompt="p", answer="a", extra="hello")
+        assert Oracle().act_text([], task).endswith("hello<|return|>")
+        assert Oracle(wrong=True).act_text([], task).endswith("hello!<|return|>")
+        with pytest.raises(ValueError, match="needs a Task subclass"):
+            register_oracle(Task, OtherOracle)
+    finally:
+        _ORACLES.pop(OtherTask, None)
