@@ -34,3 +34,5 @@ __all__ = [
 register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
          description="gpt-oss's built-in stateful python tool on computational tasks")
 register("toy-digit-v0", "agent_envs.envs.toy:ToyDigitEnv", description="one digit (smoke tests)")
+register("functions-v0", "agent_envs.envs.functions:FunctionsEnv",
+         description="developer functions in harmony (procedural goals, BFCL, JSONL)")
