@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -173,6 +175,81 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_ACTIONS = ("list", "compare", "board", "rescore", "verify")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``eval SUITE`` runs a suite; ``eval list|compare|board|rescore|verify`` work on bundles."""
+    from agent_envs import eval as ev
+
+    target, rest = args.target, list(args.rest)
+    if target == "list":
+        for s in ev.list_suites():
+            pinned = ev.official_manifest(s.name)
+            state = f"pinned {pinned.hash[:12]}" if pinned else "unpinned (local data)"
+            print(f"{s.name:<20} v{s.version}  {s.env_id:<16} trials {s.trials}  {state}  "
+                  f"{s.description}")
+        return 0
+    if target == "verify":
+        if len(rest) != 1:
+            raise ValueError("usage: agent-envs eval verify BUNDLE_DIR")
+        problems = ev.verify(rest[0])
+        for line in problems:
+            print(f"FAIL {line}")
+        print("OK: hashes, episodes and metrics verify" if not problems
+              else f"{len(problems)} problem(s): the bundle does not verify")
+        return 1 if problems else 0
+    if target == "rescore":
+        if len(rest) != 1:
+            raise ValueError("usage: agent-envs eval rescore BUNDLE_DIR")
+        changed = ev.rescore(rest[0])
+        for c in changed:
+            print(f"{c['episode']}: {c['old']} -> {c['new']} ({c['reason']})")
+        print(f"{len(changed)} verdict(s) changed under today's verifiers")
+        return 0
+    if target == "compare":
+        if len(rest) != 2:
+            raise ValueError("usage: agent-envs eval compare BUNDLE_A BUNDLE_B")
+        r = ev.compare(rest[0], rest[1])
+        print(f"A {r['a']['model']}: accuracy {r['a']['accuracy']:.3f}   "
+              f"B {r['b']['model']}: accuracy {r['b']['accuracy']:.3f}")
+        print(f"B - A on {r['shared_tasks']} shared tasks: {r['diff']:+.3f} "
+              f"(95% CI {r['ci'][0]:+.3f} .. {r['ci'][1]:+.3f})"
+              + ("" if r["same_suite"] else "  [different suite hashes]"))
+        for t in r["flipped"]["to_correct"]:
+            print(f"  wrong -> correct  {t}")
+        for t in r["flipped"]["to_wrong"]:
+            print(f"  correct -> wrong  {t}")
+        return 0
+    if target == "board":
+        if not rest:
+            raise ValueError("usage: agent-envs eval board BUNDLE_DIR... [--html FILE]")
+        md, page = ev.board(rest)
+        Path(args.html).write_text(page)
+        print(md + f"\nHTML: {args.html}")
+        return 0
+    if rest:
+        raise ValueError(f"unexpected arguments after the suite name: {rest}")
+    from trainers.rollout import policy_from_spec
+
+    policy = policy_from_spec(args.policy, model=args.model)
+    cfg = ev.EvalConfig(trials=args.trials, concurrency=args.concurrency, seed=args.seed,
+                        max_infra_retries=args.retries, allow_modified=args.allow_modified,
+                        reasoning_effort=args.reasoning_effort, temperature=args.temperature,
+                        top_p=args.top_p, max_tokens=args.max_tokens, model=args.model,
+                        progress=not args.quiet)
+    out = args.out or str(Path("runs") / "eval" / target / (
+        re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"))
+    bundle = ev.run_eval(target, policy, out, cfg)
+    m = json.loads((bundle / "metrics.json").read_text())["overall"]
+    acc = m["accuracy"]
+    print(f"{target}: accuracy {acc['value']:.3f} (95% CI {acc['ci'][0]:.3f} .. "
+          f"{acc['ci'][1]:.3f}) over {m['tasks']} tasks, {m['episodes']} episodes")
+    print(f"bundle: {bundle}  (and {bundle}.tar.gz); check it with: agent-envs eval verify "
+          f"{bundle}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with GRPO/PPO from a config file (delegates to ``trainers.cli``)."""
     try:
@@ -235,6 +312,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-color", action="store_true", help="plain transcripts")
     r.set_defaults(func=cmd_rollout)
 
+    e = sub.add_parser(
+        "eval", help="run a policy on a versioned suite; or list|compare|board|rescore|verify",
+        description="agent-envs eval SUITE --policy SPEC [options]  runs (or resumes) a suite "
+                    "into a result bundle; agent-envs eval list | compare A B | board DIR... "
+                    "[--html F] | rescore DIR | verify DIR work on suites and bundles.")
+    e.add_argument("target", help="a suite name (see 'eval list') or one of " +
+                   ", ".join(EVAL_ACTIONS))
+    e.add_argument("rest", nargs="*", help="bundle directories for compare/board/rescore/verify")
+    e.add_argument("--policy", default="oracle",
+                   help="oracle | oracle-wrong | http://HOST:PORT (with --model) | hf:NAME | "
+                        "vllm:NAME | py:MODULE:FACTORY")
+    e.add_argument("--model", default=None, help="served model name (recorded in the bundle)")
+    e.add_argument("--trials", type=int, default=None, help="trials per task (default: suite's)")
+    e.add_argument("--concurrency", type=int, default=16, help="episodes in flight")
+    e.add_argument("--seed", type=int, default=0, help="base seed of env and sampling seeds")
+    e.add_argument("--retries", type=int, default=2, help="retries of an infra-flagged episode")
+    e.add_argument("--allow-modified", action="store_true",
+                   help="run a suite that differs from its pinned manifest (unofficial)")
+    e.add_argument("--reasoning-effort", choices=("low", "medium", "high"), default=None)
+    e.add_argument("--max-tokens", type=int, default=4096, help="max new tokens per completion")
+    e.add_argument("--temperature", type=float, default=1.0)
+    e.add_argument("--top-p", type=float, default=1.0)
+    e.add_argument("--out", default=None,
+                   help="bundle directory (default runs/eval/SUITE/MODEL-sSEED); rerunning "
+                        "into it resumes")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--html", default="board.html", help="board: where to write the HTML page")
+    e.set_defaults(func=cmd_eval)
+
     t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)")
     t.add_argument("config", help="a TOML config, e.g. configs/tiny-cpu.toml")
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
@@ -249,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agent-envs`` console script."""
     _default_vocab()
     args = build_parser().parse_args(argv)
-    for name in ("episodes", "concurrency", "group_size"):
+    for name in ("episodes", "concurrency", "group_size", "trials"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
                   file=sys.stderr)

@@ -71,6 +71,9 @@ class RolloutConfig:
             an episode past it is recorded with ``infra_error``.
         seed: Base seed every env seed and sampling seed derives from.
         task_ids: If given, group ``g`` runs ``task_ids[g % len(task_ids)]``.
+        group_keys: If given (one per group), group ``g``'s env and sampling seeds derive
+            from ``group_keys[g]`` instead of its position ``g``, so a group's episodes are
+            the same whichever other groups run with it (resumable evals use task ids).
         backend: ``"local"`` (envs in this process) or ``"ray"`` (envs in Ray actors).
         ray_workers: Number of Ray env-worker actors (``backend="ray"``).
         progress: Show a tqdm progress bar.
@@ -89,6 +92,7 @@ class RolloutConfig:
     episode_timeout_s: float | None = 900.0
     seed: int = 0
     task_ids: tuple[str, ...] | None = None
+    group_keys: tuple[str, ...] | None = None
     backend: Literal["local", "ray"] = "local"
     ray_workers: int = 2
     progress: bool = True
@@ -112,6 +116,11 @@ class RolloutConfig:
         if self.batch_window_s < 0:
             raise RolloutConfigError(
                 f"RolloutConfig.batch_window_s must be >= 0, got {self.batch_window_s!r}."
+            )
+        if self.group_keys is not None and len(self.group_keys) != self.num_groups:
+            raise RolloutConfigError(
+                f"RolloutConfig.group_keys has {len(self.group_keys)} keys for "
+                f"{self.num_groups} groups; give one key per group."
             )
 
     @property
@@ -277,6 +286,8 @@ class RolloutCollector:
         config: What to collect.
         env_factory: Makes one env (default: ``agent_envs.make(env_id, **env_kwargs)``);
             local backend only.
+        on_episode: Called with each episode as soon as it ends (e.g. to append it to a
+            log), in completion order.
 
     Example:
         >>> cfg = RolloutConfig(env_id="python-tool", num_groups=8, group_size=4)
@@ -284,7 +295,8 @@ class RolloutCollector:
     """
 
     def __init__(self, policy: Policy, config: RolloutConfig,
-                 env_factory: Callable[[], Any] | None = None) -> None:
+                 env_factory: Callable[[], Any] | None = None,
+                 on_episode: Callable[[Episode], None] | None = None) -> None:
         if env_factory is not None and config.backend != "local":
             raise RolloutConfigError(
                 "env_factory works with backend='local' only; with backend='ray' the actors "
@@ -293,6 +305,7 @@ class RolloutCollector:
         self.policy = policy
         self.config = config
         self.env_factory = env_factory
+        self.on_episode = on_episode
         self.stats: dict[str, float] = {}
         #: The ``RayEnvPoolFactory`` while a ``backend="ray"`` run is in progress, else None.
         self.ray_pool: Any = None
@@ -324,6 +337,8 @@ class RolloutCollector:
                     batcher.active -= 1
                     batcher.poke()
             done.append(ep)
+            if self.on_episode is not None:
+                self.on_episode(ep)
             bar.update(1)
             bar.set_postfix(reward=f"{np.mean([e.reward for e in done]):.3f}",
                             infra=sum(e.infra for e in done), refresh=False)
@@ -371,11 +386,12 @@ class RolloutCollector:
     async def _episode(self, pool: _EnvPool, batcher: _Batcher, g: int, i: int) -> Episode:
         cfg = self.config
         env_id = cfg.env_id if "-v" in cfg.env_id else f"{cfg.env_id}-v0"
+        key: object = g if cfg.group_keys is None else cfg.group_keys[g]
         ep = Episode(
             episode_id=f"g{g}-e{i}", env_id=env_id, env_version=env_id.rsplit("-", 1)[-1],
             task_id=cfg.task_ids[g % len(cfg.task_ids)] if cfg.task_ids else None,
-            group_id=g, index=i, seed=derive_seed(cfg.seed, "env", g),
-            sample_seed=derive_seed(cfg.seed, "sample", g, i),
+            group_id=g, index=i, seed=derive_seed(cfg.seed, "env", key),
+            sample_seed=derive_seed(cfg.seed, "sample", key, i),
             policy_id=str(self.policy.policy_id), policy_version=str(self.policy.version),
         )
         t0 = time.perf_counter()
@@ -518,7 +534,8 @@ def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
 
     Specs: ``oracle``, ``oracle-wrong``, ``http://HOST:PORT`` or
     ``https://...`` (an OpenAI-compatible completions server; ``model`` names
-    the served model), ``hf:NAME_OR_PATH`` (transformers), ``vllm:NAME_OR_PATH``.
+    the served model), ``hf:NAME_OR_PATH`` (transformers), ``vllm:NAME_OR_PATH``,
+    ``py:MODULE:FACTORY`` (your own: ``FACTORY()`` or ``FACTORY(model)`` returns a Policy).
 
     Raises:
         RolloutConfigError: An unknown spec, or an HTTP spec without a model.
@@ -544,9 +561,22 @@ def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
         from trainers.policies.vllm import VLLMPolicy
 
         return VLLMPolicy(spec[5:])
+    if spec.startswith("py:"):
+        import importlib
+
+        module, _, attr = spec[3:].partition(":")
+        if not module or not attr:
+            raise RolloutConfigError(f"policy spec {spec!r} must be 'py:MODULE:FACTORY', e.g. "
+                                     "'py:mypkg.policies:make_policy'.")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise RolloutConfigError(f"policy spec {spec!r}: cannot load {module}:{attr} "
+                                     f"({e}); is the module on PYTHONPATH?") from e
+        return factory(model) if model else factory()
     raise RolloutConfigError(
         f"unknown policy spec {spec!r}; use 'oracle', 'oracle-wrong', 'http://HOST:PORT' "
-        "(with a model name), 'hf:NAME_OR_PATH' or 'vllm:NAME_OR_PATH'."
+        "(with a model name), 'hf:NAME_OR_PATH', 'vllm:NAME_OR_PATH' or 'py:MODULE:FACTORY'."
     )
 
 
