@@ -36,3 +36,5 @@ register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
 register("toy-digit-v0", "agent_envs.envs.toy:ToyDigitEnv", description="one digit (smoke tests)")
 register("functions-v0", "agent_envs.envs.functions:FunctionsEnv",
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
+register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv",
+         description="gpt-oss's built-in browser tool (search/open/find) on multi-hop QA")
