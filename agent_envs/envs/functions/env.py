@@ -191,7 +191,14 @@ class FunctionsEnv(HarmonyEnv):
         self._errors = {}
         system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
                               conversation_date=self.config.conversation_date)
-        return [self.codec.system_message(system), self._developer_message(),
+        history = []
+        for m in task.history if isinstance(task, FunctionsTask) else ():
+            if m.get("role") == "assistant":
+                history.append(oh.Message.from_role_and_content(
+                    oh.Role.ASSISTANT, m["content"]).with_channel("final"))
+            else:
+                history.append(self.codec.user_message(m["content"]))
+        return [self.codec.system_message(system), self._developer_message(), *history,
                 self.codec.user_message(task.prompt)]
 
     def tool_names(self) -> list[str]:

@@ -84,6 +84,9 @@ class CallRecord:
         error: A short description of the failure.
         text: The tool message the model saw.
         value: What the function returned (None when it did not run).
+        result_str: The result as text *at the time of the call* (a later call may mutate
+            a returned object): a ``str`` as it is, a ``dict`` as ``json.dumps`` (``str()``
+            when that fails), anything else ``str()``; None when the function did not run.
         exception: ``str(exception)`` when the function raised.
         turn: Index of the user turn the call belongs to.
         duration_s: Wall-clock seconds of the call.
@@ -97,6 +100,7 @@ class CallRecord:
     error: str | None = None
     text: str = ""
     value: Any = None
+    result_str: str | None = None
     exception: str | None = None
     turn: int = 0
     duration_s: float = 0.0
@@ -117,6 +121,8 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return list(value)
+    if type(value).__repr__ is not object.__repr__:  # e.g. mpmath's mpf: its own text
+        return str(value)
     raise TypeError(f"values of type {type(value).__name__} are not JSON-serialisable")
 
 
@@ -137,6 +143,17 @@ def serialize_result(value: Any) -> str:
             raise
         # Keys of mixed types cannot be sorted: keep insertion order (still deterministic).
         return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _result_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is dict:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -251,6 +268,7 @@ class FunctionRunner:
                                             f"\n{tail}", self.config.max_result_chars))
         if tool.fn is None:
             return CallRecord(**base, ok=True, text=self.config.record_only_text)
+        base["result_str"] = _result_str(value)
         try:
             text = serialize_result(value)
         except (TypeError, ValueError) as e:

@@ -64,10 +64,13 @@ class FunctionsTask(Task):
         more_turns: User messages after ``prompt``, one per further turn; the next one is
             sent after each final answer.
         instructions: Developer instructions for this task (None: the env's).
+        history: Earlier messages shown before ``prompt``: ``({"role": "user" |
+            "assistant", "content": ...}, ...)``.
     """
 
     more_turns: tuple[str, ...] = ()
     instructions: str | None = None
+    history: tuple[Mapping[str, str], ...] = ()
 
     @property
     def n_turns(self) -> int:

@@ -54,10 +54,10 @@ def _normalise(node: Any) -> None:
         return
     t = node.get("type")
     if isinstance(t, str):
-        if t == "any":
+        if t in _TYPE_MAP:
+            node["type"] = _TYPE_MAP[t]
+        elif t not in _JSON_TYPES:  # "any", "" and other names JSON Schema lacks
             del node["type"]
-        elif t not in _JSON_TYPES:
-            node["type"] = _TYPE_MAP.get(t, t)
     for key in ("properties", "$defs", "definitions", "patternProperties"):
         sub = node.get(key)
         if isinstance(sub, dict):
