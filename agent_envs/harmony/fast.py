@@ -182,5 +182,13 @@ class ToolMessageRenderer:
         except BaseException as e:  # pyo3 panics derive from BaseException
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            return self._render(author, text, channel)
+            try:
+                return self._render(author, text, channel)
+            except BaseException as again:  # the same panic inside render (e.g. 1 MB of "q")
+                if isinstance(again, (KeyboardInterrupt, SystemExit)):
+                    raise
+                # Chunked: valid tokens of the same text, though chunk edges may tokenize
+                # differently from one pass (which the tokenizer cannot do here at all).
+                body = [t for i in range(0, len(text), 4096)
+                        for t in self.encoding.encode(text[i:i + 4096], disallowed_special=())]
         return [*head, *body, *tail]
