@@ -69,12 +69,14 @@ class BrowserConfig:
 
 def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int = 1,
                        corpus: str | None = None, cache_dir: str | None = None,
+                       split: Split = "test",
                        **knobs: Any) -> BrowserTaskSource:
     """A browser task source from a spec.
 
     Specs: ``procedural`` (knobs: ``hops``, ``distractors``, ``deep_evidence``,
     ``table_only``, ``paraphrase``, ``entities``, ``questions_per_world``),
-    ``search-r1:QA_FILE`` and ``browsecomp-plus:QUERIES_FILE`` (both with ``corpus=FILE``).
+    ``search-r1:QA_FILE`` and ``browsecomp-plus:QUERIES_FILE`` (both with ``corpus=FILE``;
+    their tasks are put in ``split``).
 
     Raises:
         UnknownTaskError: An unknown spec, or a loader spec without ``corpus``.
@@ -95,7 +97,7 @@ def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int = 1,
                                    f"task_source='{kind}:QUESTIONS.jsonl', corpus='CORPUS.jsonl'")
         from agent_envs.envs.browser.loaders import load_browsecomp_plus, load_search_r1
         loader = load_search_r1 if kind == "search-r1" else load_browsecomp_plus
-        return loader(rest, corpus=corpus, cache_dir=cache_dir)
+        return loader(rest, corpus=corpus, cache_dir=cache_dir, split=split)
     raise UnknownTaskError(f"unknown browser task source {spec!r}; use 'procedural', "
                            "'search-r1:QA_FILE' or 'browsecomp-plus:QUERIES_FILE' (with corpus=)")
 
@@ -156,7 +158,7 @@ class BrowserEnv(HarmonyEnv):
         if "hops" in knobs and isinstance(knobs["hops"], list):
             knobs["hops"] = tuple(knobs["hops"])
         source = make_browser_tasks(task_source, difficulty=difficulty, corpus=corpus,
-                                    cache_dir=cache_dir, **knobs)
+                                    cache_dir=cache_dir, split=split, **knobs)
         super().__init__(task_source=source, split=split, config=EnvConfig(**env_kw),
                          render_mode=render_mode, codec=codec)
         self._fixed_backend = backend

@@ -140,7 +140,10 @@ def judge(final_text: str, answer: str, aliases: Sequence[str],
     f1 = max((f1_score(extracted, g) for g in golds), default=0.0) if extracted else 0.0
     by_url: dict[str, list[str]] = {}
     for item in evidence:
-        by_url.setdefault(item["url"], []).append(item.get("text", ""))
+        if item.get("text", "").strip():
+            by_url.setdefault(item["url"], []).append(item["text"])
+        else:
+            by_url.setdefault(item["url"], [])
     citations = []
     for m in CITATION_RE.finditer(final_text):
         start = int(m.group("start"))
