@@ -104,6 +104,24 @@ def _path(error: jsonschema.ValidationError) -> str:
     return "".join(parts)
 
 
+def _flatten(errors: Any) -> list[jsonschema.ValidationError]:
+    """anyOf/oneOf errors replaced by the problems of the one alternative whose type fits
+    (``Address | None`` given a wrong address: the address's own field errors)."""
+    out = []
+    for err in errors:
+        if err.context:
+            branches: dict[Any, list[jsonschema.ValidationError]] = {}
+            for sub in err.context:
+                branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+            fitting = [subs for subs in branches.values()
+                       if not any(s.validator == "type" and not s.relative_path for s in subs)]
+            if len(fitting) == 1:
+                out.extend(_flatten(fitting[0]))
+                continue
+        out.append(err)
+    return out
+
+
 class ArgumentValidator:
     """Checks call arguments against one function's parameter schema.
 
@@ -139,7 +157,7 @@ class ArgumentValidator:
         if self.mode == "off":
             return []
         out = []
-        for err in self._validator.iter_errors(arguments):
+        for err in _flatten(self._validator.iter_errors(arguments)):
             msg = err.message
             if err.validator == "additionalProperties" and err.validator_value is False:
                 allowed = sorted((err.schema.get("properties") or {}).keys())

@@ -32,9 +32,9 @@ if "bfcl_eval.constants.model_config" not in sys.modules:
     _stub.MODEL_CONFIG_MAPPING = _Mapping()  # type: ignore[attr-defined]
     sys.modules["bfcl_eval.constants.model_config"] = _stub
 
-from bfcl_eval.constants.enums import Language  # noqa: E402
-from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker  # noqa: E402
-from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker import (  # noqa: E402
+from bfcl_eval.constants.enums import Language
+from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
+from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker import (
     multi_turn_checker,
 )
 
