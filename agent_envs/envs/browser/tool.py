@@ -303,7 +303,7 @@ class BrowserTool:
             page = yield _Search(query, topn)
         except BackendUnavailable:
             raise
-        except Exception as e:  # noqa: BLE001 - the reference shows any failure this way
+        except Exception as e:
             raise _UsageError(f"Error during search for `{query}`: {truncate(str(e))}") from e
         self._push(page)
         return self._show_or_pop(0, -1, "browser.search")
@@ -323,7 +323,7 @@ class BrowserTool:
             refresh = True
         else:
             current = self._page_at(cursor)
-            if isinstance(link, bool) or isinstance(link, (int, float)):
+            if isinstance(link, (bool, int, float)):
                 clicked = link >= 0
             else:
                 raise _UsageError(f"Invalid link id `{link}`.")
@@ -365,7 +365,7 @@ class BrowserTool:
             return (yield _Fetch(url))
         except BackendUnavailable:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise _UsageError(f"Error fetching URL `{truncate(url)}`: {truncate(str(e))}"
                               ) from e
 

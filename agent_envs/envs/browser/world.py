@@ -28,13 +28,10 @@ from dataclasses import dataclass, field
 __all__ = ["Entity", "Question", "World", "WorldConfig", "build_world", "stable_seed"]
 
 DOMAIN = "atlas.example"
-_ONSETS = ("b br c ch d dr f g gr h j k kl l m n p pr qu r s sh st t th tr v w z "
-           "v vel mor dar cal ser tal or").split()
-_VOWELS = "a e i o u a e o ia ei ou ae".split()
+_ONSETS = ["b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p", "pr", "qu", "r", "s", "sh", "st", "t", "th", "tr", "v", "w", "z", "v", "vel", "mor", "dar", "cal", "ser", "tal", "or"]
+_VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ia", "ei", "ou", "ae"]
 _CODAS = ("", "", "n", "r", "s", "th", "l", "m", "x", "nd", "rk", "st")
-_WORDS = ("amber basin cedar delta ember fable garnet harbor ivory jasper kettle lumen "
-          "marrow nimbus opal pillar quarry raven saffron tallow umbra vesper willow yarrow "
-          "zephyr anvil beacon cobble drift ferric gable hollow inlet juniper kiln ledger").split()
+_WORDS = ["amber", "basin", "cedar", "delta", "ember", "fable", "garnet", "harbor", "ivory", "jasper", "kettle", "lumen", "marrow", "nimbus", "opal", "pillar", "quarry", "raven", "saffron", "tallow", "umbra", "vesper", "willow", "yarrow", "zephyr", "anvil", "beacon", "cobble", "drift", "ferric", "gable", "hollow", "inlet", "juniper", "kiln", "ledger"]
 _OCCUPATIONS = ("cartographer", "violinist", "engineer", "botanist", "novelist", "architect",
                 "astronomer", "chemist", "sculptor", "linguist", "economist", "surveyor")
 _INDUSTRIES = ("shipbuilding", "textiles", "software", "mining", "publishing", "aerospace",
@@ -235,7 +232,7 @@ class World:
             for d in range(cfg.decoys):
                 self._decoys.append(self._decoy(rng, e, d))
 
-    def _unique(self, rng: random.Random, make) -> str:  # noqa: ANN001
+    def _unique(self, rng: random.Random, make) -> str:
         for _ in range(1000):
             name = make()
             if name not in self._names:
@@ -306,10 +303,10 @@ class World:
             return f"<h2>{title}</h2><p>{' '.join(rng.choice(_FILLER) for _ in range(n))}</p>"
 
         parts = [f"<html><head><title>{esc(e.name)}</title></head><body>",
-                 f'<nav><a href="/">Main page</a> <a href="/wiki/Special:Random">Random</a></nav>',
+                 '<nav><a href="/">Main page</a> <a href="/wiki/Special:Random">Random</a></nav>',
                  f"<h1>{esc(e.name)}</h1>",
-                 f"<p><b>{esc(e.name)}</b>, also known as {esc(e.alias)}, is a {kind_noun} "
-                 f"described in this atlas.</p>"]
+                 (f"<p><b>{esc(e.name)}</b>, also known as {esc(e.alias)}, is a {kind_noun} "
+                 f"described in this atlas.</p>")]
         infobox = f"<table class='infobox'><tr><th colspan='2'>{esc(e.name)}</th></tr>" \
                   f"{''.join(rows)}</table>"
         if e.table_only:

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import random
 
-_WORDS = ("river stone archive signal lantern harbor meadow copper ledger orbit violet "
-          "quarry beacon thistle marble cipher glacier falcon pepper saddle tundra vellum "
-          "anchor bramble cobalt dynamo ember fjord garnet hollow indigo juniper kestrel "
-          "lichen mosaic nectar oracle prism quill russet sable tinder umber vortex willow "
-          "the of and a to in is was for on with as by that from at its").split()
+_WORDS = ["river", "stone", "archive", "signal", "lantern", "harbor", "meadow", "copper", "ledger", "orbit", "violet", "quarry", "beacon", "thistle", "marble", "cipher", "glacier", "falcon", "pepper", "saddle", "tundra", "vellum", "anchor", "bramble", "cobalt", "dynamo", "ember", "fjord", "garnet", "hollow", "indigo", "juniper", "kestrel", "lichen", "mosaic", "nectar", "oracle", "prism", "quill", "russet", "sable", "tinder", "umber", "vortex", "willow", "the", "of", "and", "a", "to", "in", "is", "was", "for", "on", "with", "as", "by", "that", "from", "at", "its"]
 _NON_ASCII = ["Zürich", "São Paulo", "Kraków", "Reykjavík", "東京都", "北京", "서울",
               "القاهرة", "Ελλάδα", "Москва", "naïve café", "œuvre", "Ærø", "Đà Nẵng",
               "emoji 🚀 rocket", "math ∑ ∫ ≤ ≥", "dash — and – ‘quotes’", "【bracket】 text",
@@ -87,7 +83,7 @@ def _links(rng: random.Random, domain: str) -> str:
 
 def _article(rng: random.Random, url: str, sections: int, title_tag: bool = True) -> str:
     domain = url.split("/")[2]
-    parts = [f"<html><head><meta charset='utf-8'>"
+    parts = ["<html><head><meta charset='utf-8'>"
              + (f"<title>{rng.choice(_WORDS).title()} – {domain}</title>" if title_tag else "")
              + "<style>body{color:red}</style><script>var x = '<b>';</script></head><body>",
              _nav(rng, domain), f"<main id='main'><h1>{_sentence(rng, 4)}</h1>"]
@@ -105,10 +101,10 @@ def _article(rng: random.Random, url: str, sections: int, title_tag: bool = True
             parts.append(f"<blockquote>{_para(rng, 2)}</blockquote><p>1. Not a list but "
                          f"escaped. * star - dash + plus</p>")
         elif roll < 0.7:
-            parts.append(f"<p>Water is H<sub>2</sub>O and E=mc<sup>2</sup>; "
-                         f"<math><mi>x</mi></math> removed math tail. "
-                         f"<img src='p.png' title='titled image'> <img src='q.png' alt=''> "
-                         f"<img src='r.png'></p>")
+            parts.append("<p>Water is H<sub>2</sub>O and E=mc<sup>2</sup>; "
+                         "<math><mi>x</mi></math> removed math tail. "
+                         "<img src='p.png' title='titled image'> <img src='q.png' alt=''> "
+                         "<img src='r.png'></p>")
         elif roll < 0.8:
             parts.append(f"<dl><dt>{rng.choice(_WORDS)}</dt><dd>{_sentence(rng)}</dd></dl>"
                          f"<p>A very long token: {'x' * rng.randint(70, 200)} and "
@@ -128,21 +124,21 @@ def fixture_pages(seed: int = 0, n_generated: int = 48) -> dict[str, tuple[str, 
     rng = random.Random(seed)
     pages: dict[str, tuple[str, str]] = {
         "https://example.com/": (
-            "<html><head><title>Example Domain</title></head><body><div><h1>Example Domain"
+            ("<html><head><title>Example Domain</title></head><body><div><h1>Example Domain"
             "</h1><p>This domain is for use in illustrative examples in documents.</p><p>"
             "<a href='https://www.iana.org/domains/example'>More information...</a></p>"
-            "</div></body></html>", ""),
-        "https://example.com/empty-body": ("<html><head><title>Nothing</title></head><body>"
-                                           "</body></html>", ""),
+            "</div></body></html>"), ""),
+        "https://example.com/empty-body": (("<html><head><title>Nothing</title></head><body>"
+                                           "</body></html>"), ""),
         "https://example.com/fragment": ("Just some text with no tags at all, & an ampersand",
                                          "Fragment"),
-        "https://example.com/no-title": ("<html><body><p>No title element here.</p></body>"
-                                         "</html>", ""),
+        "https://example.com/no-title": (("<html><body><p>No title element here.</p></body>"
+                                         "</html>"), ""),
         "https://example.com/markers": (
-            "<p>The tool's markers 【0†fake】 and ◼ and zero\u200bwidth and † dagger.</p>"
-            "<p>Emoji 🚀🎉 are dropped; 𠀀 (plane 2) is kept.</p>", "Markers"),
-        "https://example.com/crlf": ("<p>line one\r\nline two\r\n\r\n\r\nline three</p>"
-                                     "<pre>pre\r\n  kept\n\n\n\nspacing</pre>", "CRLF"),
+            ("<p>The tool's markers 【0†fake】 and ◼ and zero\u200bwidth and † dagger.</p>"
+            "<p>Emoji 🚀🎉 are dropped; 𠀀 (plane 2) is kept.</p>"), "Markers"),
+        "https://example.com/crlf": (("<p>line one\r\nline two\r\n\r\n\r\nline three</p>"
+                                     "<pre>pre\r\n  kept\n\n\n\nspacing</pre>"), "CRLF"),
         "https://docs.example.org/api": (
             "<html><head><title>API reference</title></head><body>"
             + _nav(rng, "docs.example.org")

@@ -27,6 +27,7 @@ def _docs(n=30):
 
 def test_bm25_ranks_like_a_textbook_bm25(tmp_path):
     from rank_bm25 import BM25Okapi
+
     from agent_envs.envs.browser.corpus import tokenize
     docs = _docs()
     backend = CorpusBackend(Corpus(docs), cache_dir=tmp_path)

@@ -73,13 +73,13 @@ def test_wrong_answers_get_zero_and_citations_of_unopened_pages_are_flagged():
     for seed in range(6):
         reward, info = run(env, seed, Oracle(wrong=True))
         assert reward == 0.0 and info["verdict"]["correct"] is False
-    obs, info = env.reset(seed=3)
+    env.reset(seed=3)
     task = env.task
-    obs, *_ = env.step('<|channel|>analysis to=browser.search code<|message|>'
-                       + json.dumps({"query": task.evidence[0]["query"]}) + "<|call|>")
+    env.step('<|channel|>analysis to=browser.search code<|message|>'
+             + json.dumps({"query": task.evidence[0]["query"]}) + "<|call|>")
     final = (f"<|channel|>final<|message|>Answer: {task.answer} 【9†L3】 【0†L2】 "
              f"【1†L500-L501】<|return|>")
-    obs, reward, term, trunc, info = env.step(final)
+    _obs, reward, term, _trunc, info = env.step(final)
     assert term and reward == 1.0  # the answer is right; citations are reported, not scored
     statuses = [c["status"] for c in info["browser"]["judgement"]["citations"]]
     assert statuses == ["unknown_cursor", "not_a_page", "unknown_cursor"]
@@ -110,7 +110,7 @@ def _tool_texts(env, calls):
     obs, _ = env.reset(seed=5)
     texts = []
     for recipient, args in calls:
-        obs, reward, term, trunc, info = env.step(
+        obs, _reward, term, trunc, info = env.step(
             f"<|channel|>analysis to={recipient} code<|message|>{args}<|call|>")
         assert not term and info["infra_error"] is None
         assert not trunc or info["truncated_reason"] == "tokens"  # the 1 MB title fills it
@@ -152,7 +152,7 @@ def test_malformed_calls_are_the_references_observations():
 
 def test_recipients_outside_the_namespace():
     env = agent_envs.make("browser")
-    (author, text, info), (author2, text2, info2) = _tool_texts(
+    (author, text, _info), (_author2, text2, _info2) = _tool_texts(
         env, [("browser", "{}"), ("python", "print(1)")])
     assert author == "browser" and text == '{"error": "Invalid function arguments"}'
     assert "no tool 'python'" in text2 and "browser.search" in text2
@@ -170,7 +170,7 @@ class _Down(Backend):
 def test_backend_infra_faults_end_the_episode_flagged():
     env = BrowserEnv(backend=_Down())
     env.reset(seed=0)
-    obs, reward, term, trunc, info = env.step(
+    _obs, _reward, term, trunc, info = env.step(
         '<|channel|>analysis to=browser.search code<|message|>{"query": "x"}<|call|>')
     assert trunc and not term and info["truncated_reason"] == "infra"
     assert "no entry for this search" in info["infra_error"]
@@ -186,7 +186,7 @@ async def test_async_twins_match_sync():
     while True:
         act = oracle.act(obs_a, env_a.task)
         obs_a, ra, ta, tra, _ = env_a.step(act)
-        obs_b, rb, tb, trb, _ = await env_b.astep(act)
+        obs_b, rb, _tb, _trb, _ = await env_b.astep(act)
         assert np.array_equal(obs_a, obs_b)
         if ta or tra:
             break

@@ -173,7 +173,7 @@ def test_record_then_replay_byte_exactly_and_a_miss_is_infra(server, tmp_path):
     # through the env: the miss ends the episode flagged as infra
     env = agent_envs.make("browser", backend=ReplayBackend(cassette))
     env.reset(seed=0)
-    _, _, term, trunc, info = env.step(
+    _, _, _term, trunc, info = env.step(
         '<|channel|>analysis to=browser.search code<|message|>{"query": "never"}<|call|>')
     assert trunc and info["truncated_reason"] == "infra" and "no search" in info["infra_error"]
     env.close()
