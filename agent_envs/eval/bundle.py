@@ -57,11 +57,18 @@ def _sha256_file(path: Path) -> str:
 
 
 def episode_digest(ep: Any) -> str:
-    """sha256 of an episode's content: tokens, log-probs, rewards, verdicts (no timings)."""
+    """sha256 of an episode's content: tokens, log-probs, rewards, verdicts; not wall-clock
+    timings (episode, turn and tool-call durations), which no two runs share."""
     d = ep.to_dict()
     for k in _TIMING:
         d.pop(k, None)
-    d["turns"] = [{k: v for k, v in t.items() if k not in _TIMING} for t in d["turns"]]
+    turns = []
+    for t in d["turns"]:
+        t = {k: v for k, v in t.items() if k not in _TIMING}
+        if isinstance(t.get("tool_outcome"), dict):
+            t["tool_outcome"] = {k: v for k, v in t["tool_outcome"].items() if k != "duration_s"}
+        turns.append(t)
+    d["turns"] = turns
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -293,7 +300,8 @@ def verify(path: str | Path) -> list[str]:
         problems.append(f"{len(b.episodes)} episodes, header says {h['episodes']}")
     if _content_digest(b.episodes) != h["content_digest"]:
         problems.append("the episodes' content digest differs from the header's")
-    recomputed = compute_metrics(outcomes(m, b.episodes), trials=trials, seed=int(h["seed"]))
+    in_suite = [e for e in b.episodes if e.task_id in cats]
+    recomputed = compute_metrics(outcomes(m, in_suite), trials=trials, seed=int(h["seed"]))
     stored = {k: v for k, v in b.metrics.items() if k != "excluded_infra"}
     if json.loads(json.dumps(recomputed)) != stored:
         problems.append("metrics.json differs from the metrics recomputed from the episodes")

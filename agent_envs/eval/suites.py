@@ -155,8 +155,24 @@ class Manifest:
         return "; ".join(out) or "no difference"
 
 
+_BUILT: dict[int, tuple[SuiteSpec, Manifest]] = {}
+
+
 def build_manifest(spec: SuiteSpec) -> Manifest:
-    """Build the manifest of ``spec`` from today's code (tasks, prompts, verifier version)."""
+    """Build the manifest of ``spec`` from today's code (tasks, prompts, verifier version).
+
+    Built once per process and spec (generating the tasks' answers takes seconds); the code
+    it depends on does not change while a process runs.
+    """
+    cached = _BUILT.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    manifest = _build_manifest(spec)
+    _BUILT[id(spec)] = (spec, manifest)
+    return manifest
+
+
+def _build_manifest(spec: SuiteSpec) -> Manifest:
     import agent_envs
 
     env = agent_envs.make(spec.env_id, task_source=spec.task_source, **dict(spec.env_kwargs))

@@ -1,0 +1,187 @@
+"""The eval runner end to end through the real env, sandbox and collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_envs.eval import (
+    EvalConfig,
+    EvalRunError,
+    SuiteMismatchError,
+    build_manifest,
+    get_suite,
+    load_bundle,
+    official_manifest,
+    run_eval,
+    verify,
+)
+from agent_envs.eval import suites as suites_module
+from tests.agent_envs.eval.coin import CoinPolicy
+from trainers.policies.oracle import OraclePolicy
+
+ROOT = Path(__file__).resolve().parents[3]
+QUIET = {"progress": False, "concurrency": 8}
+
+
+@pytest.fixture(scope="module")
+def oracle_bundle(tmp_path_factory) -> Path:
+    return run_eval("python-tool", OraclePolicy(), tmp_path_factory.mktemp("o") / "b",
+                    EvalConfig(trials=2, **QUIET))
+
+
+@pytest.fixture(scope="module")
+def coin_bundle(tmp_path_factory) -> Path:
+    return run_eval("python-tool", CoinPolicy(), tmp_path_factory.mktemp("c") / "b",
+                    EvalConfig(trials=2, seed=5, **QUIET))
+
+
+def test_the_pinned_manifest_is_what_the_code_builds() -> None:
+    """Fails when a task, prompt, tool description, budget or verifier changes without a
+    version bump and `python scripts/pin_suites.py`."""
+    built = build_manifest(get_suite("python-tool"))
+    pinned = official_manifest("python-tool")
+    assert pinned is not None
+    assert built.hash == pinned.hash, pinned.diff(built)
+    assert len(built.tasks) == 100
+    assert {t.category for t in built.tasks} == {"d1", "d2", "d3", "d4", "d5"}
+
+
+def test_oracle_scores_everything_and_the_bundle_verifies(oracle_bundle: Path) -> None:
+    m = json.loads((oracle_bundle / "metrics.json").read_text())
+    assert m["overall"]["accuracy"]["value"] == 1.0
+    assert m["overall"]["pass^2"]["value"] == 1.0
+    assert m["overall"]["episodes"] == 200 and m["excluded_infra"]["count"] == 0
+    assert all(c["accuracy"]["value"] == 1.0 for c in m["categories"].values())
+    assert verify(oracle_bundle) == []
+    header = json.loads((oracle_bundle / "header.json").read_text())
+    assert header["suite"]["status"] == "official"
+    assert header["policy"]["id"] == "oracle" and header["trials"] == 2
+    assert header["package"]["commit"] and isinstance(header["package"]["dirty"], bool)
+    assert header["dependencies"]["openai-harmony"]
+    assert (oracle_bundle / "categories.png").stat().st_size > 1000
+    assert (oracle_bundle / "pass_at_k.png").stat().st_size > 1000
+    assert (oracle_bundle.parent / "b.tar.gz").stat().st_size > 1000
+
+
+def test_wrong_policy_scores_zero(tmp_path: Path) -> None:
+    b = run_eval("python-tool", OraclePolicy(wrong=True), tmp_path / "w",
+                 EvalConfig(trials=1, **QUIET))
+    acc = json.loads((b / "metrics.json").read_text())["overall"]["accuracy"]
+    assert acc["value"] == 0.0 and acc["ci_method"] == "wilson" and acc["ci"][1] < 0.05
+
+
+def test_same_seeds_give_the_same_bundle_and_other_seeds_do_not(coin_bundle: Path,
+                                                                tmp_path: Path) -> None:
+    again = run_eval("python-tool", CoinPolicy(), tmp_path / "again",
+                     EvalConfig(trials=2, seed=5, **QUIET))
+    other = run_eval("python-tool", CoinPolicy(), tmp_path / "other",
+                     EvalConfig(trials=2, seed=6, **QUIET))
+    h1, h2, h3 = (json.loads((b / "header.json").read_text()) for b in
+                  (coin_bundle, again, other))
+    m1, m2, m3 = (json.loads((b / "metrics.json").read_text()) for b in
+                  (coin_bundle, again, other))
+    assert h1["content_digest"] == h2["content_digest"] and m1 == m2
+    assert h1["content_digest"] != h3["content_digest"] and m1 != m3
+    assert 0.3 < m1["overall"]["accuracy"]["value"] < 0.7  # a real mix, not all or nothing
+
+
+def test_intervals_shrink_with_more_trials(coin_bundle: Path, tmp_path: Path) -> None:
+    one = run_eval("python-tool", CoinPolicy(), tmp_path / "one",
+                   EvalConfig(trials=1, seed=5, **QUIET))
+    w1 = json.loads((one / "metrics.json").read_text())["overall"]["accuracy"]["ci"]
+    w2 = json.loads((coin_bundle / "metrics.json").read_text())["overall"]["accuracy"]["ci"]
+    assert (w2[1] - w2[0]) < (w1[1] - w1[0])
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(coin_bundle: Path, tmp_path: Path
+                                                        ) -> None:
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "agent_envs.cli", "eval", "python-tool", "--policy",
+           "py:tests.agent_envs.eval.coin:make_policy", "--trials", "2", "--seed", "5",
+           "--concurrency", "4", "--out", str(out), "--quiet"]
+    log = out / "episodes.log.jsonl"
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as proc:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log.exists() and log.read_bytes().count(b"\n") >= 40:
+                break
+            time.sleep(0.05)
+        alive = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        err = proc.communicate()[1]
+    assert alive, f"the run ended before it could be killed: {err!r}"
+    done = log.read_bytes().count(b"\n")
+    assert 40 <= done < 200 and not (out / "bundle.json").exists()
+    with open(log, "ab") as f:  # a record torn mid-write by the kill
+        f.write(b'{"task_id": "procedural/v0/x", "trial": 0, "epis')
+    resumed = run_eval("python-tool", CoinPolicy(), out, EvalConfig(trials=2, seed=5, **QUIET))
+    ref_h = json.loads((coin_bundle / "header.json").read_text())
+    res_h = json.loads((resumed / "header.json").read_text())
+    assert res_h["content_digest"] == ref_h["content_digest"]
+    assert res_h["resumes"] == 1 and res_h["episodes"] == 200
+    assert json.loads((resumed / "metrics.json").read_text()) == json.loads(
+        (coin_bundle / "metrics.json").read_text())
+    b = load_bundle(resumed)
+    assert len({e.episode_id for e in b.episodes}) == 200  # nothing counted twice
+    assert verify(resumed) == []
+
+
+def test_resuming_with_other_settings_is_refused(coin_bundle: Path) -> None:
+    with pytest.raises(EvalRunError, match="differs in seed"):
+        run_eval("python-tool", CoinPolicy(), coin_bundle, EvalConfig(trials=2, seed=6, **QUIET))
+
+
+def test_infra_episodes_are_retried_then_excluded_not_scored(tmp_path: Path) -> None:
+    from trainers.policies.base import Sample
+
+    class Flaky(OraclePolicy):
+        """Fails (an infra fault) on every request for two tasks, and once for a third."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: dict[str, int] = {}
+
+        def sample(self, requests):  # type: ignore[override]
+            out = []
+            for r in requests:
+                tid = r.context.task.id
+                n = self.seen[tid] = self.seen.get(tid, 0) + 1
+                if tid in always or (tid == once and n == 1):
+                    out.append(Sample(token_ids=[], logprobs=[], finish_reason="error",
+                                      error="server down"))
+                else:
+                    out += super().sample([r])
+            return out
+
+    ids = [t.id for t in official_manifest("python-tool").tasks]
+    always, once = set(ids[:2]), ids[2]
+    b = run_eval("python-tool", Flaky(), tmp_path / "f",
+                 EvalConfig(trials=1, max_infra_retries=2, **QUIET))
+    m = json.loads((b / "metrics.json").read_text())
+    assert m["excluded_infra"]["count"] == 2
+    assert sorted(k[0] for k in m["excluded_infra"]["keys"]) == sorted(always)
+    assert m["excluded_infra"]["retries"] == 2 * 2 + 1
+    assert m["overall"]["tasks"] == 98 and m["overall"]["accuracy"]["value"] == 1.0
+    assert verify(b) == []
+
+
+def test_a_changed_suite_is_refused_or_labelled_unofficial(tmp_path: Path, monkeypatch) -> None:
+    spec = get_suite("python-tool")
+    changed = type(spec)(**{**spec.__dict__, "env_kwargs": {**spec.env_kwargs,
+                                                             "max_turns": 9}})
+    monkeypatch.setitem(suites_module._SUITES, "python-tool", changed)
+    with pytest.raises(SuiteMismatchError, match="env_kwargs"):
+        run_eval("python-tool", OraclePolicy(), tmp_path / "x", EvalConfig(trials=1, **QUIET))
+    b = run_eval("python-tool", OraclePolicy(), tmp_path / "y",
+                 EvalConfig(trials=1, allow_modified=True, **QUIET))
+    assert json.loads((b / "header.json").read_text())["suite"]["status"] == "unofficial"
