@@ -17,8 +17,7 @@ from sandboxes.pool import PoolClosed, PoolTimeout, SessionPool
 from sandboxes.registry import available_backends, make_sandbox, register_backend
 
 __all__ = [
-    "ExecResult", "Limits", "Protections", "Sandbox", "Session",
-    "SandboxError", "SandboxUnavailable", "SessionDead", "UnknownBackend",
-    "PoolClosed", "PoolTimeout", "SessionPool",
-    "available_backends", "make_sandbox", "register_backend",
+    "ExecResult", "Limits", "PoolClosed", "PoolTimeout", "Protections", "Sandbox",
+    "SandboxError", "SandboxUnavailable", "Session", "SessionDead", "SessionPool",
+    "UnknownBackend", "available_backends", "make_sandbox", "register_backend",
 ]

@@ -128,21 +128,26 @@ class ZygoteClient:
             ) from e
         return sock
 
+    def _control_socket(self) -> socket.socket:
+        """The control connection, made on first use (call with ``_ctl_lock`` held)."""
+        if self._ctl is None:
+            ctl = self._connect()
+            try:
+                ctl.sendall(_frame({"op": "control"}))
+                _recv_frame(ctl, time.monotonic() + self.connect_timeout_s)
+            except BaseException:
+                ctl.close()  # the zygote died mid-handshake: do not leak the socket
+                raise
+            self._ctl = ctl
+        return self._ctl
+
     def control(self, req: dict[str, Any], *, timeout_s: float = 10.0) -> dict[str, Any]:
         """Send one control request (kill, status, ping, shutdown) and return the answer."""
         with self._ctl_lock:
             try:
-                if self._ctl is None:
-                    ctl = self._connect()
-                    try:
-                        ctl.sendall(_frame({"op": "control"}))
-                        _recv_frame(ctl, time.monotonic() + self.connect_timeout_s)
-                    except BaseException:
-                        ctl.close()  # the zygote died mid-handshake: do not leak the socket
-                        raise
-                    self._ctl = ctl
-                self._ctl.sendall(_frame(req))
-                return _recv_frame(self._ctl, time.monotonic() + timeout_s)
+                ctl = self._control_socket()
+                ctl.sendall(_frame(req))
+                return _recv_frame(ctl, time.monotonic() + timeout_s)
             except (OSError, EOFError, ValueError, _Timeout) as e:
                 if self._ctl is not None:
                     self._ctl.close()
@@ -155,6 +160,22 @@ class ZygoteClient:
     def kill(self, sid: str) -> bool:
         """Kill session ``sid``'s whole process tree through the zygote."""
         return bool(self.control({"op": "kill", "sid": sid}).get("found"))
+
+    def kill_nowait(self, sid: str) -> None:
+        """Queue a kill of session ``sid`` on the control connection without waiting for it.
+
+        The zygote handles requests in order, so the kill is done before any later control
+        request is answered (``kill``, ``status``, ``shutdown``). If the zygote is gone, so is
+        the session (it ends on EOF).
+        """
+        with self._ctl_lock:
+            try:
+                self._control_socket().sendall(_frame({"op": "kill", "sid": sid,
+                                                       "reply": False}))
+            except (OSError, EOFError, ValueError, _Timeout, SandboxError):
+                if self._ctl is not None:
+                    self._ctl.close()
+                    self._ctl = None
 
     def exit_reason(self, sid: str, *, wait_s: float = 0.5, cpu_limit_s: float | None = None
                     ) -> str:
@@ -261,14 +282,19 @@ class ZygoteSession(Session):
         """
         self._pidfd = pidfd
 
-    def _kill(self) -> None:
+    def _kill(self, wait: bool = True) -> None:
+        """SIGKILL the session's whole process tree; the zygote reaps it and deletes its
+        scratch dir. ``wait=False`` (close) does not wait for the zygote's answer."""
         pidfd = getattr(self, "_pidfd", None)
         if pidfd is not None:
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                return  # the zygote reaps it and deletes its scratch dir
+                return
             except OSError:
                 pass
+        if not wait:
+            self._client.kill_nowait(self.id)
+            return
         try:
             self._client.kill(self.id)
         except SandboxError:
@@ -342,7 +368,7 @@ class ZygoteSession(Session):
             return
         self._closed = True
         if self._dead_reason is None:
-            self._kill()
+            self._kill(wait=False)
         try:
             self._sock.close()
         except OSError:

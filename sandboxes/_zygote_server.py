@@ -19,18 +19,21 @@ JSON (an object). The first frame on a new connection to the socket decides what
   "stderr", "value", "error", "truncated"}`` for each cell. Closing the connection ends the
   session. Limits keys: ``cpu_s``, ``memory_mb``, ``max_procs``, ``max_file_mb``,
   ``max_output_bytes``, ``network``, ``nofile``.
-* ``{"op": "control"}`` -- a control connection. Requests, each answered with one frame:
-  ``{"op": "kill", "sid"}`` -> ``{"ok", "found"}`` kills the session's whole process tree
-  (PID namespace init and process group) and deletes its scratch dir;
+* ``{"op": "control"}`` -- a control connection. Requests, handled in order, each answered
+  with one frame: ``{"op": "kill", "sid"}`` -> ``{"ok", "found"}`` kills the session's whole
+  process tree (PID namespace init and process group; its scratch dir is deleted when it is
+  reaped), and with ``"reply": false`` is not answered (the host's ``close``);
   ``{"op": "status", "sid", "wait_s"}`` -> ``{"ok", "alive", "exit_code", "signal", "cpu_s"}``,
-  waiting up
-  to ``wait_s`` for a dying session to be reaped; ``{"op": "ping"}`` -> ``{"ok", "sessions"}``;
-  ``{"op": "shutdown"}`` kills every session and exits.
+  waiting up to ``wait_s`` for a dying session to be reaped; ``{"op": "ping"}`` -> ``{"ok",
+  "sessions"}``; ``{"op": "shutdown"}`` kills every session and exits.
 
-The zygote keeps ``--spares`` session processes pre-forked (namespaces made, /proc mounted) and
-hands a new connection to one of them over a socketpair (SCM_RIGHTS), then forks a replacement
-while idle. The host never has to signal a pid itself (it may live in another PID namespace); killing goes
-through the control connection. Sessions: own session/process group (setsid), private scratch
+The zygote keeps ``--spares`` session processes pre-forked and fully prepared (namespaces,
+/proc, scratch dir, environment, uid or capability drop, no_new_privs, a warm cell runner), so
+``open`` only hands the connection to one over a socketpair (SCM_RIGHTS) and the session only
+applies the request's rlimits before its hello. A replacement is forked once the session has
+sent its hello and the zygote is idle (at once in a burst, when no spare is left). The host
+never has to signal a pid itself (it may live in another PID namespace); killing goes through
+the control connection. Sessions: own session/process group (setsid), private scratch
 dir as cwd and HOME (deleted when the session ends), scrubbed environment, rlimits set in the
 child after fork, stdout/stderr captured at both the Python and the file-descriptor level into
 bounded head+tail buffers. Where the kernel allows: a new PID, mount (private /proc) and network
@@ -72,6 +75,8 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 163
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 UID_BASE = 200_000  # per-session uids when running as root: UID_BASE + n
 SESSION_FD = 1000   # the session's connection is moved here, away from low fds user code touches
+HANDOFF_WAIT_S = 0.05  # longest a handed-over session may hold back refilling the spares
+REFILL_DELAY_S = 0.003  # after a handover, while a spare is still ready, refill this much later
 
 
 # ----------------------------------------------------------------------------- framing
@@ -113,6 +118,10 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
 
 
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+
+
 def mount(src: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     enc = (lambda s: s.encode() if s is not None else None)
     _check(_libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
@@ -129,6 +138,18 @@ def drop_capabilities() -> None:
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
     data = (ctypes.c_uint32 * 6)()
     _check(_libc.capset(header, data), "capset")
+
+
+def remove_dir(path: str) -> None:
+    """Delete a scratch dir: one rmdir when it is empty (the usual case), else a full rmtree."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _write(path: str, text: str) -> None:
@@ -331,7 +352,15 @@ def _format_traceback(e: BaseException, max_lines: int = 12) -> str:
 
 
 def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
-    """A pre-forked session process: set up namespaces, then wait for a connection. No return."""
+    """A pre-forked session process. No return.
+
+    Everything that does not depend on the request is done before a connection is handed
+    over, while the spare waits: namespaces, private /proc, scratch dir, environment, the
+    drop to the session's uid (or of capabilities), no_new_privs and a warm cell runner. The
+    uid drop and no_new_privs come before the output thread starts, so that thread never
+    holds privileges and the drop costs no cross-thread setxid broadcast. What is left for
+    the handover is the request's rlimits and the hello (see ``_session_main``).
+    """
     try:
         pid = _outer_pid()  # before /proc is replaced by this namespace's
         os.setsid()
@@ -343,6 +372,11 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         # Grow the fd table to SESSION_FD now, while single-threaded: growing it later, with
         # the output thread running, costs an RCU grace period (~10 ms) on the open path.
         os.dup2(gs.fileno(), SESSION_FD)
+        try:
+            _session_identity(cfg["features"], cfg["uid"], cfg["scratch"])
+        except Exception as e:  # noqa: BLE001 - reported to the zygote, which tells the host
+            send_frame(gs, {"error": f"session setup failed: {type(e).__name__}: {e}"})
+            os._exit(1)
         cell = _prepare_cell()
         send_frame(gs, {"pid": pid})
         msg, fds, _, _ = socket.recv_fds(gs, 1 << 20, 1)
@@ -351,12 +385,11 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         req = json.loads(msg)
         fd = os.dup2(fds[0], SESSION_FD)
         os.close(fds[0])
-        gs.close()
         conn = socket.socket(fileno=fd)
         conn.set_inheritable(False)
     except BaseException:  # noqa: BLE001
         os._exit(1)
-    _session_main(conn, cell, req["sid"], req["limits"], cfg, req["uid"], req["scratch"], pid)
+    _session_main(conn, gs, cell, req["sid"], req["limits"], cfg, pid)
 
 
 def _prepare_cell() -> Cell:
@@ -380,10 +413,11 @@ def _prepare_cell() -> Cell:
     return cell
 
 
-def _session_setup(cell: Cell, sid: str, limits: dict, cfg: dict, uid: int | None,
-                   scratch: str) -> Cell:
-    feats = cfg["features"]
-    cell.out.limit = cell.err.limit = max(2, limits["max_output_bytes"])
+def _session_identity(feats: dict, uid: int | None, scratch: str) -> None:
+    """Scratch dir (cwd and HOME), scrubbed environment, uid or capability drop, no_new_privs.
+
+    Runs in a spare before it is handed a connection, while it is still single-threaded.
+    """
     os.mkdir(scratch, 0o700)
     if uid is not None:
         os.chown(scratch, uid, uid)
@@ -393,6 +427,19 @@ def _session_setup(cell: Cell, sid: str, limits: dict, cfg: dict, uid: int | Non
     env.update({k: "1" for k in THREAD_VARS})
     os.environ.clear()
     os.environ.update(env)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    elif feats.get("user_ns"):
+        drop_capabilities()
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _session_limits(cell: Cell, limits: dict, cfg: dict) -> None:
+    """The request's rlimits (only lowered: the spare already runs as the session's uid)."""
+    feats, uid = cfg["features"], cfg["uid"]
+    cell.out.limit = cell.err.limit = max(2, limits["max_output_bytes"])
     mb = 1024 * 1024
     rl = [(resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1),
           (resource.RLIMIT_AS, limits["memory_mb"] * mb, limits["memory_mb"] * mb),
@@ -408,14 +455,6 @@ def _session_setup(cell: Cell, sid: str, limits: dict, cfg: dict, uid: int | Non
         if cur_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, cur_hard), min(hard, cur_hard)
         resource.setrlimit(which, (soft, hard))
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    elif feats.get("user_ns"):
-        drop_capabilities()
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-    return cell
 
 
 def python_reveals() -> dict[str, list[str]]:
@@ -463,17 +502,18 @@ def _outer_pid() -> int:
     return os.getpid()
 
 
-def _session_main(conn: socket.socket, cell: Cell, sid: str, limits: dict, cfg: dict,
-                  uid: int | None, scratch: str, pid: int) -> None:
-    """Runs in the forked session process; never returns."""
+def _session_main(conn: socket.socket, gs: socket.socket, cell: Cell, sid: str, limits: dict,
+                  cfg: dict, pid: int) -> None:
+    """Runs in the session process once it has its connection; never returns."""
     code = 0
     try:
         try:
-            cell = _session_setup(cell, sid, limits, cfg, uid, scratch)
+            _session_limits(cell, limits, cfg)
         except Exception as e:  # noqa: BLE001
             send_frame(conn, {"ok": False, "error": f"session setup failed: {type(e).__name__}: {e}"})
             os._exit(1)
-        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": scratch})
+        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"]})
+        gs.close()  # tells the zygote the handover is over (it refills spares after that)
         max_default = limits["max_output_bytes"]
         while True:
             try:
@@ -492,6 +532,17 @@ def _session_main(conn: socket.socket, cell: Cell, sid: str, limits: dict, cfg: 
 
 # ----------------------------------------------------------------------------- the zygote
 
+class Spare:
+    """A pre-forked session process, before it is handed a connection."""
+
+    __slots__ = ("pid", "scratch", "token", "uid", "zs")
+
+    def __init__(self, token: str, scratch: str, uid: int | None) -> None:
+        self.token, self.scratch, self.uid = token, scratch, uid
+        self.pid: int | None = None  # in the zygote's PID namespace; None once reaped
+        self.zs: socket.socket | None = None
+
+
 class Zygote:
     def __init__(self, args: argparse.Namespace) -> None:
         self.socket_path = args.socket
@@ -505,9 +556,14 @@ class Zygote:
         self.next_uid = 0
         self.features: dict = {}
         self.reveals: dict[str, list[str]] = {}
-        self.spares: list[tuple[int, socket.socket]] = []
+        self.spares: list[Spare] = []                  # ready, waiting for a connection
+        self.pending: dict[socket.socket, Spare] = {}  # forked, not reported in yet
+        self.spare_pids: dict[int, Spare] = {}  # spares (ready or pending) by known pid
+        self.handoffs: dict[socket.socket, float] = {}  # handed over, hello not sent: deadline
         self.spare_target = args.spares
-        self.pending_spares = 0
+        self.refill_after = 0.0
+        self.pidns_fd: int | None = None  # this process's PID namespace, when forking direct
+        self.inflight: int | None = None  # fd of the connection open_session is handling
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -521,7 +577,8 @@ class Zygote:
         for mode, flags in attempts:
             if self._try_child(lambda m=mode, f=flags: self._enter_namespaces(m, f, probe=True)):
                 return {"ns_mode": mode, "user_ns": mode == "userns", "pid_ns": True,
-                        "mount_ns": True, "net_ns": True, "uid_drop": self.is_root}
+                        "mount_ns": True, "net_ns": True, "uid_drop": self.is_root,
+                        "pid_direct": mode == "root" and self._try_child(self._probe_direct)}
         # Network namespace alone (e.g. pid namespaces forbidden).
         for mode, flags in ([("root", CLONE_NEWNET)] if self.is_root else []) + \
                 [("userns", CLONE_NEWUSER | CLONE_NEWNET)]:
@@ -531,6 +588,26 @@ class Zygote:
                         "uid_drop": self.is_root}
         return {"ns_mode": None, "user_ns": False, "pid_ns": False, "mount_ns": False,
                 "net_ns": False, "uid_drop": self.is_root}
+
+    @staticmethod
+    def _probe_direct() -> None:
+        """Can this process fork straight into a new PID namespace and then set its children's
+        PID namespace back to its own (see ``_fork_spare``)? Raises if not."""
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        unshare(CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if os.getpid() == 1 else 1)
+        setns(own, CLONE_NEWPID)
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            raise OSError("the child was not PID 1 of a new PID namespace")
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if os.getpid() != 1 else 1)
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            raise OSError("setns did not restore the PID namespace for children")
 
     @staticmethod
     def _try_child(fn) -> bool:
@@ -572,84 +649,193 @@ class Zygote:
         return flags
 
     # -- sessions
-    def _fork_spare(self, flags: int) -> tuple[int, socket.socket]:
-        """Fork a spare session process (it enters namespaces, mounts /proc, waits for work).
+    def _new_uid(self) -> int | None:
+        if not self.features.get("uid_drop"):
+            return None
+        uid = UID_BASE + self.next_uid
+        self.next_uid = (self.next_uid + 1) % 60_000
+        return uid
 
-        Returns the forked pid and the zygote's end of a socketpair on which the spare first
-        reports its pid and later receives its connection.
-        """
+    def _fork_spare(self, flags: int) -> Spare:
+        """Fork a spare session process (namespaces, /proc, scratch dir, uid drop; see
+        ``_spare_main``). It reports its pid on the zygote's end of a socketpair (``zs``) and
+        later receives its connection there."""
+        token = uuid.uuid4().hex[:12]
+        spare = Spare(token, os.path.join(self.scratch_root, token), self._new_uid())
+        # Root can fork the session straight into a new PID namespace (unshare here, fork,
+        # setns back), which saves the intermediate process and its copy of this big heap.
+        direct = bool(flags & CLONE_NEWPID) and self.pidns_fd is not None
         zs, gs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:  # ---- intermediate child C (becomes the session unless a PID ns is made)
+        try:
+            if direct:
+                unshare(CLONE_NEWPID)  # for this process's next child only (setns below)
+            try:
+                pid = os.fork()
+            except BaseException:
+                if direct:
+                    self._restore_pidns()
+                raise
+        except BaseException:
+            zs.close()
+            gs.close()
+            raise
+        if direct and pid != 0:
+            self._restore_pidns()
+        if pid == 0:  # ---- child C (becomes the session unless C must make a PID ns for it)
             try:
                 zs.close()
                 self._child_reset(keep=gs.fileno())
-                if flags:
-                    self._enter_namespaces(self.features["ns_mode"], flags)
-                if flags & CLONE_NEWPID and os.fork() != 0:
+                left = flags & ~CLONE_NEWPID if direct else flags
+                if left:
+                    self._enter_namespaces(self.features["ns_mode"], left)
+                if left & CLONE_NEWPID and os.fork() != 0:
                     os._exit(0)  # C is done: the session G is PID 1 of the new namespace
             except BaseException:  # noqa: BLE001
                 os._exit(1)
-            _spare_main(gs, {"features": self.features, "reveals": self.reveals},
+            _spare_main(gs, {"features": self.features, "reveals": self.reveals,
+                             "uid": spare.uid, "scratch": spare.scratch},
                         bool(flags & CLONE_NEWNS))
         gs.close()
-        if flags & CLONE_NEWPID:
+        if flags & CLONE_NEWPID and not direct:
             self.helpers.add(pid)
-        return pid, zs
+        else:
+            self._set_spare_pid(spare, pid)
+        spare.zs = zs
+        return spare
 
-    def _spawn(self, flags: int) -> tuple[int, socket.socket]:
-        """Fork a spare and wait until it is ready; returns (session pid, socketpair end)."""
-        _, zs = self._fork_spare(flags)
-        zs.settimeout(10.0)
+    def _set_spare_pid(self, spare: Spare, pid: int) -> None:
+        spare.pid = pid
+        self.spare_pids[pid] = spare  # so that reap() knows when it is gone (see _discard)
+
+    def _restore_pidns(self) -> None:
+        """Put this process's future children back in its own PID namespace."""
         try:
-            gpid = int(recv_frame(zs)["pid"])
-        except (OSError, EOFError, ValueError, KeyError) as e:
-            zs.close()
+            setns(self.pidns_fd, CLONE_NEWPID)
+        except OSError as e:
+            # Every later child would land in the last session's namespace: fail closed.
+            print(f"zygote: cannot restore the PID namespace for children ({e}); exiting",
+                  file=sys.stderr, flush=True)
+            os._exit(70)
+
+    def _report_in(self, spare: Spare, timeout_s: float) -> None:
+        """Read the spare's first frame: its pid, or why its setup failed (raises OSError)."""
+        assert spare.zs is not None
+        try:
+            spare.zs.settimeout(timeout_s)
+            msg = recv_frame(spare.zs)
+            spare.zs.settimeout(None)
+            pid = None if "error" in msg else int(msg["pid"])
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+            self._discard(spare)
             raise OSError(f"a new session process did not report in ({e})") from e
-        zs.settimeout(None)
-        return gpid, zs
+        if pid is None:
+            self._discard(spare)
+            raise OSError(str(msg["error"]))
+        self._set_spare_pid(spare, pid)
+
+    def _discard(self, spare: Spare) -> None:
+        """Forget a spare that never became a session: kill it, delete its scratch dir."""
+        if spare.zs is not None:
+            spare.zs.close()
+            spare.zs = None
+        if spare.pid is not None:  # not reaped yet, so the pid cannot have been reused
+            for fn in (os.kill, os.killpg):
+                try:
+                    fn(spare.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        remove_dir(spare.scratch)
+
+    def _spawn(self, flags: int) -> Spare:
+        """Fork a spare and wait until it is ready."""
+        spare = self._fork_spare(flags)
+        self._report_in(spare, 10.0)
+        return spare
 
     def refill(self) -> None:
         """Fork a spare without waiting for it; ``on_spare_ready`` adds it to ``spares``."""
         try:
-            _, zs = self._fork_spare(self.ns_flags())
+            spare = self._fork_spare(self.ns_flags())
         except OSError as e:
             print(f"zygote: cannot pre-fork spare sessions, disabling them: {e}",
                   file=sys.stderr, flush=True)
             self.spare_target = 0
             return
-        self.pending_spares += 1
-        self.sel.register(zs, selectors.EVENT_READ, "spare")
+        assert spare.zs is not None
+        self.pending[spare.zs] = spare
+        self.sel.register(spare.zs, selectors.EVENT_READ, "spare")
 
     def on_spare_ready(self, zs: socket.socket) -> None:
+        spare = self.pending.pop(zs, None)
+        if spare is None:
+            return  # already taken by open_session in this round of events
         self.sel.unregister(zs)
-        self.pending_spares -= 1
         try:
-            zs.settimeout(5.0)
-            gpid = int(recv_frame(zs)["pid"])
-            zs.settimeout(None)
-        except (OSError, EOFError, ValueError, KeyError) as e:
-            zs.close()
-            print(f"zygote: a spare session died before it was ready ({e}); disabling spares",
+            self._report_in(spare, 5.0)
+        except OSError as e:
+            print(f"zygote: a spare session failed before it was ready ({e}); disabling spares",
                   file=sys.stderr, flush=True)
             self.spare_target = 0
             return
-        self.spares.append((gpid, zs))
+        self.spares.append(spare)
+
+    def on_handoff_done(self, zs: socket.socket) -> None:
+        """The session sent its hello (or died): spares may be refilled again."""
+        if self.handoffs.pop(zs, None) is not None:
+            self.sel.unregister(zs)
+            zs.close()
+            self.refill_after = time.monotonic() + REFILL_DELAY_S
+
+    def _expire_handoffs(self, now: float) -> float | None:
+        """Drop handovers past their deadline; the seconds until the next deadline, if any."""
+        for zs, deadline in list(self.handoffs.items()):
+            if deadline <= now:
+                self.on_handoff_done(zs)
+        return min(self.handoffs.values()) - now if self.handoffs else None
+
+    def _next_timeout(self) -> tuple[float | None, bool]:
+        """(How long the loop may block, whether a spare is to be forked now).
+
+        Forking this big process takes about a millisecond of CPU (more for the spare to get
+        ready). While another spare is still ready, a refill waits until handed-over sessions
+        have sent their hello, and a little longer, until the host has its session; with none
+        ready (a burst of opens), it starts at once.
+        """
+        now = time.monotonic()
+        handoff = self._expire_handoffs(now)
+        if len(self.spares) + len(self.pending) >= self.spare_target:
+            return handoff, False
+        if self.spares:
+            if handoff is not None:
+                return handoff, False
+            if self.refill_after > now:
+                return self.refill_after - now, False
+        return 0.0, True
+
+    def _take_spare(self, flags: int) -> Spare:
+        """A ready session process for ``flags``: a spare if one fits, else a new one."""
+        if flags == self.ns_flags():
+            if not self.spares and self.pending:
+                # One is on its way: waiting for it is quicker than forking another. Keep the
+                # pipeline full meanwhile (a burst of opens).
+                while self.spare_target and len(self.pending) < self.spare_target:
+                    self.refill()
+                self.on_spare_ready(next(iter(self.pending)))
+            if self.spares:
+                return self.spares.pop(0)
+        return self._spawn(flags)
 
     def open_session(self, conn: socket.socket, req: dict) -> None:
-        sid = str(req.get("sid") or uuid.uuid4().hex[:12])
-        if sid in self.sessions or not sid.replace("-", "").replace("_", "").isalnum():
-            send_frame(conn, {"ok": False, "error": f"bad or duplicate session id {sid!r}"})
-            return
+        sid = req.get("sid")
+        if sid is not None:
+            sid = str(sid)
+            if sid in self.sessions or not sid.replace("-", "").replace("_", "").isalnum():
+                send_frame(conn, {"ok": False, "error": f"bad or duplicate session id {sid!r}"})
+                return
         limits = dict(req.get("limits") or {})
         for key, default in (("cpu_s", 60), ("memory_mb", 2048), ("max_procs", 64),
                              ("max_file_mb", 64), ("max_output_bytes", 16384)):
             limits[key] = int(limits.get(key) or default)
-        uid = None
-        if self.features.get("uid_drop"):
-            uid = UID_BASE + self.next_uid
-            self.next_uid = (self.next_uid + 1) % 60_000
-        scratch = os.path.join(self.scratch_root, sid)
         flags = self.ns_flags()
         if limits.get("network"):
             if self.features.get("net_shared"):
@@ -657,25 +843,32 @@ class Zygote:
                                   "started without --shared-netns"})
                 return
             flags &= ~CLONE_NEWNET
-        payload = json.dumps({"sid": sid, "limits": limits, "uid": uid,
-                              "scratch": scratch}).encode()
-        for _ in range(len(self.spares) + 1):
-            if flags == self.ns_flags() and self.spares:
-                gpid, zs = self.spares.pop(0)
-            else:
-                gpid, zs = self._spawn(flags)
+        for _ in range(len(self.spares) + len(self.pending) + 1):
+            spare = self._take_spare(flags)
+            assert spare.zs is not None and spare.pid is not None
+            if sid is None:  # name it after its scratch dir
+                sid = spare.token if spare.token not in self.sessions else uuid.uuid4().hex[:12]
+            payload = json.dumps({"sid": sid, "limits": limits}).encode()
             try:
-                socket.send_fds(zs, [payload], [conn.fileno()])
+                socket.send_fds(spare.zs, [payload], [conn.fileno()])
                 break
             except OSError:
-                continue  # that spare died; try the next or a fresh one
-            finally:
-                zs.close()
+                self._discard(spare)  # that spare died; try the next or a fresh one
+                if req.get("sid") is None:
+                    sid = None
         else:
             raise OSError("no session process could take the connection")
         conn.close()
-        self.sessions[sid] = {"pid": gpid, "scratch": scratch, "uid": uid}
-        self.by_pid[gpid] = sid
+        assert sid is not None
+        self.sessions[sid] = {"pid": spare.pid, "scratch": spare.scratch, "uid": spare.uid}
+        self.spare_pids.pop(spare.pid, None)
+        self.by_pid[spare.pid] = sid
+        # Keep the socketpair until the session closes its end after its hello: refilling the
+        # spares (a fork of this big process) waits until then rather than compete for CPU
+        # with the session the host is waiting for.
+        self.handoffs[spare.zs] = time.monotonic() + HANDOFF_WAIT_S
+        self.sel.register(spare.zs, selectors.EVENT_READ, "handoff")
+        spare.zs = None
 
     def _child_reset(self, keep: int) -> None:
         signal.set_wakeup_fd(-1)
@@ -683,7 +876,11 @@ class Zygote:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         fds = [fobj.fd for fobj in self.sel.get_map().values()]
-        fds += [zs.fileno() for _, zs in self.spares]
+        fds += [spare.zs.fileno() for spare in self.spares if spare.zs is not None]
+        if self.pidns_fd is not None:
+            fds.append(self.pidns_fd)
+        if self.inflight is not None:
+            fds.append(self.inflight)  # a connection being handed to a session
         for fd in fds:
             if fd != keep and fd > 2:  # 0-2 are replaced, never left free for a pipe to take
                 try:
@@ -716,6 +913,13 @@ class Zygote:
             if pid == 0:
                 return
             self.helpers.discard(pid)
+            spare = self.spare_pids.pop(pid, None)
+            if spare is not None:  # a spare died before it was used
+                spare.pid = None
+                if spare in self.spares:
+                    self.spares.remove(spare)
+                    self._discard(spare)
+                continue
             sid = self.by_pid.pop(pid, None)
             if sid is None:
                 continue
@@ -724,7 +928,7 @@ class Zygote:
                 os.killpg(pid, signal.SIGKILL)  # leftovers in its process group
             except (ProcessLookupError, PermissionError):
                 pass
-            shutil.rmtree(info["scratch"], ignore_errors=True)
+            remove_dir(info["scratch"])
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             self.exits[sid] = (code, sig, round(usage.ru_utime + usage.ru_stime, 3))
@@ -754,6 +958,8 @@ class Zygote:
         op = req.get("op")
         if op == "kill":
             resp = {"ok": True, "found": self.kill(str(req.get("sid")))}
+            if req.get("reply") is False:
+                return True
         elif op == "status":
             resp = self.status(str(req.get("sid")), float(req.get("wait_s") or 0))
         elif op == "ping":
@@ -794,15 +1000,18 @@ class Zygote:
                           "python": sys.version.split()[0]}), flush=True)
         try:
             while True:
-                need = len(self.spares) + self.pending_spares < self.spare_target
-                events = sel.select(0.0 if need else None)
-                if not events and need:
-                    self.refill()
+                timeout, refill = self._next_timeout()
+                events = sel.select(timeout)
+                if not events:
+                    if refill:
+                        self.refill()
                     continue
                 for key, _ in events:
                     tag = key.data
                     if tag == "spare":
                         self.on_spare_ready(key.fileobj)
+                    elif tag == "handoff":
+                        self.on_handoff_done(key.fileobj)
                     elif tag == "listen":
                         conn, _ = listener.accept()
                         self._on_connect(conn)
@@ -833,14 +1042,19 @@ class Zygote:
         conn.settimeout(None)
         op = req.get("op")
         if op == "open":
+            # Forks made while this connection is open (spares, a fresh session) must not
+            # inherit it: see _child_reset.
+            self.inflight = conn.fileno()
             try:
                 self.open_session(conn, req)
             except OSError as e:
                 try:
-                    send_frame(conn, {"ok": False, "error": f"fork failed: {e}"})
+                    send_frame(conn, {"ok": False, "error": f"could not start a session: {e}"})
                 except OSError:
                     pass
                 conn.close()
+            finally:
+                self.inflight = None
         elif op == "control":
             send_frame(conn, {"ok": True, "pid": os.getpid()})
             self.sel.register(conn, selectors.EVENT_READ, "control")
@@ -849,14 +1063,22 @@ class Zygote:
             conn.close()
 
     def shutdown(self) -> None:
-        for pid, zs in self.spares:
-            zs.close()
-            for fn in (os.kill, os.killpg):
-                try:
-                    fn(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        # Spares still starting have made, or are about to make, their scratch dirs: wait for
+        # them briefly so they can be killed and their dirs deleted too.
+        deadline = time.monotonic() + 1.0
+        for spare in list(self.pending.values()):
+            try:
+                self._report_in(spare, max(deadline - time.monotonic(), 0.01))
+            except OSError:
+                continue  # discarded
+            self._discard(spare)
+        self.pending.clear()
+        for spare in self.spares:
+            self._discard(spare)
         self.spares.clear()
+        for zs in list(self.handoffs):
+            zs.close()
+        self.handoffs.clear()
         for sid in list(self.sessions):
             self.kill(sid)
         deadline = time.monotonic() + 2.0
@@ -864,7 +1086,7 @@ class Zygote:
             self.reap()
             time.sleep(0.005)
         for info in self.sessions.values():
-            shutil.rmtree(info["scratch"], ignore_errors=True)
+            remove_dir(info["scratch"])
         try:
             os.unlink(self.socket_path)
         except OSError:
@@ -912,6 +1134,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_netns and z.features.get("net_ns"):
         z.features.update(net_ns=False, net_outer=True)
         z.features.pop("ns_flags", None) if z.features.get("pid_ns") else None
+    if z.features.get("pid_direct"):
+        z.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if z.features.get("uid_drop") and z.features.get("mount_ns"):
         z.reveals = python_reveals()
     import gc

@@ -27,7 +27,10 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["ExecResult", "Limits", "Sandbox", "Session"]
 
@@ -158,13 +161,13 @@ class Session(abc.ABC):
         """Async twin of :meth:`close`."""
         await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Session:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -217,7 +220,7 @@ class Sandbox(abc.ABC):
         """Async twin of :meth:`close`."""
         await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

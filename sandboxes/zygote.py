@@ -61,8 +61,9 @@ class ZygoteSandbox(Sandbox):
         preimports: Modules the zygote imports once so sessions start warm (e.g.
             ``("numpy", "sympy")``); BLAS thread counts are pinned to 1 first.
         startup_timeout_s: How long to wait for the zygote (and its preimports) to start.
-        spares: Sessions the zygote keeps pre-forked (namespaces already made), so that
-            ``open`` only hands one over; 0 forks on demand.
+        spares: Sessions the zygote keeps pre-forked and prepared (namespaces, scratch dir,
+            uid drop, warm cell runner), so that ``open`` only hands one over and applies the
+            rlimits; 0 forks on demand.
     """
 
     name = "zygote"

@@ -293,3 +293,26 @@ def test_local_protections_are_reported(local_sandbox):
     assert any("no filesystem jail" in n for n in p.notes)
     if os.geteuid() == 0:
         assert any("own unprivileged uid" in n for n in p.notes)
+
+
+def test_each_session_is_pid_1_of_its_own_namespace(local_sandbox):
+    if not local_sandbox.features.get("pid_ns"):
+        pytest.skip("no PID namespaces here")
+    for _ in range(4):  # spares, and sessions forked after them, each in a fresh namespace
+        with local_sandbox.open() as s:
+            r = s.run("import os\nos.getpid(), sorted(int(p) for p in os.listdir('/proc') "
+                      "if p.isdigit())")
+            assert r.value == "(1, [1])", r.render()
+
+
+def test_session_setup_failure_is_a_clear_error_and_the_sandbox_recovers(tmp_path):
+    # Without spares every open forks a fresh session process, which makes its scratch dir
+    # before it reports in; take the scratch root away and that fails.
+    with make_sandbox("local", limits=FAST, spares=0) as sb:
+        root = sb._workdir / "scratch"
+        root.rename(tmp_path / "moved")
+        with pytest.raises(SandboxError, match="session setup failed: FileNotFoundError"):
+            sb.open()
+        (tmp_path / "moved").rename(root)
+        with sb.open() as s:
+            assert s.run("6 * 7").value == "42"

@@ -258,3 +258,42 @@ def test_host_secret_env_vars_are_absent(sb):
                   "for p in os.listdir('/proc') if p.isdigit() "
                   "and os.access(f'/proc/{p}/environ', os.R_OK))")
         assert r.value == "(None, False)", r.render()
+
+
+_FDS_AND_THREADS = """import os
+def _sockets():
+    out = []
+    for f in os.listdir('/proc/self/fd'):
+        try:
+            if os.readlink('/proc/self/fd/' + f).startswith('socket:'):
+                out.append(int(f))
+        except OSError:
+            pass
+    return sorted(out)
+def _threads():
+    out = []
+    for t in os.listdir('/proc/self/task'):
+        with open(f'/proc/self/task/{t}/status') as f:
+            st = dict(line.split(':', 1) for line in f)
+        out.append((st['Uid'].split(), st['CapEff'].strip(), st['NoNewPrivs'].strip()))
+    return out
+_sockets(), _threads()"""
+
+
+def test_sessions_hold_no_other_sessions_connection_and_no_privileged_thread(sb):
+    # A burst of opens uses up the spares, so sessions are forked while connections are
+    # being handed over; none may inherit another session's connection.
+    sessions = [sb.open() for _ in range(5)]
+    try:
+        for s in sessions:
+            r = s.run(_FDS_AND_THREADS)
+            sockets, threads = eval(r.value)
+            assert len(sockets) == 1, f"session {s.id} holds sockets {sockets}"
+            assert len(threads) >= 2  # the cell runner and the output drainer
+            for uids, cap_eff, nnp in threads:
+                assert int(cap_eff, 16) == 0 and nnp == "1", threads
+                if _drops_uid(sb):
+                    assert "0" not in uids, threads
+    finally:
+        for s in sessions:
+            s.close()

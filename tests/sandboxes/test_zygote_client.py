@@ -60,3 +60,27 @@ def test_no_socket_leaks_when_the_zygote_hangs_up(hangup_server, call):
     assert not leaks, [str(w.message) for w in leaks]
     assert _open_fds() <= before
     client.close()
+
+
+def test_close_does_not_wait_and_keeps_the_control_connection_in_step(tmp_path):
+    """``close`` queues its kill without waiting for the answer (sessions without a pidfd, as
+    in the bubblewrap and docker backends); later control requests still get their own
+    answers, and the closed sessions' processes and scratch dirs go."""
+    from sandboxes import make_sandbox
+    from tests.sandboxes.conftest import FAST, pid_alive, wait_until
+
+    with make_sandbox("local", limits=FAST) as sb:
+        client = ZygoteClient(sb._client.socket_path, backend="test")
+        a, b, c = (client.open(FAST) for _ in range(3))
+        a.run("import subprocess\nsubprocess.Popen(['sleep', '60'])")
+        pids = [s.pid for s in (a, b, c)]
+        scratch = [s.info["scratch"] for s in (a, b)]
+        a.close()
+        b.close()
+        assert client.kill(c.id) is True  # not the answer to a queued kill
+        assert client.ping()["pid"] > 0
+        assert wait_until(lambda: not any(pid_alive(p) for p in pids))
+        assert wait_until(lambda: not any(os.path.exists(d) for d in scratch))
+        assert wait_until(lambda: not client.ping()["sessions"])
+        c.close()
+        client.close()
