@@ -19,7 +19,7 @@ from agent_envs.envs.browser.page import Page, Snippet
 
 __all__ = [
     "TokenCounter", "find_in_page", "get_token_counter", "numbered", "render_display",
-    "strip_links", "truncate", "window_end", "wrap_lines",
+    "strip_links", "truncate", "window_end", "window_end_direct", "wrap_lines",
 ]
 
 _LEADING_PARTIAL_LINK = re.compile(r"^[^【】]*】")
@@ -62,6 +62,8 @@ class TokenCounter:
     def __init__(self, encoding: object) -> None:
         self._encoding = encoding
         self._widths: np.ndarray | None = None
+        self._lines: dict[tuple[str, bool], list[int]] = {}
+        self._heads: dict[int, list[int]] = {}
 
     @property
     def widths(self) -> np.ndarray:
@@ -82,6 +84,23 @@ class TokenCounter:
     def widest(self) -> int:
         """The most characters any one token decodes to."""
         return int(self.widths.max())
+
+    def segment_widths(self, n: int, line: str, *, last: bool) -> list[int]:
+        """Widths of the tokens of ``L{n}: {line}`` plus a newline unless ``last``."""
+        key = (line, last)
+        body = self._lines.get(key)
+        if body is None:
+            widths = self.widths
+            body = [int(widths[t]) for t in self.encode(": " + line + ("" if last else "\n"))]
+            if len(self._lines) >= 65_536:
+                self._lines.clear()
+            self._lines[key] = body
+        head = self._heads.get(n)
+        if head is None:
+            widths = self.widths
+            head = [int(widths[t]) for t in self.encode("L") + self.encode(str(n))]
+            self._heads[n] = head
+        return head + body
 
     def encode(self, text: str) -> list[int]:
         """Ordinary tokens of ``text`` (special-token strings count as plain text)."""
@@ -108,14 +127,11 @@ def get_token_counter() -> TokenCounter:
     return _COUNTER
 
 
-def window_end(lines: tuple[str, ...], loc: int, num_lines: int, view_tokens: int,
-               counter: TokenCounter) -> int:
-    """One past the last line shown when viewing from ``loc``.
-
-    With ``num_lines > 0`` that many lines are shown. Otherwise as many as fit in
-    ``view_tokens`` tokens of the numbered text: the line holding token ``view_tokens`` is
-    the last one shown (or every line, when the rest of the page is shorter).
-    """
+def window_end_direct(lines: tuple[str, ...], loc: int, num_lines: int, view_tokens: int,
+                      counter: TokenCounter) -> int:
+    """:func:`window_end` computed the direct way: tokenize the numbered rest of the page
+    (cut at ``(view_tokens + 1) * widest`` characters) and find the line holding token
+    ``view_tokens``. Kept as the definition the fast path is tested against."""
     total = len(lines)
     if num_lines <= 0:
         rest = numbered(lines[loc:], loc)
@@ -125,6 +141,50 @@ def window_end(lines: tuple[str, ...], loc: int, num_lines: int, view_tokens: in
             if offset is not None:
                 num_lines = rest[:offset].count("\n") + 1
     return min(loc + num_lines, total)
+
+
+def window_end(lines: tuple[str, ...], loc: int, num_lines: int, view_tokens: int,
+               counter: TokenCounter) -> int:
+    """One past the last line shown when viewing from ``loc``.
+
+    With ``num_lines > 0`` that many lines are shown. Otherwise as many as fit in
+    ``view_tokens`` tokens of the numbered text ``L{n}: line\n...``: the line holding token
+    number ``view_tokens`` is the last one shown (or every line, when the rest of the page
+    has no more tokens than that).
+
+    Same result as :func:`window_end_direct`, without tokenizing the whole rest of the page
+    on every view: o200k's pre-tokenizer never joins a newline with a following letter, so
+    each numbered line is tokenized on its own (``L``, the digits, then ``": " + line +
+    "\n"``, which is cached per line text) and the token counts are summed.
+    """
+    total = len(lines)
+    if num_lines > 0:
+        return min(loc + num_lines, total)
+    chars = sum(len(line) for line in lines[loc:]) + sum(
+        len(f"L{n}: ") for n in range(loc, total)) + (total - loc - 1)
+    if chars <= view_tokens:
+        return total
+    remaining = view_tokens
+    width = 0  # running sum of token widths (the reference's character offsets)
+    for n in range(loc, total):
+        widths = counter.segment_widths(n, lines[n], last=n == total - 1)
+        if remaining < len(widths):
+            end = width + int(sum(widths[:remaining]))
+            return min(loc + _newlines_before(lines, loc, end) + 1, total)
+        remaining -= len(widths)
+        width += int(sum(widths))
+    return total
+
+
+def _newlines_before(lines: tuple[str, ...], loc: int, end: int) -> int:
+    """How many newlines ``numbered(lines[loc:], loc)[:end]`` contains."""
+    pos, count = 0, 0
+    for n in range(loc, len(lines) - 1):
+        pos += len(f"L{n}: ") + len(lines[n]) + 1  # just past this line's newline
+        if pos - 1 >= end:
+            break
+        count += 1
+    return count
 
 
 def render_display(page: Page, cursor: int, body: str, first: int, last: int,
