@@ -6,7 +6,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_envs.envs.browser.view import get_token_counter, window_end, window_end_direct, wrap_lines
+from agent_envs.envs.browser.view import (
+    get_token_counter,
+    window_end,
+    window_end_direct,
+    wrap_lines,
+)
 
 _ALPHABET = st.sampled_from(list("abcXYZ019 \t\r.,:;()/-'\"【】†") + [
     "東", "京", "é", "ü", "\u0301", "𠀀", "🚀", "\u200b", "<|endoftext|>", "  ", "\n", "\n\n",
