@@ -248,7 +248,7 @@ class CorpusBackend(Backend):
         self.source = corpus.name
         self.k1, self.b = float(k1), float(b)
         self.summary_chars = int(summary_chars)
-        self._texts = [d.search_text() for d in corpus.documents]
+        self._texts: OrderedDict[int, str] = OrderedDict()  # search texts of recent hits
         self._pages: OrderedDict[str, Page] = OrderedDict()
         self._page_cache = int(page_cache)
         self.index_dir: Path | None = None
@@ -274,8 +274,7 @@ class CorpusBackend(Backend):
             self.loaded_from_cache = True
             return bm25s.BM25.load(str(target), mmap=True, show_progress=False)
         retriever = bm25s.BM25(k1=self.k1, b=self.b, csc_backend="numpy")
-        docs = [tokenize(f"{d.title} {text}") for d, text in zip(self.corpus.documents,
-                                                                 self._texts)]
+        docs = [tokenize(f"{d.title} {d.search_text()}") for d in self.corpus.documents]
         retriever.index(docs, show_progress=False)
         if persist:
             tmp = directory / f"bm25-{key}.tmp{os.getpid()}"
@@ -319,7 +318,7 @@ class CorpusBackend(Backend):
         for i, _score in self.top(query, topn):
             doc = self.corpus.documents[i]
             hits.append(SearchHit(url=doc.url, title=doc.title or _title_of(doc),
-                                  summary=self._summary(self._texts[i], pattern)))
+                                  summary=self._summary(self._text(i), pattern)))
         return results_page(query, hits)
 
     def fetch(self, url: str) -> Page:
@@ -349,6 +348,15 @@ class CorpusBackend(Backend):
         if doc is None:
             raise BackendError(f"No contents returned for {url}")
         return doc.html if doc.html is not None else (doc.text or "")
+
+    def _text(self, i: int) -> str:
+        text = self._texts.get(i)
+        if text is None:
+            text = self.corpus.documents[i].search_text()
+            self._texts[i] = text
+            if len(self._texts) > 4096:
+                self._texts.popitem(last=False)
+        return text
 
     def _summary(self, text: str, pattern: re.Pattern[str] | None) -> str:
         n = self.summary_chars
