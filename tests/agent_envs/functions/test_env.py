@@ -82,7 +82,7 @@ def env(tmp_path):
 def _call(env, name, args_text, ctype=" <|constrain|>json"):
     obs, _ = env.reset(seed=0)
     text = (f"<|channel|>commentary to=functions.{name}{ctype}<|message|>{args_text}<|call|>")
-    nxt, reward, term, trunc, info = env.step(text)
+    nxt, _reward, term, trunc, info = env.step(text)
     action = get_codec().encode(text)
     # prefix extension: the env only appends
     assert np.array_equal(nxt[: len(obs) + len(action)], np.concatenate([obs, action]))
@@ -132,19 +132,21 @@ def test_exception_shows_a_traceback_tail_without_host_paths(env):
 
 def test_megabyte_argument_and_garbage_tokens_are_observations(env):
     codec = get_codec()
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     chunk = codec.encode("abcdefgh")
     assert len(chunk) == 1 and codec.decode(chunk) == "abcdefgh"
     ids = (codec.encode('<|channel|>commentary to=functions.get_weather <|constrain|>json'
                         '<|message|>{"city": "') + chunk * 125_000 + codec.encode('"}<|call|>'))
-    nxt, r, term, trunc, info = env.step(ids)
+    nxt, _, term, trunc, info = env.step(ids)
     text = message_text(codec.parse_conversation(nxt)[-1])
     assert "arguments are 1000012 characters long; the limit is 65536" in text
-    assert info["functions"]["errors"] == {"too_large": 1} and not term and not trunc
+    assert info["functions"]["errors"] == {"too_large": 1} and not term
+    # 125k tokens in one completion exceed the 64k token budget: truncated, not raised
+    assert trunc and info["truncated_reason"] == "tokens"
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     garbage = rng.integers(0, 200_000, 300).tolist() + [200012]
-    obs, r, term, trunc, info = env.step(garbage)
+    _obs, _r, term, trunc, info = env.step(garbage)
     assert info["model_error"] and not term
 
 
@@ -168,10 +170,10 @@ def test_stateful_class_is_fresh_every_episode(env):
 
 
 def test_calls_run_in_order_and_episode_is_judged(env):
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     for text in [call_text("add_item", {"item": "a"}), call_text("add_item", {"item": "b"}),
                  call_text("get_weather", {"city": "Oslo"}), final_text("The answer is 21.")]:
-        obs, reward, term, trunc, info = env.step(text)
+        _obs, reward, term, _trunc, info = env.step(text)
     assert term and reward == 1.0 and info["verdict"]["correct"]
     assert [c.name for c in env.episode.calls] == ["add_item", "add_item", "get_weather"]
     assert env.episode.calls[1].value == ["a", "b"]
@@ -179,17 +181,17 @@ def test_calls_run_in_order_and_episode_is_judged(env):
 
 def test_expected_call_missing_scores_zero(env):
     env.reset(seed=0)
-    *_, term, trunc, info = env.step(final_text("It is 21 degrees."))
+    *_, term, _trunc, info = env.step(final_text("It is 21 degrees."))
     assert term and info["reward_components"] == {"correct": 0.0}
     assert "expected call get_weather" in info["verdict"]["reason"]
 
 
 async def test_async_twins_run_async_tools(env):
     obs, _ = await env.areset(seed=0)
-    obs, r, term, trunc, info = await env.astep(call_text("aslow", {"seconds": 0.01}))
+    obs, _, _, _, info = await env.astep(call_text("aslow", {"seconds": 0.01}))
     assert info["tool_outcome"]["ok"]
     assert message_text(get_codec().parse_conversation(obs)[-1]) == "woke up"
-    obs, r, term, trunc, info = await env.astep(call_text("slow", {"seconds": 3}))
+    obs, _r, _term, _trunc, info = await env.astep(call_text("slow", {"seconds": 3}))
     assert info["functions"]["errors"] == {"timeout": 1}
 
 
