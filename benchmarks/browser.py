@@ -39,8 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent_envs.envs.browser.corpus import Corpus, CorpusBackend, Document, tokenize  # noqa: E402
-from agent_envs.envs.browser.world import World, WorldConfig  # noqa: E402
+from agent_envs.envs.browser.corpus import Corpus, CorpusBackend, Document, tokenize
+from agent_envs.envs.browser.world import World, WorldConfig
 
 
 def say(msg: str) -> None:

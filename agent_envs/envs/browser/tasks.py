@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,11 @@ DIFFICULTIES: dict[int, dict[str, Any]] = {
         "paraphrase": 1.0},
 }
 _VERSION = "v0"
+# Worlds and their indexes, shared by every source in the process (envs made per episode
+# reuse them): (world seed, knobs) -> (world, backend or None). The last few are kept.
+_WORLDS: OrderedDict[tuple[int, str], tuple[World, CorpusBackend | None]] = OrderedDict()
+_WORLDS_LOCK = threading.Lock()
+_WORLDS_KEPT = 8
 TEST_FRACTION = 0.5  # of questions by hash; worlds are split-specific anyway
 
 
@@ -132,7 +138,6 @@ class ProceduralBrowserTasks(BrowserTaskSource):
             raise ValueError(f"questions_per_world must be >= 1, got {questions_per_world!r}")
         self.questions_per_world = int(questions_per_world)
         self.cache_dir = cache_dir
-        self._worlds: OrderedDict[int, tuple[World, CorpusBackend | None]] = OrderedDict()
 
     @property
     def knobs(self) -> str:
@@ -146,16 +151,19 @@ class ProceduralBrowserTasks(BrowserTaskSource):
         return f"ProceduralBrowserTasks(difficulty={self.difficulty}, knobs={self.knobs!r})"
 
     def world(self, split: Split, index: int) -> World:
-        """World number ``index`` of ``split`` (cached, the last four)."""
+        """World number ``index`` of ``split`` (cached process-wide, the last eight)."""
         seed = stable_seed("browser-world", _VERSION, split, index, self.knobs)
-        if seed in self._worlds:
-            self._worlds.move_to_end(seed)
-            return self._worlds[seed][0]
+        key = (seed, self.knobs)
+        with _WORLDS_LOCK:
+            if key in _WORLDS:
+                _WORLDS.move_to_end(key)
+                return _WORLDS[key][0]
         world = World(seed, self.world_config)
-        self._worlds[seed] = (world, None)
-        while len(self._worlds) > 4:
-            self._worlds.popitem(last=False)
-        return world
+        with _WORLDS_LOCK:
+            _WORLDS.setdefault(key, (world, None))
+            while len(_WORLDS) > _WORLDS_KEPT:
+                _WORLDS.popitem(last=False)
+            return _WORLDS[key][0]
 
     def sample(self, seed: int, split: Split = "train") -> Task:
         """The task for ``seed`` in ``split``."""
@@ -201,15 +209,17 @@ class ProceduralBrowserTasks(BrowserTaskSource):
 
     def backend_for(self, task: BrowserTask) -> Backend:
         """The corpus backend of the task's world (built on first use, then cached)."""
-        split = task.split
-        index = int(task.meta["world_index"])
-        world = self.world(split, index)
-        _, backend = self._worlds[world.seed]
+        world = self.world(task.split, int(task.meta["world_index"]))
+        key = (world.seed, self.knobs)
+        with _WORLDS_LOCK:
+            backend = _WORLDS.get(key, (world, None))[1]
         if backend is None:
             docs = [Document(url=u, title=t, html=h) for u, t, h in world.documents()]
-            corpus = Corpus(docs, name="atlas",
-                            fingerprint=f"world-{world.seed}-{self.knobs}")
+            corpus = Corpus(docs, name="atlas", fingerprint=f"world-{world.seed}-{self.knobs}")
             backend = CorpusBackend(corpus, cache_dir=self.cache_dir,
                                     persist=self.cache_dir is not None)
-            self._worlds[world.seed] = (world, backend)
+            with _WORLDS_LOCK:
+                _WORLDS[key] = (world, backend)
+                while len(_WORLDS) > _WORLDS_KEPT:
+                    _WORLDS.popitem(last=False)
         return backend
