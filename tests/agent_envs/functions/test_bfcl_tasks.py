@@ -71,7 +71,7 @@ def test_quarantined_entries_fail_for_the_stated_reason(envs):
     for task_id, reason in entries.items():
         category = task_id.rsplit("_", 1)[0]
         env = envs(category)
-        reward, info = run(env, task_id, Oracle())
+        reward, _info = run(env, task_id, Oracle())
         assert reward == 0.0, task_id
         if "violates its own schema" in reason:
             assert any(c.error_kind == "schema" for c in env.episode.calls)
@@ -150,7 +150,7 @@ def test_miss_func_declares_the_held_out_function_at_its_turn(envs):
     oracle = Oracle()
     seen_added = False
     while True:
-        obs, reward, term, trunc, info = env.step(oracle.act(obs, env.task))
+        obs, _reward, term, trunc, info = env.step(oracle.act(obs, env.task))
         if info["new_segment"] and "type sort = " in get_codec().decode(obs):
             seen_added = True
             assert "I have updated some more functions" in get_codec().decode(obs)
