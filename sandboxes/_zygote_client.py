@@ -41,6 +41,10 @@ class _Timeout(Exception):
     pass
 
 
+class _Oversized(ValueError):
+    pass
+
+
 def limits_to_wire(limits: Limits) -> dict[str, Any]:
     """The ``limits`` object of an ``open`` request."""
     return {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "max_procs": limits.max_procs,
@@ -76,7 +80,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
 def _recv_frame(sock: socket.socket, deadline: float | None) -> dict[str, Any]:
     (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
     if n > _MAX_FRAME:
-        raise ValueError(f"frame of {n} bytes exceeds {_MAX_FRAME}")
+        raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
     return json.loads(_recv_exact(sock, n, deadline).decode("utf-8", "surrogatepass"))
 
 
@@ -93,8 +97,31 @@ async def _arecv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: 
 async def _arecv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any]:
     (n,) = _HEADER.unpack(await _arecv_exact(loop, sock, _HEADER.size))
     if n > _MAX_FRAME:
-        raise ValueError(f"frame of {n} bytes exceeds {_MAX_FRAME}")
+        raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
     return json.loads((await _arecv_exact(loop, sock, n)).decode("utf-8", "surrogatepass"))
+
+
+def describe_exit(st: dict[str, Any], cpu_limit_s: float | None = None) -> str:
+    """Why a session ended, in words, from its exit status (``signal``, ``exit_code``,
+    ``cpu_s``), or from a ``malformed`` report of its keeper."""
+    if st.get("malformed"):
+        return (f"the session was killed: {st['malformed']} (its code wrote to the runner's "
+                "result channel)")
+    sig, code = st.get("signal"), st.get("exit_code")
+    cpu = st.get("cpu_s") or 0.0
+    if sig in (signal.SIGKILL, signal.SIGXCPU) and cpu_limit_s and cpu >= cpu_limit_s - 0.05:
+        # A PID-namespace init ignores SIGXCPU; the hard limit then sends SIGKILL.
+        return (f"the session process died: it exceeded its CPU time limit of "
+                f"{cpu_limit_s:g} s (used {cpu:.2f} s)")
+    if sig:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return "the session process died: " + _SIGNAL_REASONS.get(sig, f"killed by {name}")
+    if code is not None:
+        return f"the session process exited with code {code}"
+    return "the session process ended"
 
 
 class ZygoteClient:
@@ -179,31 +206,31 @@ class ZygoteClient:
 
     def exit_reason(self, sid: str, *, wait_s: float = 0.5, cpu_limit_s: float | None = None
                     ) -> str:
-        """Why session ``sid`` ended, in words (for ``ExecResult.error``)."""
+        """Why session ``sid`` ended, in words (for ``ExecResult.error``).
+
+        Raises:
+            SandboxError: the zygote did not answer (it died): an infrastructure fault, not
+                something the session's code did.
+        """
         try:
             st = self.control({"op": "status", "sid": sid, "wait_s": wait_s})
         except SandboxError as e:
-            return f"the session process ended and its zygote did not answer ({e})"
-        sig, code = st.get("signal"), st.get("exit_code")
-        cpu = st.get("cpu_s") or 0.0
-        if sig in (signal.SIGKILL, signal.SIGXCPU) and cpu_limit_s and cpu >= cpu_limit_s - 0.05:
-            # A PID-namespace init ignores SIGXCPU; the hard limit then sends SIGKILL.
-            return (f"the session process died: it exceeded its CPU time limit of "
-                    f"{cpu_limit_s:g} s (used {cpu:.2f} s)")
-        if sig:
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = f"signal {sig}"
-            return "the session process died: " + _SIGNAL_REASONS.get(sig, f"killed by {name}")
-        if code is not None:
-            return f"the session process exited with code {code}"
-        return "the session process ended"
+            raise SandboxError(f"session {sid} ended and its {self.backend} zygote did not "
+                               f"answer: the zygote died ({e}); the next open starts a fresh "
+                               "one.") from e
+        return describe_exit(st, cpu_limit_s)
+
+    def alive(self) -> bool:
+        """Whether the zygote answers a ping."""
+        try:
+            self.control({"op": "ping"}, timeout_s=2.0)
+        except SandboxError:
+            return False
+        return True
 
     def ping(self) -> dict[str, Any]:
         """The zygote's pid and live session ids."""
         return self.control({"op": "ping"})
-
     def open(self, limits: Limits, *, sid: str | None = None,
              info: dict[str, Any] | None = None) -> ZygoteSession:
         """Fork a new session in the zygote.
@@ -308,13 +335,39 @@ class ZygoteSession(Session):
                           duration_s=time.monotonic() - t0)
 
     def _died(self, t0: float) -> ExecResult:
-        reason = self._client.exit_reason(self.id, cpu_limit_s=self.limits.cpu_s)
+        try:
+            reason = self._client.exit_reason(self.id, cpu_limit_s=self.limits.cpu_s)
+        except SandboxError as e:
+            self._dead_reason = str(e)
+            self._kill()
+            raise
         self._dead_reason = reason
         self._kill()
         return ExecResult(error=reason, dead=True, duration_s=time.monotonic() - t0)
 
-    @staticmethod
-    def _result(resp: dict[str, Any], t0: float) -> ExecResult:
+    def _infra(self, what: str) -> SandboxError:
+        """A frame from the session that breaks the protocol: end the session, infra error."""
+        self._dead_reason = f"its connection carried {what}"
+        self._kill()
+        return SandboxError(f"session {self.id} ({self._client.backend}) sent {what}; the "
+                            "session was killed (infrastructure fault: only the session's "
+                            "keeper process writes to this connection).")
+
+    def _result(self, resp: Any, t0: float) -> ExecResult:
+        if not isinstance(resp, dict):
+            raise self._infra(f"a result frame that is a JSON {type(resp).__name__}")
+        died = resp.get("died")
+        if isinstance(died, dict):
+            self._dead_reason = describe_exit(died, self.limits.cpu_s)
+            self._kill()
+            return ExecResult(error=self._dead_reason, dead=True,
+                              duration_s=time.monotonic() - t0)
+        fields = {"stdout": str, "stderr": str, "value": (str, type(None)),
+                  "error": (str, type(None)), "truncated": (bool, type(None))}
+        for key, types in fields.items():
+            if not isinstance(resp.get(key, ""), types):
+                raise self._infra(f"a result frame whose {key!r} is a "
+                                  f"{type(resp.get(key)).__name__}")
         return ExecResult(stdout=resp.get("stdout") or "", stderr=resp.get("stderr") or "",
                           value=resp.get("value"), error=resp.get("error"),
                           truncated=bool(resp.get("truncated")),
@@ -333,7 +386,11 @@ class ZygoteSession(Session):
                 return self._timed_out(timeout, t0)
             except TimeoutError:
                 return self._timed_out(timeout, t0)
-            except (OSError, EOFError, ValueError):
+            except _Oversized as e:
+                raise self._infra(str(e)) from e
+            except ValueError as e:
+                raise self._infra(f"an undecodable frame ({type(e).__name__})") from e
+            except (OSError, EOFError):
                 return self._died(t0)
             return self._result(resp, t0)
 
@@ -357,27 +414,42 @@ class ZygoteSession(Session):
                 self._dead_reason = "the call was cancelled and the session killed"
                 await asyncio.shield(asyncio.to_thread(self._kill))
                 raise
-            except (OSError, EOFError, ValueError):
+            except _Oversized as e:
+                raise await asyncio.to_thread(self._infra, str(e)) from e
+            except ValueError as e:
+                raise await asyncio.to_thread(
+                    self._infra, f"an undecodable frame ({type(e).__name__})") from e
+            except (OSError, EOFError):
                 return await asyncio.to_thread(self._died, t0)
             return self._result(resp, t0)
         finally:
             self._lock.release()
 
     def close(self) -> None:
+        """Kill the session and release it. Never raises."""
         if self._closed:
             return
         self._closed = True
-        if self._dead_reason is None:
-            self._kill(wait=False)
+        try:
+            if self._dead_reason is None:
+                self._kill(wait=False)
+        except Exception:  # noqa: BLE001, S110 - close must not raise; the zygote reaps it
+            pass
         try:
             self._sock.close()
         except OSError:
             pass
         pidfd, self._pidfd = getattr(self, "_pidfd", None), None
         if pidfd is not None:
-            os.close(pidfd)
+            try:
+                os.close(pidfd)
+            except OSError:
+                pass
         if self.on_close is not None:
-            self.on_close(self)
+            try:
+                self.on_close(self)
+            except Exception:  # noqa: BLE001, S110 - bookkeeping only
+                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("dead" if self._dead_reason else "alive")

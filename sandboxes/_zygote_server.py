@@ -55,7 +55,6 @@ import linecache
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import struct
@@ -71,9 +70,15 @@ MAX_FRAME = 64 * 1024 * 1024
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
-UID_BASE = 200_000  # per-session uids when running as root: UID_BASE + n
+CLONE_NEWIPC = 0x08000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
+SYS_MOUNT_SETATTR = {"x86_64": 442, "aarch64": 442}.get(os.uname().machine)
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+AT_RECURSIVE, MOUNT_ATTR_RDONLY = 0x8000, 0x1
+UID_BASE = 200_000  # default per-session uids when running as root: UID_BASE + n (see --uid-base)
+CLEANUP_BUDGET_S = 20.0  # a cleaner process gives up on a scratch dir after this long
+CELL_FRAME_SLACK = 65536  # bytes a cell's result may exceed 3 x max_output (error text, JSON)
 SESSION_FD = 1000   # the session's connection is moved here, away from low fds user code touches
 HANDOFF_WAIT_S = 0.05  # longest a handed-over session may hold back refilling the spares
 REFILL_DELAY_S = 0.003  # after a handover, while a spare is still ready, refill this much later
@@ -140,16 +145,108 @@ def drop_capabilities() -> None:
     _check(_libc.capset(header, data), "capset")
 
 
-def remove_dir(path: str) -> None:
-    """Delete a scratch dir: one rmdir when it is empty (the usual case), else a full rmtree."""
+def try_rmdir(path: str) -> bool:
+    """Remove an empty (or missing) dir; False if it still has content."""
     try:
         os.rmdir(path)
-        return
     except FileNotFoundError:
-        return
-    except OSError:
         pass
-    shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        return False
+    return True
+
+
+def remove_tree(path: str, budget_s: float = CLEANUP_BUDGET_S) -> bool:
+    """Delete ``path`` without recursion and within ``budget_s``; True when it is gone.
+
+    Works relative to directory fds, so neither depth (a 1500-deep chain) nor path length
+    matters: each pass unlinks the files two levels down and moves grandchild directories up
+    to the top, so the tree flattens pass by pass while at most two fds are open.
+    """
+    deadline = time.monotonic() + budget_s
+    if try_rmdir(path):
+        return True
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return not os.path.lexists(path)
+    moved = 0
+    try:
+        while time.monotonic() < deadline:
+            with os.scandir(top) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            if not entries:
+                break
+            for name, is_dir in entries:
+                if time.monotonic() >= deadline:
+                    break
+                if not is_dir:
+                    try:
+                        os.unlink(name, dir_fd=top)
+                    except OSError:
+                        pass
+                    continue
+                try:
+                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                except OSError:
+                    continue
+                try:
+                    os.chmod(sub, 0o700)  # a session may have made it unreadable
+                except OSError:
+                    pass
+                try:
+                    with os.scandir(sub) as it2:
+                        for e in it2:
+                            if time.monotonic() >= deadline:
+                                break
+                            try:
+                                if e.is_dir(follow_symlinks=False):
+                                    moved += 1
+                                    os.rename(e.name, f".up{moved}", src_dir_fd=sub,
+                                              dst_dir_fd=top)
+                                else:
+                                    os.unlink(e.name, dir_fd=sub)
+                            except OSError:
+                                pass
+                finally:
+                    os.close(sub)
+                try:
+                    os.rmdir(name, dir_fd=top)
+                except OSError:
+                    pass
+    finally:
+        os.close(top)
+    return try_rmdir(path)
+
+
+def _clean(scratch: str | None, cgroups: list[str], budget_s: float = CLEANUP_BUDGET_S) -> None:
+    """In a cleaner process: kill what is left in the cgroups, then delete the scratch tree
+    and the cgroups, all within ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    for cg in cgroups:
+        while time.monotonic() < deadline:
+            try:
+                with open(os.path.join(cg, "cgroup.procs")) as f:
+                    pids = [int(x) for x in f.read().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+    if scratch is not None:
+        remove_tree(scratch, max(deadline - time.monotonic(), 0.1))
+    for cg in cgroups:
+        while not try_rmdir(cg) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _write(path: str, text: str) -> None:
@@ -355,29 +452,38 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
     """A pre-forked session process. No return.
 
     Everything that does not depend on the request is done before a connection is handed
-    over, while the spare waits: namespaces, private /proc, scratch dir, environment, the
-    drop to the session's uid (or of capabilities), no_new_privs and a warm cell runner. The
-    uid drop and no_new_privs come before the output thread starts, so that thread never
-    holds privileges and the drop costs no cross-thread setxid broadcast. What is left for
-    the handover is the request's rlimits and the hello (see ``_session_main``).
+    over, while the spare waits: cgroup, namespaces and filesystem jail (private /proc, /tmp,
+    /dev/shm and scratch on a size-limited tmpfs), environment, the drop to the session's uid
+    (or of capabilities), no_new_privs, a fresh session keyring, and the split into two
+    processes: this one, the *keeper*, which alone will hold the host connection, and the
+    *cell* process that runs the model's code and talks only to the keeper. The keeper is not
+    dumpable, so the cell (same uid) can neither ptrace it nor take its fds: the channel
+    results travel on is out of the code's reach (see ``_keeper_main``).
     """
     try:
         pid = _outer_pid()  # before /proc is replaced by this namespace's
         os.setsid()
+        for cg in cfg.get("cgroups") or ():
+            _write(os.path.join(cg, "cgroup.procs"), "0")
         if mount_ns:
-            mount("none", "/", None, MS_REC | MS_PRIVATE)
-            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            if cfg["features"].get("uid_drop"):
-                _reveal(cfg.get("reveals", {}))
-        # Grow the fd table to SESSION_FD now, while single-threaded: growing it later, with
-        # the output thread running, costs an RCU grace period (~10 ms) on the open path.
-        os.dup2(gs.fileno(), SESSION_FD)
+            _jail(cfg)
         try:
             _session_identity(cfg["features"], cfg["uid"], cfg["scratch"])
         except Exception as e:  # noqa: BLE001 - reported to the zygote, which tells the host
             send_frame(gs, {"error": f"session setup failed: {type(e).__name__}: {e}"})
             os._exit(1)
-        cell = _prepare_cell()
+        keep, chan = socket.socketpair()
+        cpid = os.fork()
+        if cpid == 0:
+            keep.close()
+            gs.close()
+            _cell_main(chan)
+        chan.close()
+        prctl(PR_SET_DUMPABLE, 0)
+        # Grow the fd table to SESSION_FD now (cheap while the keeper has no threads).
+        os.dup2(gs.fileno(), SESSION_FD)
+        if recv_frame(keep).get("ready") is not True:
+            os._exit(1)
         send_frame(gs, {"pid": pid})
         msg, fds, _, _ = socket.recv_fds(gs, 1 << 20, 1)
         if not fds:
@@ -389,7 +495,195 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         conn.set_inheritable(False)
     except BaseException:  # noqa: BLE001
         os._exit(1)
-    _session_main(conn, gs, cell, req["sid"], req["limits"], cfg, pid)
+    _keeper_main(conn, gs, keep, cpid, req["sid"], req["limits"], cfg, pid)
+
+
+def _jail(cfg: dict) -> None:
+    """The session's mount namespace: private propagation, optionally a read-only host with
+    sensitive trees hidden, a fresh /proc, and one size-limited tmpfs for /tmp, /dev/shm,
+    /var/tmp and the scratch dir (the scratch quota; freed by the kernel with the namespace)."""
+    jail = cfg.get("jail") or {}
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    reveals = dict(cfg.get("reveals") or {})
+    if jail.get("ro_root"):
+        mount_setattr_ro("/")
+        for path in jail.get("hide") or ():
+            if os.path.isdir(path) and not os.path.islink(path):
+                reveals.setdefault(path, [])
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if reveals and (cfg["features"].get("uid_drop") or jail.get("ro_root")):
+        _reveal(reveals, readonly=bool(jail.get("ro_root")))
+    size = int(jail.get("scratch_mb") or 0)
+    if size:
+        opts = f"mode=1777,size={size}m,nr_inodes={max(1024, size * 256)}"
+        scratch_parent = os.path.dirname(cfg["scratch"])
+        private = ["/tmp"] if scratch_parent.startswith("/tmp/") else ["/tmp", scratch_parent]
+        for target in private:
+            os.makedirs(target, exist_ok=True)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+        for d in ("/dev/shm", "/var/tmp"):
+            if os.path.isdir(d) and not os.path.islink(d):
+                src = "/tmp/.private" + d
+                os.makedirs(src, exist_ok=True)
+                os.chmod(src, 0o1777)
+                mount(src, d, None, MS_BIND)
+        os.makedirs(scratch_parent, mode=0o711, exist_ok=True)
+
+
+def mount_setattr_ro(path: str) -> None:
+    """Make ``path`` and every mount under it read-only in this mount namespace."""
+    if SYS_MOUNT_SETATTR is None:
+        raise OSError("mount_setattr: unknown syscall number on this architecture")
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    ret = _libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(-100),
+                        ctypes.c_char_p(path.encode()), ctypes.c_uint(AT_RECURSIVE),
+                        attr, ctypes.c_size_t(32))
+    _check(ret, f"mount_setattr({path})")
+
+
+def _cell_main(chan: socket.socket) -> None:
+    """The process that runs the model's code; talks only to the keeper. No return."""
+    code = 0
+    try:
+        cell = _prepare_cell()
+        send_frame(chan, {"ready": True})
+        req = recv_frame(chan)
+        try:
+            _session_limits(cell, req["limits"], req["cfg"])
+        except Exception as e:  # noqa: BLE001
+            send_frame(chan, {"ok": False, "error": f"session setup failed: "
+                                                    f"{type(e).__name__}: {e}"})
+            os._exit(1)
+        send_frame(chan, {"ok": True})
+        while True:
+            try:
+                req = recv_frame(chan)
+            except (EOFError, OSError, ValueError):
+                break
+            resp = cell.run(str(req.get("code", "")), int(req.get("max_output") or 16384))
+            resp["seq"] = req.get("seq")
+            send_frame(chan, resp)
+    except BaseException:  # noqa: BLE001
+        code = 1
+    os._exit(code)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _recv_bounded(sock: socket.socket, limit: int) -> dict:
+    """One frame of at most ``limit`` bytes that is a JSON object; raises _Malformed."""
+    try:
+        (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+        if n > limit:
+            raise _Malformed(f"a result frame of {n} bytes (at most {limit} allowed)")
+        msg = json.loads(_recv_exact(sock, n).decode("utf-8", "surrogatepass"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _Malformed(f"an undecodable result frame ({type(e).__name__})") from e
+    if not isinstance(msg, dict):
+        raise _Malformed(f"a result frame that is a JSON {type(msg).__name__}, not an object")
+    return msg
+
+
+_RESULT_TYPES = {"stdout": str, "stderr": str, "value": (str, type(None)),
+                 "error": (str, type(None)), "truncated": bool}
+
+
+def _await_result(chan: socket.socket, cell_pid: int, seq: int, limit: int) -> dict | None:
+    """The cell's result for call ``seq``: a clean dict, or None when the cell is gone.
+
+    Frames of other calls (a late result after a forged one, or forged frames) are dropped,
+    so a forged frame can never shift later calls. Raises _Malformed on a bad frame.
+    """
+    sel = selectors.DefaultSelector()
+    sel.register(chan, selectors.EVENT_READ)
+    try:
+        while True:
+            if not sel.select(0.05):
+                pid, _ = os.waitpid(cell_pid, os.WNOHANG)
+                if pid:
+                    return None  # died; a descendant may still hold its end of the channel
+                continue
+            try:
+                msg = _recv_bounded(chan, limit)
+            except (EOFError, OSError):
+                return None
+            if msg.get("seq") != seq:
+                continue
+            out = {}
+            for key, types in _RESULT_TYPES.items():
+                value = msg.get(key, None if key in ("value", "error") else
+                                ("" if key != "truncated" else False))
+                if not isinstance(value, types):
+                    raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
+                out[key] = value
+            return out
+    finally:
+        sel.close()
+
+
+def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, cell_pid: int,
+                 sid: str, limits: dict, cfg: dict, pid: int) -> None:
+    """Runs in the keeper once it has its connection; never returns.
+
+    The keeper relays each ``run`` to the cell and the cell's result back, and is the only
+    process that can write to the host connection. It checks every result frame (size,
+    JSON object, field types, call number): a malformed one ends the session with a
+    ``died`` report naming it; when the cell dies, the keeper reports how (exit code, signal,
+    CPU seconds) and exits, which ends the session's PID namespace.
+    """
+    died: dict = {}
+    try:
+        send_frame(chan, {"op": "limits", "limits": limits, "cfg": {
+            "features": cfg["features"], "uid": cfg["uid"]}})
+        ack = _recv_bounded(chan, 1 << 16)
+        if ack.get("ok") is not True:
+            send_frame(conn, {"ok": False, "error": str(ack.get("error"))[:2000]})
+            raise SystemExit
+        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"]})
+        gs.close()  # tells the zygote the handover is over (it refills spares after that)
+        max_default = limits["max_output_bytes"]
+        seq = 0
+        while True:
+            try:
+                req = recv_frame(conn)
+            except (EOFError, OSError, ValueError):
+                break
+            if req.get("op") != "run":
+                send_frame(conn, {"error": f"unknown op {req.get('op')!r}"})
+                continue
+            seq += 1
+            max_output = int(req.get("max_output") or max_default)
+            try:
+                send_frame(chan, {"seq": seq, "code": str(req.get("code", "")),
+                                  "max_output": max_output})
+                resp = _await_result(chan, cell_pid, seq, 3 * max_output + CELL_FRAME_SLACK)
+            except _Malformed as e:
+                died = {"malformed": f"the session's runner sent {e}"}
+                break
+            except OSError:
+                resp = None
+            if resp is None:
+                break
+            send_frame(conn, resp)
+    except BaseException:  # noqa: BLE001, S110 - the session ends either way
+        pass
+    try:
+        os.kill(cell_pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if died or seq:
+        try:
+            _, status, usage = os.wait4(cell_pid, 0)
+            if not died:
+                died = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}
+            send_frame(conn, {"died": died})
+        except (OSError, ChildProcessError):
+            pass
+    os._exit(0)
 
 
 def _prepare_cell() -> Cell:
@@ -414,7 +708,8 @@ def _prepare_cell() -> Cell:
 
 
 def _session_identity(feats: dict, uid: int | None, scratch: str) -> None:
-    """Scratch dir (cwd and HOME), scrubbed environment, uid or capability drop, no_new_privs.
+    """Scratch dir (cwd and HOME), scrubbed environment, uid or capability drop, no_new_privs,
+    and a fresh session keyring with the uid's user keyrings emptied.
 
     Runs in a spare before it is handed a connection, while it is still single-threaded.
     """
@@ -431,9 +726,24 @@ def _session_identity(feats: dict, uid: int | None, scratch: str) -> None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+        _fresh_keyrings()
     elif feats.get("user_ns"):
         drop_capabilities()
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _fresh_keyrings() -> None:
+    """A new anonymous session keyring, and the uid's user keyrings cleared (best effort:
+    keyctl may be filtered, e.g. by a container's seccomp profile)."""
+    if SYS_KEYCTL is None:
+        return
+    keyctl = _libc.syscall
+    KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+    KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+    keyctl(ctypes.c_long(SYS_KEYCTL), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING),
+           ctypes.c_char_p(None))
+    for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+        keyctl(ctypes.c_long(SYS_KEYCTL), ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(ring))
 
 
 def _session_limits(cell: Cell, limits: dict, cfg: dict) -> None:
@@ -448,8 +758,9 @@ def _session_limits(cell: Cell, limits: dict, cfg: dict) -> None:
           (resource.RLIMIT_CORE, 0, 0)]
     if uid is not None or feats.get("user_ns"):
         # RLIMIT_NPROC counts per (user namespace, uid): only per-session with a private uid or
-        # user namespace; otherwise it would count every process of the shared uid.
-        rl.append((resource.RLIMIT_NPROC, limits["max_procs"], limits["max_procs"]))
+        # user namespace; otherwise it would count every process of the shared uid. The
+        # keeper counts as one more process of the uid.
+        rl.append((resource.RLIMIT_NPROC, limits["max_procs"] + 1, limits["max_procs"] + 1))
     for which, soft, hard in rl:
         _, cur_hard = resource.getrlimit(which)
         if cur_hard != resource.RLIM_INFINITY:
@@ -457,38 +768,44 @@ def _session_limits(cell: Cell, limits: dict, cfg: dict) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
-def python_reveals() -> dict[str, list[str]]:
-    """Dirs the interpreter needs that a dropped uid cannot traverse (e.g. a pyenv under /root).
+def python_reveals(under: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Dirs the interpreter needs that a dropped uid cannot traverse (e.g. a pyenv under /root)
+    or that lie in a tree the jail hides (``under``, e.g. a checkout holding the venv).
 
-    Returns {blocking ancestor: [needed paths under it]}. Sessions mount a tmpfs over the
+    Returns {ancestor to hide: [needed paths under it]}. Sessions mount a tmpfs over the
     ancestor (hiding the rest of it, e.g. root's home) and bind the needed paths back.
     """
     needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     needed.update(p for p in sys.path if p and os.path.isdir(p))
+    needed.discard(os.path.dirname(os.path.abspath(__file__)))  # the server's own dir
+    hidden = [os.path.realpath(h) for h in under if os.path.isdir(h)]
     out: dict[str, list[str]] = {}
     for path in sorted({os.path.realpath(p) for p in needed}):
         parts = path.strip("/").split("/")
         for i in range(1, len(parts)):
             anc = "/" + "/".join(parts[:i])
             try:
-                if not os.stat(anc).st_mode & 0o001:
-                    keep = out.setdefault(anc, [])
-                    if not any(path == k or path.startswith(k + "/") for k in keep):
-                        keep[:] = [k for k in keep if not k.startswith(path + "/")] + [path]
-                    break
+                blocked = anc in hidden or not os.stat(anc).st_mode & 0o001
             except OSError:
+                break
+            if blocked:
+                keep = out.setdefault(anc, [])
+                if not any(path == k or path.startswith(k + "/") for k in keep):
+                    keep[:] = [k for k in keep if not k.startswith(path + "/")] + [path]
                 break
     return out
 
 
-def _reveal(reveals: dict[str, list[str]]) -> None:
-    for hide, keeps in reveals.items():
+def _reveal(reveals: dict[str, list[str]], readonly: bool = False) -> None:
+    for hide, keeps in sorted(reveals.items()):
         fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keeps]
         mount("tmpfs", hide, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
         for p, fd in zip(keeps, fds):
             os.makedirs(p, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
             os.close(fd)
+        if readonly:
+            mount_setattr_ro(hide)
 
 
 def _outer_pid() -> int:
@@ -502,43 +819,17 @@ def _outer_pid() -> int:
     return os.getpid()
 
 
-def _session_main(conn: socket.socket, gs: socket.socket, cell: Cell, sid: str, limits: dict,
-                  cfg: dict, pid: int) -> None:
-    """Runs in the session process once it has its connection; never returns."""
-    code = 0
-    try:
-        try:
-            _session_limits(cell, limits, cfg)
-        except Exception as e:  # noqa: BLE001
-            send_frame(conn, {"ok": False, "error": f"session setup failed: {type(e).__name__}: {e}"})
-            os._exit(1)
-        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"]})
-        gs.close()  # tells the zygote the handover is over (it refills spares after that)
-        max_default = limits["max_output_bytes"]
-        while True:
-            try:
-                req = recv_frame(conn)
-            except (EOFError, OSError, ValueError):
-                break
-            if req.get("op") == "run":
-                resp = cell.run(str(req.get("code", "")), int(req.get("max_output") or max_default))
-            else:
-                resp = {"error": f"unknown op {req.get('op')!r}"}
-            send_frame(conn, resp)
-    except BaseException:  # noqa: BLE001
-        code = 1
-    os._exit(code)
-
 
 # ----------------------------------------------------------------------------- the zygote
 
 class Spare:
     """A pre-forked session process, before it is handed a connection."""
 
-    __slots__ = ("pid", "scratch", "token", "uid", "zs")
+    __slots__ = ("cgroups", "pid", "scratch", "token", "uid", "zs")
 
     def __init__(self, token: str, scratch: str, uid: int | None) -> None:
         self.token, self.scratch, self.uid = token, scratch, uid
+        self.cgroups: list[str] = []
         self.pid: int | None = None  # in the zygote's PID namespace; None once reaped
         self.zs: socket.socket | None = None
 
@@ -554,6 +845,12 @@ class Zygote:
         self.exits: dict[str, tuple[int | None, int | None, float]] = {}
         self.helpers: set[int] = set()
         self.next_uid = 0
+        self.uid_base, self.uid_count = args.uid_base, max(1, args.uid_count)
+        self.cgroup_dirs: list[str] = list(args.cgroup or [])
+        self.cgroup_version = args.cgroup_version
+        self.cg_limits = {"memory_mb": args.memory_mb, "max_procs": args.max_procs}
+        self.jail = {"ro_root": args.ro_root, "hide": list(args.hide or []),
+                     "scratch_mb": args.scratch_mb}
         self.features: dict = {}
         self.reveals: dict[str, list[str]] = {}
         self.spares: list[Spare] = []                  # ready, waiting for a connection
@@ -564,6 +861,7 @@ class Zygote:
         self.refill_after = 0.0
         self.pidns_fd: int | None = None  # this process's PID namespace, when forking direct
         self.inflight: int | None = None  # fd of the connection open_session is handling
+        self.late_cgroups: dict[int, list[str]] = {}  # discarded spare pid -> its cgroups
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -571,14 +869,18 @@ class Zygote:
             # Root in a user namespace that maps only uid 0 cannot switch to other uids.
             self.is_root = self._try_child(lambda: (os.setgid(UID_BASE), os.setuid(UID_BASE)))
         attempts = []
+        full = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
         if self.is_root:
-            attempts.append(("root", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET))
-        attempts.append(("userns", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET))
+            attempts.append(("root", full))
+        attempts.append(("userns", CLONE_NEWUSER | full))
         for mode, flags in attempts:
             if self._try_child(lambda m=mode, f=flags: self._enter_namespaces(m, f, probe=True)):
-                return {"ns_mode": mode, "user_ns": mode == "userns", "pid_ns": True,
-                        "mount_ns": True, "net_ns": True, "uid_drop": self.is_root,
-                        "pid_direct": mode == "root" and self._try_child(self._probe_direct)}
+                feats = {"ns_mode": mode, "user_ns": mode == "userns", "pid_ns": True,
+                         "mount_ns": True, "net_ns": True, "ipc_ns": True,
+                         "uid_drop": self.is_root,
+                         "pid_direct": mode == "root" and self._try_child(self._probe_direct)}
+                feats.update(self._probe_jail())
+                return feats
         # Network namespace alone (e.g. pid namespaces forbidden).
         for mode, flags in ([("root", CLONE_NEWNET)] if self.is_root else []) + \
                 [("userns", CLONE_NEWUSER | CLONE_NEWNET)]:
@@ -588,6 +890,77 @@ class Zygote:
                         "uid_drop": self.is_root}
         return {"ns_mode": None, "user_ns": False, "pid_ns": False, "mount_ns": False,
                 "net_ns": False, "uid_drop": self.is_root}
+
+    def _probe_jail(self) -> dict:
+        """Which parts of the session filesystem jail the kernel allows (tried in a child)."""
+        def tmpfs() -> None:
+            unshare(CLONE_NEWNS)
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=64")
+
+        def ro_root() -> None:
+            unshare(CLONE_NEWNS)
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            mount_setattr_ro("/")
+
+        out = {"scratch_quota": bool(self.jail["scratch_mb"]) and self._try_child(tmpfs)}
+        if self.jail["ro_root"]:
+            out["ro_root"] = self._try_child(ro_root)
+        return out
+
+    def _probe_cgroups(self) -> None:
+        """Keep the delegated cgroup dirs only if a child cgroup can be made and joined."""
+        if not self.cgroup_dirs:
+            return
+
+        def join() -> None:
+            for d in made:
+                _write(os.path.join(d, "cgroup.procs"), "0")
+
+        made: list[str] = []
+        try:
+            for d in self.cgroup_dirs:
+                path = os.path.join(d, "probe")
+                os.mkdir(path)
+                made.append(path)
+            ok = self._try_child(join)
+        except OSError as e:
+            ok = False
+            self.features["cgroup_error"] = f"{type(e).__name__}: {e}"
+        for path in made:
+            try_rmdir(path)
+        if ok:
+            self.features["cgroup"] = f"v{self.cgroup_version}"
+        else:
+            self.features.setdefault("cgroup_error", "a process could not join a child cgroup")
+            self.cgroup_dirs = []
+
+    def _session_cgroups(self, token: str) -> list[str]:
+        """Make the session's cgroups (memory incl. tmpfs/shm/memfd, and pids) with limits."""
+        out = []
+        for d in self.cgroup_dirs:
+            path = os.path.join(d, token)
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            out.append(path)
+        self._cgroup_limits(out, self.cg_limits)
+        return out
+
+    def _cgroup_limits(self, paths: list[str], limits: dict) -> None:
+        mem = int(limits["memory_mb"]) * 1024 * 1024
+        pids = int(limits["max_procs"]) + 4  # keeper, cell, its output thread, slack
+        for path in paths:
+            files = os.listdir(path)
+            if self.cgroup_version == 2:
+                writes = [("memory.max", mem), ("memory.swap.max", 0), ("pids.max", pids)]
+            else:
+                writes = [("memory.limit_in_bytes", mem), ("memory.memsw.limit_in_bytes", mem),
+                          ("pids.max", pids)]
+            for name, value in writes:
+                if name in files:
+                    _write(os.path.join(path, name), str(value))
 
     @staticmethod
     def _probe_direct() -> None:
@@ -644,6 +1017,8 @@ class Zygote:
             flags |= CLONE_NEWPID | CLONE_NEWNS
         if f.get("net_ns"):
             flags |= CLONE_NEWNET
+        if f.get("ipc_ns"):
+            flags |= CLONE_NEWIPC
         if f.get("user_ns"):
             flags |= CLONE_NEWUSER
         return flags
@@ -652,8 +1027,8 @@ class Zygote:
     def _new_uid(self) -> int | None:
         if not self.features.get("uid_drop"):
             return None
-        uid = UID_BASE + self.next_uid
-        self.next_uid = (self.next_uid + 1) % 60_000
+        uid = self.uid_base + self.next_uid
+        self.next_uid = (self.next_uid + 1) % self.uid_count
         return uid
 
     def _fork_spare(self, flags: int) -> Spare:
@@ -662,6 +1037,7 @@ class Zygote:
         later receives its connection there."""
         token = uuid.uuid4().hex[:12]
         spare = Spare(token, os.path.join(self.scratch_root, token), self._new_uid())
+        spare.cgroups = self._session_cgroups(token) if self.cgroup_dirs else []
         # Root can fork the session straight into a new PID namespace (unshare here, fork,
         # setns back), which saves the intermediate process and its copy of this big heap.
         direct = bool(flags & CLONE_NEWPID) and self.pidns_fd is not None
@@ -693,7 +1069,12 @@ class Zygote:
             except BaseException:  # noqa: BLE001
                 os._exit(1)
             _spare_main(gs, {"features": self.features, "reveals": self.reveals,
-                             "uid": spare.uid, "scratch": spare.scratch},
+                             "uid": spare.uid, "scratch": spare.scratch,
+                             "cgroups": spare.cgroups, "jail": {
+                                 "ro_root": self.features.get("ro_root"),
+                                 "hide": self.jail["hide"],
+                                 "scratch_mb": self.jail["scratch_mb"]
+                                 if self.features.get("scratch_quota") else 0}},
                         bool(flags & CLONE_NEWNS))
         gs.close()
         if flags & CLONE_NEWPID and not direct:
@@ -744,7 +1125,10 @@ class Zygote:
                     fn(spare.pid, signal.SIGKILL)
                 except OSError:
                     pass
-        remove_dir(spare.scratch)
+            if spare.cgroups:  # its cgroups can only go once it is reaped: see reap()
+                self.late_cgroups[spare.pid] = spare.cgroups
+                spare.cgroups = []
+        self.cleanup(spare.scratch, spare.cgroups)
 
     def _spawn(self, flags: int) -> Spare:
         """Fork a spare and wait until it is ready."""
@@ -860,7 +1244,10 @@ class Zygote:
             raise OSError("no session process could take the connection")
         conn.close()
         assert sid is not None
-        self.sessions[sid] = {"pid": spare.pid, "scratch": spare.scratch, "uid": spare.uid}
+        self.sessions[sid] = {"pid": spare.pid, "scratch": spare.scratch, "uid": spare.uid,
+                              "cgroups": spare.cgroups}
+        if spare.cgroups and any(int(limits[k]) != int(v) for k, v in self.cg_limits.items()):
+            self._cgroup_limits(spare.cgroups, limits)
         self.spare_pids.pop(spare.pid, None)
         self.by_pid[spare.pid] = sid
         # Keep the socketpair until the session closes its end after its hello: refilling the
@@ -892,6 +1279,41 @@ class Zygote:
         except OSError:
             pass
 
+    def cleanup(self, scratch: str | None, cgroups: list[str], wait: bool = False) -> None:
+        """Remove a finished session's scratch dir and cgroups, off the main loop.
+
+        The usual case costs one rmdir each (the scratch tmpfs died with the session's mount
+        namespace). Anything left (no mount namespace, stragglers in a cgroup) goes to a
+        forked cleaner: it kills what is left in the cgroups first, then deletes the tree
+        iteratively within CLEANUP_BUDGET_S; the zygote never walks a tree itself.
+        """
+        left_cg = [cg for cg in cgroups if not try_rmdir(cg)]
+        left_dir = scratch if scratch is not None and not try_rmdir(scratch) else None
+        if not left_cg and left_dir is None:
+            return
+        try:
+            pid = os.fork()
+        except OSError as e:
+            print(f"zygote: cannot fork a cleaner ({e}); leaving {left_dir} {left_cg}",
+                  file=sys.stderr, flush=True)
+            return
+        if pid == 0:
+            code = 0
+            try:
+                self._child_reset(keep=-1)
+                os.nice(10)
+                _clean(left_dir, left_cg)
+            except BaseException:  # noqa: BLE001
+                code = 1
+            os._exit(code)
+        self.helpers.add(pid)
+        if wait:
+            try:
+                os.waitpid(pid, 0)
+                self.helpers.discard(pid)
+            except ChildProcessError:
+                pass
+
     def kill(self, sid: str) -> bool:
         info = self.sessions.get(sid)
         if info is None:
@@ -913,6 +1335,9 @@ class Zygote:
             if pid == 0:
                 return
             self.helpers.discard(pid)
+            late = self.late_cgroups.pop(pid, None)
+            if late:
+                self.cleanup(None, late)
             spare = self.spare_pids.pop(pid, None)
             if spare is not None:  # a spare died before it was used
                 spare.pid = None
@@ -928,7 +1353,7 @@ class Zygote:
                 os.killpg(pid, signal.SIGKILL)  # leftovers in its process group
             except (ProcessLookupError, PermissionError):
                 pass
-            remove_dir(info["scratch"])
+            self.cleanup(info["scratch"], info.get("cgroups") or [])
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             self.exits[sid] = (code, sig, round(usage.ru_utime + usage.ru_stime, 3))
@@ -1007,30 +1432,51 @@ class Zygote:
                         self.refill()
                     continue
                 for key, _ in events:
-                    tag = key.data
-                    if tag == "spare":
-                        self.on_spare_ready(key.fileobj)
-                    elif tag == "handoff":
-                        self.on_handoff_done(key.fileobj)
-                    elif tag == "listen":
-                        conn, _ = listener.accept()
-                        self._on_connect(conn)
-                    elif tag == "wake":
-                        try:
-                            while os.read(wake_r, 512):
-                                pass
-                        except BlockingIOError:
-                            pass
-                        self.reap()
-                    elif tag == "stdin":
-                        if not os.read(0, 4096):
+                    try:
+                        if self._dispatch(key, listener, wake_r):
                             return
-                    else:
-                        if not self.handle_control(key.fileobj):
-                            sel.unregister(key.fileobj)
-                            key.fileobj.close()
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - no session may end the zygote
+                        print(f"zygote: handling {key.data!r} failed: {type(e).__name__}: {e}",
+                              file=sys.stderr, flush=True)
+                        if key.data == "control":
+                            self._drop(key.fileobj)
         finally:
             self.shutdown()
+
+    def _drop(self, conn: socket.socket) -> None:
+        try:
+            self.sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def _dispatch(self, key: selectors.SelectorKey, listener: socket.socket, wake_r: int
+                  ) -> bool:
+        """Handle one ready event; True when the zygote is to exit."""
+        tag = key.data
+        if tag == "spare":
+            self.on_spare_ready(key.fileobj)
+        elif tag == "handoff":
+            self.on_handoff_done(key.fileobj)
+        elif tag == "listen":
+            conn, _ = listener.accept()
+            self._on_connect(conn)
+        elif tag == "wake":
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            self.reap()
+        elif tag == "stdin":
+            if not os.read(0, 4096):
+                return True
+        else:
+            if not self.handle_control(key.fileobj):
+                self._drop(key.fileobj)
+        return False
 
     def _on_connect(self, conn: socket.socket) -> None:
         conn.settimeout(5.0)
@@ -1086,7 +1532,11 @@ class Zygote:
             self.reap()
             time.sleep(0.005)
         for info in self.sessions.values():
-            remove_dir(info["scratch"])
+            self.cleanup(info["scratch"], info.get("cgroups") or [], wait=True)
+        deadline = time.monotonic() + 2.0
+        while self.helpers and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.005)
         try:
             os.unlink(self.socket_path)
         except OSError:
@@ -1106,6 +1556,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="put the zygote (and so every session) in one empty network namespace "
                         "instead of one per session")
     p.add_argument("--spares", type=int, default=2, help="pre-forked sessions kept ready")
+    p.add_argument("--uid-base", type=int, default=UID_BASE,
+                   help="first session uid (a block allocated to this zygote by the host)")
+    p.add_argument("--uid-count", type=int, default=60_000, help="session uids in the block")
+    p.add_argument("--cgroup", action="append", default=[],
+                   help="a delegated cgroup dir (one per v1 hierarchy, or one v2 dir) in which "
+                        "each session gets a child cgroup")
+    p.add_argument("--cgroup-version", type=int, default=1, choices=(1, 2))
+    p.add_argument("--memory-mb", type=int, default=2048, help="session cgroup memory limit")
+    p.add_argument("--max-procs", type=int, default=64, help="session cgroup pids limit")
+    p.add_argument("--scratch-mb", type=int, default=0,
+                   help="size of each session's private tmpfs (/tmp, /dev/shm, scratch); 0: none")
+    p.add_argument("--ro-root", action="store_true",
+                   help="sessions see the host read-only, with the --hide trees hidden")
+    p.add_argument("--hide", action="append", default=[], help="a tree sessions do not see")
     args = p.parse_args(argv)
     for var in THREAD_VARS:
         os.environ[var] = "1"
@@ -1136,8 +1600,10 @@ def main(argv: list[str] | None = None) -> int:
         z.features.pop("ns_flags", None) if z.features.get("pid_ns") else None
     if z.features.get("pid_direct"):
         z.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    if z.features.get("uid_drop") and z.features.get("mount_ns"):
-        z.reveals = python_reveals()
+    if z.features.get("mount_ns") and (z.features.get("uid_drop") or z.features.get("ro_root")):
+        z.reveals = python_reveals(tuple(z.jail["hide"]) if z.features.get("ro_root") else ())
+    if z.is_root:
+        z._probe_cgroups()
     import gc
     gc.collect()
     gc.freeze()  # keep the warm heap shared copy-on-write across forks

@@ -51,6 +51,9 @@ class Limits:
         max_output_bytes: Bytes of stdout+stderr kept per call; the head and
             the tail are kept around a truncation marker.
         network: Whether the session may use the network. Off by default.
+        scratch_mb: Size of the session's private tmpfs holding its scratch dir, /tmp and
+            /dev/shm (a quota; its pages count against the session's memory cgroup), where
+            the kernel allows a mount namespace per session.
     """
 
     timeout_s: float = 10.0
@@ -60,10 +63,11 @@ class Limits:
     max_file_mb: int = 64
     max_output_bytes: int = 16_384
     network: bool = False
+    scratch_mb: int = 512
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "cpu_s", "memory_mb", "max_procs", "max_file_mb",
-                     "max_output_bytes"):
+                     "max_output_bytes", "scratch_mb"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(

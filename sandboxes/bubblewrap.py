@@ -24,7 +24,8 @@ from sandboxes.zygote import SERVER_PATH, Launch, ZygoteSandbox, minimal_env
 __all__ = ["BubblewrapSandbox"]
 
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
-        "nsswitch.conf", "alternatives", "mime.types")
+        "nsswitch.conf", "alternatives", "mime.types", "hosts", "host.conf")
+_CGROUP_INSIDE = "/run/agent-envs-cgroup"
 _INSIDE = "/sandbox"
 
 
@@ -81,7 +82,9 @@ class BubblewrapSandbox(ZygoteSandbox):
         else:
             unshare = ["--unshare-all"]
         argv = ["bwrap", *unshare, "--new-session", "--proc", "/proc", "--dev", "/dev",
-                "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr"]
+                "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr",
+                # bwrap makes the dirs it needs 0700: /etc must be readable by session uids
+                "--perms", "0755", "--dir", "/etc"]
         for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             host = Path("/") / top
             if host.is_symlink():
@@ -93,10 +96,17 @@ class BubblewrapSandbox(ZygoteSandbox):
         for path in self._prefixes():
             argv += ["--ro-bind", path, path]
         argv += ["--bind", str(workdir), _INSIDE, "--chdir", "/tmp"]
+        for host, inside in zip(self._cgroups.dirs if self._cgroups else [],
+                                self._cgroup_dirs_inside()):
+            argv += ["--bind", host, inside]
         python = os.path.realpath(self.python) if self.python != sys.executable else self.python
         argv += [python, "-I", f"{_INSIDE}/{SERVER_PATH.name}",
-                 *server_args(f"{_INSIDE}/zygote.sock", "/tmp/scratch"), "--skip-netns"]
+                 *server_args(f"{_INSIDE}/zygote.sock", "/tmp/scratch")]
         return Launch(argv=argv, socket_path=str(workdir / "zygote.sock"), env=minimal_env())
+
+    def _cgroup_dirs_inside(self) -> list[str]:
+        n = len(self._cgroups.dirs) if self._cgroups is not None else 0
+        return [f"{_CGROUP_INSIDE}/{i}" for i in range(n)]
 
     def protections(self) -> Protections:
         p = describe_features(self.features, jail=(

@@ -10,6 +10,7 @@ filesystem jail: files the session's uid may read stay readable. Use ``bubblewra
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,26 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
     else:
         notes.append("no PID namespace: the timeout kills the session's process group, which "
                      "a child that calls setsid() can leave")
+    if features.get("ipc_ns"):
+        notes.append("IPC namespace per session: SysV shared memory, semaphores and message "
+                     "queues are private and destroyed with the session")
+    else:
+        notes.append("NO IPC namespace: SysV shared memory is shared with the host and can "
+                     "outlive the session")
+    if features.get("cgroup"):
+        notes.append(f"cgroup {features['cgroup']} per session: memory (memfd, SysV shm and "
+                     "tmpfs pages included) and pids are limited for the whole session")
+    else:
+        notes.append("NO per-session cgroup ("
+                     f"{features.get('cgroup_error') or 'the host could not delegate one'}): "
+                     "memory is limited per process (RLIMIT_AS), so forked children, memfds "
+                     "and shared memory add up beyond memory_mb")
+    if features.get("scratch_quota"):
+        notes.append("scratch quota: /tmp, /dev/shm, /var/tmp and the scratch dir are one "
+                     "private size-limited tmpfs per session, freed with it")
+    else:
+        notes.append("NO scratch quota: the scratch dir is on the host filesystem (bounded "
+                     "only by RLIMIT_FSIZE per file)")
     if features.get("net_shared"):
         notes.append("network: the sandbox's sessions share one network namespace with no "
                      "interfaces up (no IP at all; they could only meet over abstract Unix "
@@ -50,6 +71,10 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
         notes.append("network: the jail has its own network namespace with no interfaces")
     elif not features.get("net_ns"):
         notes.append("NO network isolation: the kernel refused a network namespace")
+    if jail is None and features.get("ro_root"):
+        jail = ("filesystem jail (own mount namespace): the host is read-only, home dirs, "
+                "/run (host sockets), the checkout and the current directory are hidden, "
+                "/tmp and /dev/shm are private")
     if jail is None:
         notes.append("no filesystem jail: world-readable host files (e.g. under /tmp, /etc) "
                      "are readable and world-writable dirs (/tmp) are writable")
@@ -63,6 +88,19 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
         mount_namespace=bool(features.get("mount_ns")) or jail is not None,
         readonly_root=jail is not None, scrubbed_env=True, private_scratch=True,
         notes=tuple(notes))
+
+
+def hidden_trees() -> list[str]:
+    """Host trees a local session does not see: home dirs, /run (host sockets), /mnt, /media,
+    /srv, and the checkout this package runs from and the current directory."""
+    out = ["/home", "/root", "/run", "/mnt", "/media", "/srv", "/var/lib/docker",
+           str(Path(__file__).resolve().parents[1]), os.getcwd()]
+    seen: list[str] = []
+    for p in out:
+        real = os.path.realpath(p)
+        if real != "/" and os.path.isdir(real) and real not in seen:
+            seen.append(real)
+    return seen
 
 
 class LocalSandbox(ZygoteSandbox):
@@ -84,9 +122,10 @@ class LocalSandbox(ZygoteSandbox):
 
     def _launch(self, workdir: Path, server_args: Callable[[str, str], list[str]]) -> Launch:
         sock = str(workdir / "zygote.sock")
-        argv = [self.python, "-I", str(SERVER_PATH), *server_args(sock, str(workdir / "scratch"))]
-        if not self.limits.network:
-            argv.append("--shared-netns")
+        argv = [self.python, "-I", str(SERVER_PATH), *server_args(sock, str(workdir / "scratch")),
+                "--ro-root"]
+        for path in hidden_trees():
+            argv += ["--hide", path]
         return Launch(argv=argv, socket_path=sock, env=minimal_env())
 
     def protections(self) -> Protections:

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes._zygote_client import ZygoteClient, ZygoteSession
+from sandboxes._zygote_server import remove_tree
 from sandboxes.base import Limits, Sandbox, Session
 from sandboxes.errors import SandboxError
+from sandboxes.hostres import CgroupDelegation, UidBlock
 
 __all__ = ["SERVER_PATH", "Launch", "ZygoteSandbox"]
 
@@ -80,6 +82,24 @@ class ZygoteSandbox(Sandbox):
         self._sessions: set[ZygoteSession] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.startup_timeout_s = startup_timeout_s
+        self.restarts = 0
+        self._uids: UidBlock | None = None
+        if os.geteuid() == 0:
+            try:
+                self._uids = UidBlock.acquire()
+            except OSError as e:
+                raise SandboxError(f"no session uids for the {self.name} sandbox: {e}") from e
+        self._cgroups, self.cgroup_reason = CgroupDelegation.create()
+        try:
+            self._start()
+        except BaseException:
+            self._release_host()
+            raise
+
+    def _start(self) -> None:
+        """Launch a zygote in a fresh work dir and wait until it is ready."""
+        startup_timeout_s = self.startup_timeout_s
         self._workdir = Path(tempfile.mkdtemp(prefix=f"agent-envs-{self.name}-"))
         os.chmod(self._workdir, 0o711)  # session uids must reach their scratch dirs
         self._log_path = self._workdir / "zygote.log"
@@ -106,10 +126,30 @@ class ZygoteSandbox(Sandbox):
     def _server_args(self, socket_path: str, scratch_root: str) -> list[str]:
         """Arguments after the server path (socket, scratch root, preimports)."""
         args = ["--socket", socket_path, "--scratch-root", scratch_root, "--watch-stdin",
-                "--spares", str(self.spares)]
+                "--spares", str(self.spares), "--scratch-mb", str(self.limits.scratch_mb),
+                "--memory-mb", str(self.limits.memory_mb),
+                "--max-procs", str(self.limits.max_procs)]
+        if self._uids is not None:
+            args += ["--uid-base", str(self._uids.base), "--uid-count", str(self._uids.count)]
+        if self._cgroups is not None:
+            args += ["--cgroup-version", str(self._cgroups.version)]
+            for d in self._cgroup_dirs_inside():
+                args += ["--cgroup", d]
         for mod in self.preimports:
             args += ["--preimport", mod]
         return args
+
+    def _cgroup_dirs_inside(self) -> list[str]:
+        """The delegated cgroup dirs as the zygote sees them (jails bind them elsewhere)."""
+        return list(self._cgroups.dirs) if self._cgroups is not None else []
+
+    def _release_host(self) -> None:
+        if self._cgroups is not None:
+            self._cgroups.remove()
+            self._cgroups = None
+        if self._uids is not None:
+            self._uids.release()
+            self._uids = None
 
     def _launch(self, workdir: Path, server_args: Any) -> Launch:  # pragma: no cover
         raise NotImplementedError
@@ -153,15 +193,30 @@ class ZygoteSandbox(Sandbox):
             return ""
         return f" (its log ends: {text[-800:]!r})" if text else ""
 
-    def open(self) -> Session:
+    def _restart_if_dead(self, check: bool = False) -> None:
+        """A zygote that died (killed from outside, or a bug) is replaced by a fresh one; the
+        sessions it hosted get infra errors (see ``ZygoteSession._died``)."""
         with self._lock:
             if self._closed:
                 raise SandboxError(f"this {self.name} sandbox is closed; make a new one with "
                                    f"make_sandbox({self.name!r}).")
-        if self._proc.poll() is not None:
-            raise SandboxError(f"the {self.name} zygote exited with code "
-                               f"{self._proc.returncode}{self._log_tail()}; make a new sandbox.")
-        s = self._client.open(self.limits)
+            if self._proc.poll() is None and (not check or self._client.alive()):
+                return
+            old_client = self._client
+            old_client.close()
+            self._stop_process()
+            self.restarts += 1
+            self._start()
+
+    def open(self) -> Session:
+        self._restart_if_dead()
+        try:
+            s = self._client.open(self.limits)
+        except SandboxError:
+            if self._proc.poll() is None and self._client.alive():
+                raise
+            self._restart_if_dead(check=True)
+            s = self._client.open(self.limits)
         s.on_close = self._forget
         if self.host_pids:
             s.info["host_pid"] = s.pid
@@ -200,8 +255,11 @@ class ZygoteSandbox(Sandbox):
             self._client.control({"op": "shutdown"}, timeout_s=5.0)
         except SandboxError:
             pass
-        self._client.close()
-        self._stop_process()
+        try:
+            self._client.close()
+            self._stop_process()
+        finally:
+            self._release_host()
 
     def _stop_process(self) -> None:
         if self._proc.stdin is not None:
@@ -220,6 +278,7 @@ class ZygoteSandbox(Sandbox):
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         self._log.close()
+        remove_tree(str(self._workdir))  # iterative: a session's deep tree cannot break it
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __del__(self) -> None:
