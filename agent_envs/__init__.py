@@ -15,6 +15,7 @@ from agent_envs.errors import (
     DatasetError,
     EnvStateError,
     InvalidActionError,
+    MissingDependencyError,
     TaskFileError,
     UnknownEnvError,
     UnknownTaskError,
@@ -26,7 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "INFO_KEYS", "AgentEnvsError", "DatasetError", "EnvConfig", "EnvSpec", "EnvStateError",
-    "HarmonyEnv", "InvalidActionError", "TaskFileError", "ToolCall", "ToolOutcome",
+    "HarmonyEnv", "InvalidActionError", "MissingDependencyError", "TaskFileError", "ToolCall",
+    "ToolOutcome",
     "UnknownEnvError", "UnknownTaskError", "VocabularyError", "__version__", "list_envs", "make",
     "register", "spec",
 ]
@@ -34,7 +36,7 @@ __all__ = [
 register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
          description="gpt-oss's built-in stateful python tool on computational tasks")
 register("toy-digit-v0", "agent_envs.envs.toy:ToyDigitEnv", description="one digit (smoke tests)")
-register("functions-v0", "agent_envs.envs.functions:FunctionsEnv",
+register("functions-v0", "agent_envs.envs.functions:FunctionsEnv", extra="functions",
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
-register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv",
+register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv", extra="browser",
          description="gpt-oss's built-in browser tool (search/open/find) on multi-hop QA")

@@ -7,6 +7,7 @@ __all__ = [
     "DatasetError",
     "EnvStateError",
     "InvalidActionError",
+    "MissingDependencyError",
     "TaskFileError",
     "UnknownEnvError",
     "UnknownTaskError",
@@ -54,3 +55,7 @@ class InvalidActionError(AgentEnvsError, TypeError):
 
 class EnvStateError(AgentEnvsError, RuntimeError):
     """``step`` before ``reset``, or after the episode ended."""
+
+
+class MissingDependencyError(AgentEnvsError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

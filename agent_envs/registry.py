@@ -17,7 +17,7 @@ from typing import Any
 
 import gymnasium
 
-from agent_envs.errors import UnknownEnvError
+from agent_envs.errors import MissingDependencyError, UnknownEnvError
 
 __all__ = ["GYM_NAMESPACE", "EnvSpec", "list_envs", "make", "register", "spec"]
 
@@ -34,12 +34,14 @@ class EnvSpec:
         entry_point: ``"package.module:Class"``, imported lazily by ``make``.
         kwargs: Default constructor arguments (``make`` kwargs override them).
         description: One line for listings.
+        extra: The ``agent-envs[EXTRA]`` its dependencies come with, if any.
     """
 
     id: str
     entry_point: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    extra: str | None = None
 
     @property
     def name(self) -> str:
@@ -61,16 +63,27 @@ class EnvSpec:
         return f"{GYM_NAMESPACE}/{self.id}"
 
     def load(self) -> type:
-        """Import and return the environment class."""
+        """Import and return the environment class.
+
+        Raises:
+            MissingDependencyError: A module it needs is not installed (names the extra).
+        """
         module, _, attr = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            if self.extra is None or e.name is None or e.name.split(".")[0] == "agent_envs":
+                raise
+            raise MissingDependencyError(
+                f"environment {self.id!r} needs the {e.name!r} module, which comes with the "
+                f"[{self.extra}] extra: pip install 'agent-envs[{self.extra}]'") from e
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
 
 
 def register(id: str, entry_point: str, *, kwargs: dict[str, Any] | None = None,
-             description: str = "") -> EnvSpec:
+             description: str = "", extra: str | None = None) -> EnvSpec:
     """Register an environment (and its gymnasium twin ``agent_envs/<id>``).
 
     Raises:
@@ -87,7 +100,7 @@ def register(id: str, entry_point: str, *, kwargs: dict[str, Any] | None = None,
         raise ValueError(f"environment {id!r} is already registered; released versions are "
                          f"never changed in place: register a new version (e.g. {next_id!r})")
     env_spec = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}),
-                       description=description)
+                       description=description, extra=extra)
     _REGISTRY[id] = env_spec
     if env_spec.gym_id not in gymnasium.registry:
         gymnasium.register(id=env_spec.gym_id, entry_point=entry_point,

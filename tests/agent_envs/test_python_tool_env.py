@@ -431,3 +431,20 @@ def test_oracle_dispatches_on_registered_task_types():
             register_oracle(Task, OtherOracle)
     finally:
         _ORACLES.pop(OtherTask, None)
+
+
+def test_an_env_whose_extra_is_missing_names_the_extra(monkeypatch):
+    import sys
+
+    from agent_envs import MissingDependencyError, register
+    from agent_envs.registry import _REGISTRY
+
+    monkeypatch.setitem(sys.modules, "fake_env_module", None)  # import fails
+    register("needs-extra-v0", "fake_env_module:Env", extra="browser")
+    try:
+        with pytest.raises(MissingDependencyError,
+                           match=re.escape("pip install 'agent-envs[browser]'")):
+            agent_envs.make("needs-extra")
+    finally:
+        _REGISTRY.pop("needs-extra-v0")
+        gymnasium.registry.pop("agent_envs/needs-extra-v0", None)
