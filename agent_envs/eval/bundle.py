@@ -308,46 +308,49 @@ def verify(path: str | Path) -> list[str]:
     return problems
 
 
-def final_text(ep: Any) -> str | None:
-    """The final answer the env judged: the last turn's last message, when it ended the turn
-    as an answer (``<|return|>``, or a ``final`` message with no recipient); else None."""
-    from agent_envs.harmony import get_codec, message_text
-
-    if not ep.turns:
-        return None
-    turn = ep.turns[-1]
-    parsed = get_codec().parse_completion(
-        ep.segments[turn.segment].completion[turn.start:turn.end])
-    last = parsed.last
-    if last is None or parsed.error is not None:
-        return None
-    if parsed.stop == "return" or (last.channel == "final" and last.recipient is None):
-        return message_text(last)
-    return None
-
-
 def rescore(path: str | Path) -> list[dict[str, Any]]:
-    """Re-judge every stored final answer with today's verifier.
+    """Re-judge every stored episode with today's env and verifier, by replay.
+
+    Each episode's sampled completions are stepped, token for token, through a fresh env on
+    the same task and seed (tools re-run; for functions the verdict depends on the final
+    tool state, so the text alone would not do), and the final verdict is compared with
+    the stored one.
 
     Returns:
-        One entry per episode whose verdict changed: episode id, old and new verdicts.
+        One entry per episode whose verdict changed: episode id, old and new correctness,
+        the new extracted answer and reason, and the first turn whose observation no longer
+        matched the stored one (None when the replay saw the same tool outputs).
     """
     import agent_envs
 
     b = load_bundle(path)
-    env = agent_envs.make(b.manifest.env_id, task_source=b.manifest.task_source,
-                          **b.manifest.env_kwargs)
+    kwargs = dict(b.manifest.env_kwargs, task_source=b.manifest.task_source)
+    if b.header.get("reasoning_effort"):
+        kwargs["reasoning_effort"] = b.header["reasoning_effort"]
+    env = agent_envs.make(b.manifest.env_id, **kwargs)
     changed = []
     try:
         for ep in b.episodes:
-            text = final_text(ep)
-            if text is None:
-                continue
-            verdict = env.verify(env.task_source.get(ep.task_id), text)
-            if verdict.correct != ep.solved:
-                changed.append({"episode": ep.episode_id, "old": ep.solved,
-                                "new": verdict.correct, "extracted": verdict.extracted,
-                                "reason": verdict.reason})
+            obs, info = env.reset(seed=ep.seed, options={"task_id": ep.task_id})
+            diverged = None if list(obs) == list(ep.segments[0].prompt) else 0
+            verdict: dict[str, Any] | None = None
+            for n, turn in enumerate(ep.turns):
+                seg = ep.segments[turn.segment]
+                obs, _, terminated, truncated, info = env.step(
+                    list(seg.completion[turn.start:turn.end]))
+                if terminated or truncated:
+                    verdict = info["verdict"]
+                    break
+                if diverged is None and not info["new_segment"]:
+                    stored = list(seg.prompt) + list(seg.completion[:turn.end + turn.env_tokens])
+                    if list(obs) != stored:
+                        diverged = n
+            correct = bool(verdict and verdict["correct"])
+            if correct != ep.solved:
+                changed.append({"episode": ep.episode_id, "old": ep.solved, "new": correct,
+                                "extracted": (verdict or {}).get("extracted"),
+                                "reason": (verdict or {}).get("reason", "no verdict"),
+                                "diverged_at_turn": diverged})
     finally:
         env.close()
     return changed

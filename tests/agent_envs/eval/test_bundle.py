@@ -116,6 +116,7 @@ def test_rescore_lists_verdicts_a_changed_verifier_flips(bundles, monkeypatch) -
     changed = rescore(bundles["oracle"])
     assert len(changed) == 20
     assert all("/d1/" in c["episode"] and c["old"] and not c["new"] for c in changed)
+    assert all(c["diverged_at_turn"] is None for c in changed)  # same tool outputs on replay
 
 
 def test_compare_is_paired_and_lists_flips(bundles, capsys) -> None:
