@@ -249,7 +249,7 @@ class BrowserTool:
             return done.value
 
     def _dispatch(self, function: str, arguments: str) -> _Step:
-        author = f"browser.{function}" if function else "browser"
+        author = f"browser.{function}"
         if not arguments:
             args: Any = {}
         else:
