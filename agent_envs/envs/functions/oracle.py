@@ -6,8 +6,8 @@ call (:meth:`FunctionsTask.oracle_next`), and writes it as gpt-oss would:
 ``<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{...}<|call|>``.
 A call that failed (a transient error) is made again. When the turn's calls are done
 it writes the final answer. ``wrong=True`` is a baseline that must score ~0: it calls the
-first declared function with empty arguments (or, where any call is right, calls
-nothing) and answers wrongly.
+first declared function with an argument it does not have (or, where any call is
+right, calls nothing) and answers wrongly.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ class FunctionsOracle:
         return call_text(names.to_harmony.get(name, name), args)
 
     def _wrong(self, task: FunctionsTask, names: ToolNames, done: list[Any]) -> str:
-        if task.wrong_policy_calls and not done and names.to_harmony:
-            first = next(iter(names.to_harmony.values()))
-            return call_text(first, {}, note="I will guess.")
+        if task.wrong_policy_calls and not done:
+            first = next(iter(names.to_harmony.values()), "no_such_function")
+            return call_text(first, {"guess": True}, note="I will guess.")
         return final_text("I am not sure; maybe 0.", note="I will guess.")
 
     def act(self, obs: Sequence[int] | np.ndarray, task: FunctionsTask) -> list[int]:
