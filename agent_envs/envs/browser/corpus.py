@@ -43,6 +43,7 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 _TAGS = re.compile(r"<[^>]*>")
 _HIDDEN = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?])")  # "<b>Name</b>, ..." -> "Name, ..."
 
 
 class CorpusError(ValueError):
@@ -94,7 +95,7 @@ class Document:
             body = html_lib.unescape(_TAGS.sub(" ", _HIDDEN.sub(" ", self.html)))
         else:
             body = self.text or ""
-        return _SPACE.sub(" ", body).strip()
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACE.sub(" ", body)).strip()
 
 
 class Corpus:
