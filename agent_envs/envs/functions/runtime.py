@@ -29,7 +29,8 @@ from agent_envs.envs.functions.tools import ArgumentConversionError, Tool, ToolS
 from agent_envs.envs.functions.validation import ValidationMode
 
 __all__ = [
-    "CallRecord", "ErrorKind", "FunctionRunner", "RunnerConfig", "serialize_result", "truncate",
+    "CallRecord", "ErrorKind", "FunctionRunner", "RunnerConfig", "result_text", "serialize_result",
+    "truncate",
 ]
 
 ErrorKind = Literal["constrain", "too_large", "json", "unknown_function", "schema", "exception",
@@ -145,7 +146,10 @@ def serialize_result(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=_json_default)
 
 
-def _result_str(value: Any) -> str:
+def result_text(value: Any) -> str:
+    """A value as text the way Python programs usually show it (BFCL's executor does the
+    same): a ``str`` as it is, a ``dict`` as ``json.dumps`` (``str()`` when that fails),
+    anything else ``str()``."""
     if type(value) is str:
         return value
     if type(value) is dict:
@@ -268,7 +272,7 @@ class FunctionRunner:
                                             f"\n{tail}", self.config.max_result_chars))
         if tool.fn is None:
             return CallRecord(**base, ok=True, text=self.config.record_only_text)
-        base["result_str"] = _result_str(value)
+        base["result_str"] = result_text(value)
         try:
             text = serialize_result(value)
         except (TypeError, ValueError) as e:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from agent_envs.envs.functions.runtime import CallRecord
 from agent_envs.envs.functions.tools import Tool
 from agent_envs.errors import TaskFileError
-from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
+from agent_envs.tasks.base import Task, TaskSource, Verdict
 from agent_envs.tasks.finite import FiniteTasks
 
 __all__ = ["CallsTask", "EpisodeState", "FunctionsTask", "calls_tasks_from_jsonl"]
@@ -170,9 +170,3 @@ class TaskList(FiniteTasks):
     def __init__(self, name: str, tasks: Iterable[Task], *, origin: str) -> None:
         super().__init__(name=name, tasks=tasks, origin=origin)
 
-
-def split_name(split: str) -> Split:
-    """``split`` checked to be ``train`` or ``test``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return split  # type: ignore[return-value]

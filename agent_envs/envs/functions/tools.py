@@ -336,9 +336,12 @@ class ToolSet:
     """
 
     def __init__(self, tools: Sequence[Tool]) -> None:
-        self.tools = list(tools)
-        self.names = ToolNames(t.name for t in self.tools)
-        self._by_harmony = {self.names.to_harmony[t.name]: t for t in self.tools}
+        self._index(list(tools))
+
+    def _index(self, tools: list[Tool]) -> None:
+        self.tools = tools
+        self.names = ToolNames(t.name for t in tools)
+        self._by_harmony = {self.names.to_harmony[t.name]: t for t in tools}
 
     def get(self, harmony_name: str) -> Tool | None:
         """The tool the model calls as ``functions.<harmony_name>``, or None."""
@@ -346,7 +349,7 @@ class ToolSet:
 
     def add(self, tools: Sequence[Tool]) -> None:
         """Add tools mid-episode (BFCL's held-out functions); existing names are kept."""
-        self.__init__(self.tools + list(tools))  # type: ignore[misc]
+        self._index(self.tools + list(tools))
 
     def harmony_specs(self) -> list[dict[str, Any]]:
         """Specs for the developer message, under their harmony names."""

@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent_envs.envs.functions.runtime import CallRecord, _result_str
+from agent_envs.envs.functions.runtime import CallRecord, result_text
 
 __all__ = [
     "BACKEND_MODULES", "bfcl_result_string", "check_multi_turn", "new_instances", "parse_call",
@@ -126,7 +126,7 @@ def _execute_ground_truth(instances: Mapping[str, Any], calls: Sequence[str]) ->
         except Exception as e:  # noqa: BLE001 - BFCL records the error text as the result
             out.append(f"Error during execution: {e}")
             continue
-        out.append(_result_str(value))
+        out.append(result_text(value))
     return out
 
 
