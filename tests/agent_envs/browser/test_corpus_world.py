@@ -25,19 +25,31 @@ def _docs(n=30):
             for i in range(n)]
 
 
-def test_bm25_ranks_like_a_textbook_bm25(tmp_path):
-    from rank_bm25 import BM25Okapi
+def test_bm25_scores_are_the_textbook_formula(tmp_path):
+    """Lucene's BM25 written out (bm25s's default; Lucene dropped the constant (k1 + 1)
+    factor, which does not change rankings): idf = ln(1 + (N - df + .5) / (df + .5)) times
+    tf / (tf + k1 * (1 - b + b * dl / avgdl)), summed over the query terms."""
+    import math
+    from collections import Counter
 
     from agent_envs.envs.browser.corpus import tokenize
     docs = _docs()
     backend = CorpusBackend(Corpus(docs), cache_dir=tmp_path)
     texts = [tokenize(f"{d.title} {d.search_text()}") for d in docs]
-    ref = BM25Okapi(texts, k1=1.5, b=0.75)
-    for query in ("beta", "gamma7 beta", "alpha shared", "doc 3"):
-        ours = [i for i, _ in backend.top(query, 5)]
-        scores = ref.get_scores(tokenize(query))
-        # rank_bm25's idf differs (it can go negative); the top document agrees
-        assert ours[0] == int(np.argmax(scores)), query
+    n, avgdl = len(texts), sum(map(len, texts)) / len(texts)
+    df = Counter(t for text in texts for t in set(text))
+    k1, b = 1.5, 0.75
+    for query in ("beta", "gamma7 beta", "alpha shared", "doc 3", "unknownword"):
+        expected = []
+        for text in texts:
+            tf = Counter(text)
+            expected.append(sum(
+                math.log(1 + (n - df[q] + 0.5) / (df[q] + 0.5))
+                * tf[q] / (tf[q] + k1 * (1 - b + b * len(text) / avgdl))
+                for q in tokenize(query) if q in df))
+        assert np.allclose(backend.scores(query), expected, rtol=1e-5, atol=1e-6), query
+        ranked = [i for i, _ in backend.top(query, 5)]
+        assert ranked == sorted(range(n), key=lambda i: (-expected[i], i))[:len(ranked)]
 
 
 def test_index_is_cached_on_disk_and_memory_mapped(tmp_path):
