@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes.base import Limits, Protections, Sandbox, Session
 from sandboxes.errors import SandboxError, SandboxUnavailable
+from sandboxes.hostres import CgroupDelegation, UidBlock
 
 if TYPE_CHECKING:  # the SDK is an optional extra, imported lazily
     import docker
@@ -68,6 +69,7 @@ SANDBOX_UID = 10001  # the `sandbox` user of both images (build_image.sh, Docker
 _SOCK_DIR_IN = "/run/agent-envs"  # bind mount of the host's socket directory
 _ZYGOTE_IN = "/opt/agent-envs/_zygote_server.py"
 _SCRATCH_IN = "/tmp/scratch"
+_CGROUP_IN = "/run/agent-envs-cgroup"  # bind mounts of the sandbox's delegated cgroup dirs
 _ZYGOTE_HOST = Path(__file__).with_name("_zygote_server.py")
 _START_TIMEOUT_S = 30.0
 
@@ -203,7 +205,8 @@ class _Container:
 
     def __init__(self, client: docker.DockerClient, *, image: str, command: list[str],
                  labels: dict[str, str], limits: Limits, sessions: int, cpus: float,
-                 scratch_mb: int, sock_root: Path, session_uids: bool) -> None:
+                 scratch_mb: int, sock_root: Path, session_uids: bool,
+                 cgroup_dirs: Sequence[str] = ()) -> None:
         import docker.errors
 
         self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
@@ -216,8 +219,12 @@ class _Container:
             # each session its own unprivileged uid (200000+n), chown its scratch dir, and
             # kill and clean up after it. setuid() to the session uid clears the session's
             # capabilities; the socket dir (host root, 0700) is out of the sessions' reach.
+            # SYS_ADMIN lets the zygote give each session its own PID, mount, network and IPC
+            # namespaces, a size-limited tmpfs and a cgroup (the same jail as the local
+            # backend); sessions never hold it (setuid clears it, no_new_privs keeps it off).
             self.user = "0:0"
-            cap_add = ["SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE", "FOWNER"]
+            cap_add = ["SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE", "FOWNER",
+                       "SYS_ADMIN"]
         else:
             # Every process runs as one non-root uid: the image's `sandbox` user when the
             # host is root (root connects to any socket), else the host user, who then owns
@@ -234,6 +241,8 @@ class _Container:
         volumes = {str(self.sock_dir): {"bind": _SOCK_DIR_IN, "mode": "rw"}}
         if _ZYGOTE_HOST.exists():
             volumes[str(_ZYGOTE_HOST)] = {"bind": _ZYGOTE_IN, "mode": "ro"}
+        for i, d in enumerate(cgroup_dirs if session_uids else ()):
+            volumes[d] = {"bind": f"{_CGROUP_IN}/{i}", "mode": "rw"}
         try:
             self.container: Container = client.containers.run(
                 image, command, detach=True, labels=labels,
@@ -328,8 +337,10 @@ def _remove_container(client: docker.DockerClient, container_id: str, sock_dir: 
 # -- the sandbox --------------------------------------------------------------------------------
 
 def _cleanup(client: docker.DockerClient, containers: list[tuple[str, Path]],
-             sock_root: Path) -> None:
-    """Remove containers and socket dirs; runs on close, on garbage collection and at exit."""
+             sock_root: Path, uid_blocks: list[UidBlock] | None = None,
+             cgroups: CgroupDelegation | None = None) -> None:
+    """Remove containers and socket dirs, and release the uid blocks and cgroups; runs on
+    close, on garbage collection and at exit."""
     for container_id, sock_dir in containers:
         try:
             _remove_container(client, container_id, sock_dir)
@@ -337,6 +348,10 @@ def _cleanup(client: docker.DockerClient, containers: list[tuple[str, Path]],
             pass
     containers.clear()
     shutil.rmtree(sock_root, ignore_errors=True)
+    for block in uid_blocks or ():
+        block.release()
+    if cgroups is not None:
+        cgroups.remove()
     client.close()
 
 
@@ -427,8 +442,11 @@ class DockerSandbox(Sandbox):
         self.features: dict[str, Any] = {}
         # What the finalizer removes; shared with it, so it must not reference self.
         self._cleanup_list: list[tuple[str, Path]] = []
+        self._uid_blocks: list[UidBlock] = []
+        self._cgroups, self.cgroup_reason = (CgroupDelegation.create() if session_uids
+                                             else (None, "sessions share one uid"))
         self._finalizer = weakref.finalize(self, _cleanup, self.client, self._cleanup_list,
-                                           self._sock_root)
+                                           self._sock_root, self._uid_blocks, self._cgroups)
 
     # -- containers
     def _labels(self) -> dict[str, str]:
@@ -437,19 +455,36 @@ class DockerSandbox(Sandbox):
                 LABEL_OWNER_START: _proc_start_time(pid) or "",
                 LABEL_OWNER_HOST: socket.gethostname(), LABEL_RUN: self.run_id}
 
-    def _command(self) -> list[str]:
+    def _command(self, uids: UidBlock | None) -> list[str]:
+        lim = self.limits
         cmd = ["python3", "-I", _ZYGOTE_IN, "--socket", f"{_SOCK_DIR_IN}/zygote.sock",
-               "--scratch-root", f"{_SCRATCH_IN}/sessions"]
+               "--scratch-root", f"{_SCRATCH_IN}/sessions", "--scratch-mb", str(lim.scratch_mb),
+               "--memory-mb", str(lim.memory_mb), "--max-procs", str(lim.max_procs)]
+        if uids is not None:
+            cmd += ["--uid-base", str(uids.base), "--uid-count", str(uids.count)]
+        if self._cgroups is not None and self.session_uids:
+            cmd += ["--cgroup-version", str(self._cgroups.version)]
+            for i in range(len(self._cgroups.dirs)):
+                cmd += ["--cgroup", f"{_CGROUP_IN}/{i}"]
         for mod in self.preimports:
             cmd += ["--preimport", mod]
         return cmd
 
     def _start_container(self) -> tuple[_Container, ZygoteClient, set[ZygoteSession]]:
-        c = _Container(self.client, image=self.image, command=self._command(),
+        uids = None
+        if self.session_uids:
+            # A block of uids per container, unique on this host (see sandboxes.hostres).
+            try:
+                uids = UidBlock.acquire()
+            except OSError as e:
+                raise SandboxError(f"no session uids for a docker container: {e}") from e
+            self._uid_blocks.append(uids)
+        c = _Container(self.client, image=self.image, command=self._command(uids),
                        labels=self._labels(), limits=self.limits,
                        sessions=self.sessions_per_container, cpus=self.cpus,
                        scratch_mb=self.scratch_mb, sock_root=self._sock_root,
-                       session_uids=self.session_uids)
+                       session_uids=self.session_uids,
+                       cgroup_dirs=self._cgroups.dirs if self._cgroups is not None else ())
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
@@ -561,7 +596,8 @@ class DockerSandbox(Sandbox):
                 "own unprivileged uid with no capabilities: they see but cannot signal each "
                 "other's processes, cannot read each other's scratch dirs, and RLIMIT_NPROC is "
                 "per session; the zygote runs as container root with SETUID, SETGID, CHOWN, "
-                "KILL, DAC_OVERRIDE and FOWNER only")
+                "KILL, DAC_OVERRIDE, FOWNER and SYS_ADMIN only (SYS_ADMIN for the per-session "
+                "namespaces, tmpfs and cgroup; sessions hold no capabilities)")
         else:
             notes.append(
                 f"up to {self.sessions_per_container} sessions share one container and one "
@@ -572,6 +608,14 @@ class DockerSandbox(Sandbox):
             notes.append("no PID namespace per session inside the container (docker's seccomp "
                          "profile forbids unshare): the timeout kills the session's process "
                          "group through the zygote")
+        if self.features:
+            from sandboxes.local import describe_features
+
+            inner = describe_features({**self.features, "cgroup_error": self.cgroup_reason
+                                       or self.features.get("cgroup_error")},
+                                      jail="inside the container, as above")
+            notes += [n for n in inner.notes if not n.startswith(("running as root",
+                                                                   "inside the container"))]
         return Protections(
             rlimits=True, process_group_kill=True,
             user_namespace=bool(self.features.get("user_ns")),

@@ -10,13 +10,22 @@ import difflib
 import importlib
 import importlib.util
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sandboxes.base import Limits, Sandbox
-from sandboxes.errors import SandboxUnavailable, UnknownBackend
+from sandboxes.errors import SandboxError, SandboxUnavailable, UnknownBackend
 
-__all__ = ["available_backends", "make_sandbox", "register_backend"]
+__all__ = ["AUTO_ORDER", "IsolationWarning", "available_backends", "make_sandbox",
+           "protection_report", "register_backend"]
+
+AUTO_ORDER = ("bubblewrap", "docker", "local")
+"""What ``make_sandbox("auto")`` tries, most isolated first."""
+
+
+class IsolationWarning(RuntimeWarning):
+    """``auto`` fell back to a backend that does not isolate everything."""
 
 # name -> "module:Class"
 _BACKENDS: dict[str, str] = {
@@ -35,10 +44,10 @@ def register_backend(name: str, entry_point: str) -> None:
 
 
 def _unknown(name: str) -> UnknownBackend:
-    close = difflib.get_close_matches(name, list(_BACKENDS), n=1)
+    close = difflib.get_close_matches(name, [*_BACKENDS, "auto"], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return UnknownBackend(f"unknown sandbox backend {name!r}{hint} "
-                          f"Known backends: {', '.join(sorted(_BACKENDS))}.")
+                          f"Known backends: {', '.join(sorted(_BACKENDS))} (or 'auto').")
 
 
 def _load(name: str) -> type[Sandbox]:
@@ -64,7 +73,9 @@ def make_sandbox(name: str = "local", *, limits: Limits | None = None,
     """Create a sandbox.
 
     Args:
-        name: Backend: ``"local"``, ``"bubblewrap"`` or ``"docker"``.
+        name: Backend: ``"auto"`` (the most isolated one that works here: bubblewrap, then
+            docker, then local with an :class:`IsolationWarning` naming what is not
+            isolated), ``"local"``, ``"bubblewrap"`` or ``"docker"``.
         limits: Limits for every session (default :class:`~sandboxes.base.Limits`).
         preimports: Modules imported once in the warm parent, e.g. ``("numpy",)``.
         **backend_kwargs: Passed to the backend class.
@@ -73,8 +84,65 @@ def make_sandbox(name: str = "local", *, limits: Limits | None = None,
         UnknownBackend: ``name`` is not a registered backend (the message suggests one).
         SandboxUnavailable: the backend cannot run on this machine (the message says why).
     """
+    if name == "auto":
+        return _make_auto(limits, tuple(preimports), backend_kwargs)
     cls = _load(name)
     return cls(limits=limits, preimports=tuple(preimports), **backend_kwargs)
+
+
+def _make_auto(limits: Limits | None, preimports: tuple[str, ...],
+               backend_kwargs: dict[str, Any]) -> Sandbox:
+    """The first backend of AUTO_ORDER that starts; a warning when it is ``local`` and does
+    not isolate everything."""
+    skipped: list[str] = []
+    for name in AUTO_ORDER:
+        if name not in _BACKENDS:
+            continue
+        problem = _check(name)
+        if problem is None:
+            try:
+                sb = _load(name)(limits=limits, preimports=preimports, **backend_kwargs)
+            except SandboxError as e:
+                problem = str(e)
+            else:
+                if name == "local":
+                    missing = _not_isolated(sb) or [
+                        ("world-readable host files outside the hidden trees (/etc, /usr, "
+                        "/var, /opt) stay readable, and sessions share the host kernel's view "
+                        "of them")]
+                    warnings.warn(
+                        f"sandbox 'auto' fell back to 'local' ({'; '.join(skipped)}); not "
+                        f"isolated here: {'; '.join(missing)}", IsolationWarning, stacklevel=3)
+                return sb
+        skipped.append(f"{name} unavailable: {problem}")
+    raise SandboxUnavailable("no sandbox backend works here: " + "; ".join(skipped))
+
+
+def _not_isolated(sb: Sandbox) -> list[str]:
+    """The protections() notes that name something missing (written in capitals: NO ...)."""
+    try:
+        notes = sb.protections().notes
+    except Exception as e:  # noqa: BLE001 - the warning is best effort
+        return [f"protections() failed: {e}"]
+    return [n for n in notes if "NO " in n or n.startswith("no ")]
+
+
+def protection_report(name: str, *, limits: Limits | None = None) -> dict[str, Any]:
+    """Start backend ``name`` here and report what it protects, as measured by its probes.
+
+    Returns {"backend": resolved name, "available": bool, "reason": str | None, "protections":
+    Protections | None} (for ``agent-envs list`` and the README).
+    """
+    try:
+        sb = make_sandbox(name, limits=limits, spares=0) if name != "docker" else \
+            make_sandbox(name, limits=limits)
+    except SandboxError as e:
+        return {"backend": name, "available": False, "reason": str(e), "protections": None}
+    try:
+        return {"backend": sb.name, "available": True, "reason": None,
+                "protections": sb.protections()}
+    finally:
+        sb.close()
 
 
 def _check(name: str) -> str | None:

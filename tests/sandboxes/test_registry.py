@@ -30,7 +30,7 @@ def test_unknown_names_get_a_suggestion_or_the_list():
     with pytest.raises(UnknownBackend, match=re.escape("did you mean 'bubblewrap'?")):
         make_sandbox("bubblewarp")
     with pytest.raises(UnknownBackend, match=re.escape(
-            "unknown sandbox backend 'zzz' Known backends: bubblewrap, docker, local")):
+            "unknown sandbox backend 'zzz' Known backends: bubblewrap, docker, local (or 'auto')")):
         make_sandbox("zzz")
     with pytest.raises(ValueError):  # UnknownBackend is also a ValueError
         make_sandbox("zzz")

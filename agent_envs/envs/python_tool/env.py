@@ -69,7 +69,9 @@ class PythonToolConfig:
     """Settings of the python tool.
 
     Attributes:
-        sandbox: Sandbox backend name (``local``, ``bubblewrap``, ``docker``).
+        sandbox: Sandbox backend name: ``auto`` (default: the most isolated backend that
+            works here, bubblewrap, then docker, then local with a warning), ``local``,
+            ``bubblewrap`` or ``docker``.
         call_timeout_s: Wall-clock limit of one code cell; on expiry the
             session is killed and the next call starts a fresh one.
         memory_mb: Memory limit of a session.
@@ -81,7 +83,7 @@ class PythonToolConfig:
         instructions: Developer instructions placed before the task.
     """
 
-    sandbox: str = "local"
+    sandbox: str = "auto"
     call_timeout_s: float = 10.0
     memory_mb: int = 2048
     max_code_bytes: int = 65_536
