@@ -64,26 +64,58 @@ class RecordingBackend(Backend):
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def _record(self, op: str, key: str, topn: int | None, call: Any) -> Page:
+    def _record(self, op: str, key: str, topn: int | None, page: Page | None,
+                error: Exception | None) -> None:
         base = {"op": op, "key": key, "topn": topn}
-        try:
-            page = call()
-        except BackendUnavailable:
-            raise  # infra faults are not part of the session
-        except Exception as e:
-            self._write({**base, "error": str(e)})
-            raise
-        self._write({**base, "page": page_to_dict(page)})
-        return page
+        if isinstance(error, BackendUnavailable):
+            return  # infra faults are not part of the session
+        if error is not None:
+            self._write({**base, "error": str(error)})
+        else:
+            assert page is not None
+            self._write({**base, "page": page_to_dict(page)})
 
     def search(self, query: str, topn: int) -> Page:
-        return self._record("search", query, topn, lambda: self.inner.search(query, topn))
+        try:
+            page = self.inner.search(query, topn)
+        except Exception as e:
+            self._record("search", query, topn, None, e)
+            raise
+        self._record("search", query, topn, page, None)
+        return page
 
     def fetch(self, url: str) -> Page:
-        return self._record("fetch", url, None, lambda: self.inner.fetch(url))
+        try:
+            page = self.inner.fetch(url)
+        except Exception as e:
+            self._record("fetch", url, None, None, e)
+            raise
+        self._record("fetch", url, None, page, None)
+        return page
+
+    async def asearch(self, query: str, topn: int) -> Page:
+        try:
+            page = await self.inner.asearch(query, topn)
+        except Exception as e:
+            self._record("search", query, topn, None, e)
+            raise
+        self._record("search", query, topn, page, None)
+        return page
+
+    async def afetch(self, url: str) -> Page:
+        try:
+            page = await self.inner.afetch(url)
+        except Exception as e:
+            self._record("fetch", url, None, None, e)
+            raise
+        self._record("fetch", url, None, page, None)
+        return page
 
     def close(self) -> None:
         self.inner.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class ReplayBackend(Backend):

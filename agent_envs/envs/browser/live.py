@@ -142,45 +142,76 @@ class LiveBackend(Backend):
     Args:
         provider: A :class:`SearchProvider`, or None to refuse searches (infra error).
         config: Limits.
-        transport: An httpx transport (tests, proxies).
+        transport: An httpx transport for the sync client (tests, proxies).
+        async_transport: The same for the async client.
     """
 
     source = "web"
 
     def __init__(self, provider: SearchProvider | None = None, *,
                  config: LiveConfig | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 async_transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.provider = provider
         self.config = config or LiveConfig()
         self._client = httpx.Client(
             follow_redirects=True, max_redirects=self.config.max_redirects,
             timeout=httpx.Timeout(self.config.timeout_s),
             headers={"user-agent": self.config.user_agent}, transport=transport)
+        self._atransport = async_transport
+        self._aclient: httpx.AsyncClient | None = None
 
-    def search(self, query: str, topn: int) -> Page:
+    def _search_request(self) -> SearchProvider:
         if self.provider is None:
             raise BackendUnavailable("this live backend has no search provider; pass "
                                      "provider=ExaProvider() or YouComProvider()")
-        request = self.provider.request(query, topn)
+        return self.provider
+
+    def _results(self, provider: SearchProvider, query: str, status: int, text: str,
+                 data: Any) -> Page:
+        if status != 200:
+            raise BackendError(f"{provider.name} error {status}: {text[:500]}")
         try:
-            response = self._client.request(**request)
-        except httpx.HTTPError as e:
-            raise BackendError(f"{self.provider.name} request failed: {type(e).__name__}: "
-                               f"{e}") from e
-        if response.status_code != 200:
-            raise BackendError(f"{self.provider.name} error {response.status_code}: "
-                               f"{response.text[:500]}")
-        try:
-            hits = self.provider.hits(response.json())
+            hits = provider.hits(data())
         except (ValueError, KeyError, TypeError) as e:
-            raise BackendError(f"{self.provider.name} returned an unexpected response: "
+            raise BackendError(f"{provider.name} returned an unexpected response: "
                                f"{type(e).__name__}: {e}") from e
         return results_page(query, hits, escape=False)
 
-    def fetch(self, url: str) -> Page:
+    def search(self, query: str, topn: int) -> Page:
+        provider = self._search_request()
+        try:
+            response = self._client.request(**provider.request(query, topn))
+        except httpx.HTTPError as e:
+            raise BackendError(f"{provider.name} request failed: {type(e).__name__}: {e}") from e
+        return self._results(provider, query, response.status_code, response.text,
+                             response.json)
+
+    async def asearch(self, query: str, topn: int) -> Page:
+        provider = self._search_request()
+        try:
+            response = await self._async_client().request(**provider.request(query, topn))
+        except httpx.HTTPError as e:
+            raise BackendError(f"{provider.name} request failed: {type(e).__name__}: {e}") from e
+        return self._results(provider, query, response.status_code, response.text,
+                             response.json)
+
+    @staticmethod
+    def _check_url(url: str) -> str:
         url = url.removeprefix(VIEW_SOURCE_PREFIX)
         if not url.startswith(("http://", "https://")):
             raise BackendError(f"only http(s) URLs can be opened, got {url!r}")
+        return url
+
+    def _translate(self, e: httpx.HTTPError) -> BackendError:
+        if isinstance(e, httpx.TooManyRedirects):
+            return BackendError(f"too many redirects (more than {self.config.max_redirects})")
+        if isinstance(e, httpx.TimeoutException):
+            return BackendError(f"timed out after {self.config.timeout_s:g} s")
+        return BackendError(f"{type(e).__name__}: {e}")
+
+    def fetch(self, url: str) -> Page:
+        url = self._check_url(url)
         try:
             with self._client.stream("GET", url) as response:
                 chunks, size = [], 0
@@ -189,22 +220,32 @@ class LiveBackend(Backend):
                     size += len(chunk)
                     if size >= self.config.max_bytes:
                         break
-                body = b"".join(chunks)[: self.config.max_bytes]
-                status = response.status_code
-                ctype = response.headers.get("content-type", "")
-                encoding = response.encoding or "utf-8"
-                final_url = str(response.url)
-        except httpx.TooManyRedirects as e:
-            raise BackendError(f"too many redirects (more than {self.config.max_redirects})"
-                               ) from e
-        except httpx.TimeoutException as e:
-            raise BackendError(f"timed out after {self.config.timeout_s:g} s") from e
+                return self._page(response, b"".join(chunks))
         except httpx.HTTPError as e:
-            raise BackendError(f"{type(e).__name__}: {e}") from e
-        if status >= 400:
-            raise BackendError(f"HTTP {status}")
-        mime = ctype.split(";")[0].strip().lower()
-        text = body.decode(encoding, errors="replace")
+            raise self._translate(e) from e
+
+    async def afetch(self, url: str) -> Page:
+        url = self._check_url(url)
+        try:
+            async with self._async_client().stream("GET", url) as response:
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= self.config.max_bytes:
+                        break
+                return self._page(response, b"".join(chunks))
+        except httpx.HTTPError as e:
+            raise self._translate(e) from e
+
+    def _page(self, response: httpx.Response, body: bytes) -> Page:
+        """A page from a response (body cut at ``max_bytes``), by content type."""
+        body = body[: self.config.max_bytes]
+        if response.status_code >= 400:
+            raise BackendError(f"HTTP {response.status_code}")
+        final_url = str(response.url)
+        mime = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if mime in ("", "text/html", "application/xhtml+xml"):
             try:
                 return page_from_html(text, final_url, None, display_urls=True)
@@ -215,5 +256,26 @@ class LiveBackend(Backend):
         raise BackendError(f"unsupported content type {mime!r} (only HTML and text pages "
                            "can be shown)")
 
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(
+                follow_redirects=True, max_redirects=self.config.max_redirects,
+                timeout=httpx.Timeout(self.config.timeout_s),
+                headers={"user-agent": self.config.user_agent}, transport=self._atransport)
+        return self._aclient
+
     def close(self) -> None:
         self._client.close()
+        if self._aclient is not None:  # an async client can only be closed in its loop
+            import asyncio
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(self._aclient.aclose())
+            self._aclient = None
+
+    async def aclose(self) -> None:
+        self._client.close()
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None

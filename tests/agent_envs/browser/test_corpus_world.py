@@ -103,6 +103,15 @@ def test_search_r1_and_browsecomp_plus_loaders_on_small_files(tmp_path):
     task = src.tasks()[0]
     assert task.answer == "Title 3" and task.aliases == ("three",) and task.split == "test"
     assert "Title 3" in src.backend_for(task).search("river", 5).text
+    import agent_envs
+    from agent_envs.oracle import Oracle
+    env = agent_envs.make("browser", task_source=f"search-r1:{qa}", corpus=str(corpus),
+                          split="test")
+    obs, _ = env.reset(seed=0)
+    assert "Which river?" in env.codec.decode(obs)
+    _, reward, term, _, info = env.step(Oracle().act(obs, env.task))
+    assert term and reward == 1.0 and info["browser"]["judgement"]["answer"] == "Title 3"
+    env.close()
     docs = tmp_path / "bc_corpus.jsonl"
     docs.write_text("\n".join(json.dumps({"docid": f"d{i}", "text": f"Doc {i}\nfact {i}",
                                           "url": f"https://w.example/{i}"}) for i in range(5)))
@@ -113,8 +122,6 @@ def test_search_r1_and_browsecomp_plus_loaders_on_small_files(tmp_path):
     bc = load_browsecomp_plus(queries, corpus=docs)
     t = bc.tasks()[0]
     assert t.id == "browsecomp-plus/test/7" and t.evidence[0]["url"] == "https://w.example/2"
-    import agent_envs
-    from agent_envs.oracle import Oracle
     env = agent_envs.make("browser", task_source=f"browsecomp-plus:{queries}", corpus=str(docs),
                           split="test")
     obs, _ = env.reset(seed=0)

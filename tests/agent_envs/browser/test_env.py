@@ -201,3 +201,27 @@ def test_seeded_resets_replay_and_unknown_arguments_get_did_you_mean():
     with pytest.raises(TypeError, match=re.escape("did you mean 'distractors'?")):
         agent_envs.make("browser", distracters=2)
     env.close()
+
+
+def test_citations_of_lines_not_shown_or_without_the_evidence_are_flagged():
+    env = agent_envs.make("browser", difficulty=1, deep_evidence=1.0)
+    oracle = BrowserOracle()
+    obs, _ = env.reset(seed=2)
+    while True:
+        text = oracle.act_text(obs, env.task)
+        if "<|channel|>final" in text:
+            break
+        obs, *_ = env.step(text)
+    good = re.findall(r"【\d+†L\d+(?:-L\d+)?】", text)
+    assert good
+    views = [v for v in env.tool.views if v.kind == "page"]
+    page_view = views[0]  # the page as first opened: its evidence is further down
+    unseen = max(v.last for v in views if v.page.url == page_view.page.url) + 3
+    final = (f"<|channel|>final<|message|>Answer: {env.task.answer} {good[0]} "
+             f"【{page_view.cursor}†L2】 【{page_view.cursor}†L{unseen}】<|return|>")
+    _, reward, term, _, info = env.step(final)
+    statuses = [c["status"] for c in info["browser"]["judgement"]["citations"]]
+    assert term and reward == 1.0
+    assert statuses == ["ok", "no_evidence", "not_displayed"]
+    assert info["browser"]["judgement"]["citation_precision"] == pytest.approx(1 / 3)
+    env.close()

@@ -177,3 +177,28 @@ def test_record_then_replay_byte_exactly_and_a_miss_is_infra(server, tmp_path):
         '<|channel|>analysis to=browser.search code<|message|>{"query": "never"}<|call|>')
     assert trunc and info["truncated_reason"] == "infra" and "no search" in info["infra_error"]
     env.close()
+
+
+async def test_async_twins_fetch_search_and_record_the_same(server, tmp_path):
+    live = LiveBackend(ExaProvider(api_key="k", base_url=server),
+                       config=LiveConfig(timeout_s=0.3, max_redirects=3))
+    try:
+        for path in PAGES:
+            assert await live.afetch(server + path) == live.fetch(server + path)
+        assert (await live.asearch("who", 20)) == live.search("who", 20)
+        assert (await live.afetch(server + "/redirect")).url == server + "/p0"
+        with pytest.raises(BackendError, match="timed out after 0.3 s"):
+            await live.afetch(server + "/slow")
+        with pytest.raises(BackendError, match="too many redirects"):
+            await live.afetch(server + "/loop")
+    finally:
+        await live.aclose()
+    cassette = tmp_path / "async.jsonl"
+    recorder = RecordingBackend(LiveBackend(ExaProvider(api_key="k", base_url=server)), cassette)
+    tool = BrowserTool(recorder)
+    calls = [("search", {"query": "who"}), ("open", {"id": server + "/p2"}),
+             ("open", {"id": server + "/missing"})]
+    recorded = [(await tool.acall(f, json.dumps(a))).text for f, a in calls]
+    await recorder.aclose()
+    replay = BrowserTool(ReplayBackend(cassette))
+    assert [(await replay.acall(f, json.dumps(a))).text for f, a in calls] == recorded
