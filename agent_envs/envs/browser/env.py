@@ -21,6 +21,11 @@ import difflib
 import json
 from typing import Any, Literal
 
+# The [browser] extra, imported here so that a missing one is reported when the env is made
+# (agent_envs.make names the extra to install), not in the middle of an episode.
+import bm25s  # noqa: F401
+import html2text  # noqa: F401
+import lxml.html  # noqa: F401
 import numpy as np
 import openai_harmony as oh
 
