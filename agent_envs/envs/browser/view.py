@@ -32,7 +32,7 @@ def truncate(text: str, limit: int = 1024) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def wrap_lines(text: str, width: int = 80) -> tuple[str, ...]:
     """Lines of at most ``width`` columns (``textwrap``, keeping whitespace); blank lines stay."""
     out: list[str] = []
