@@ -477,7 +477,7 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         if cpid == 0:
             keep.close()
             gs.close()
-            _cell_main(chan)
+            _cell_main(chan, cfg)
         chan.close()
         prctl(PR_SET_DUMPABLE, 0)
         # Grow the fd table to SESSION_FD now (cheap while the keeper has no threads).
@@ -541,25 +541,26 @@ def mount_setattr_ro(path: str) -> None:
     _check(ret, f"mount_setattr({path})")
 
 
-def _cell_main(chan: socket.socket) -> None:
-    """The process that runs the model's code; talks only to the keeper. No return."""
+def _cell_main(chan: socket.socket, cfg: dict) -> None:
+    """The process that runs the model's code; talks only to the keeper. No return.
+
+    It applies the rlimits of the spare's expected limits before it reports ready; a request
+    with other limits sends a ``limits`` message first (see ``_keeper_main``).
+    """
     code = 0
     try:
         cell = _prepare_cell()
+        if cfg.get("limits"):
+            _session_limits(cell, cfg["limits"], cfg)
         send_frame(chan, {"ready": True})
-        req = recv_frame(chan)
-        try:
-            _session_limits(cell, req["limits"], req["cfg"])
-        except Exception as e:  # noqa: BLE001
-            send_frame(chan, {"ok": False, "error": f"session setup failed: "
-                                                    f"{type(e).__name__}: {e}"})
-            os._exit(1)
-        send_frame(chan, {"ok": True})
         while True:
             try:
                 req = recv_frame(chan)
             except (EOFError, OSError, ValueError):
                 break
+            if req.get("op") == "limits":
+                _session_limits(cell, req["limits"], cfg)  # raises -> the session ends
+                continue
             resp = cell.run(str(req.get("code", "")), int(req.get("max_output") or 16384))
             resp["seq"] = req.get("seq")
             send_frame(chan, resp)
@@ -590,37 +591,34 @@ _RESULT_TYPES = {"stdout": str, "stderr": str, "value": (str, type(None)),
                  "error": (str, type(None)), "truncated": bool}
 
 
-def _await_result(chan: socket.socket, cell_pid: int, seq: int, limit: int) -> dict | None:
+def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: int, seq: int,
+                  limit: int) -> dict | None:
     """The cell's result for call ``seq``: a clean dict, or None when the cell is gone.
 
     Frames of other calls (a late result after a forged one, or forged frames) are dropped,
     so a forged frame can never shift later calls. Raises _Malformed on a bad frame.
     """
-    sel = selectors.DefaultSelector()
-    sel.register(chan, selectors.EVENT_READ)
-    try:
-        while True:
-            if not sel.select(0.05):
-                pid, _ = os.waitpid(cell_pid, os.WNOHANG)
-                if pid:
-                    return None  # died; a descendant may still hold its end of the channel
-                continue
-            try:
-                msg = _recv_bounded(chan, limit)
-            except (EOFError, OSError):
+    while True:
+        if not sel.select(0.05):
+            # Died? (peek without reaping: the keeper reports how it ended). A descendant
+            # may still hold the cell's end of the channel, so EOF alone is not enough.
+            if os.waitid(os.P_PID, cell_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 return None
-            if msg.get("seq") != seq:
-                continue
-            out = {}
-            for key, types in _RESULT_TYPES.items():
-                value = msg.get(key, None if key in ("value", "error") else
-                                ("" if key != "truncated" else False))
-                if not isinstance(value, types):
-                    raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
-                out[key] = value
-            return out
-    finally:
-        sel.close()
+            continue
+        try:
+            msg = _recv_bounded(chan, limit)
+        except (EOFError, OSError):
+            return None
+        if msg.get("seq") != seq:
+            continue
+        out = {}
+        for key, types in _RESULT_TYPES.items():
+            value = msg.get(key, None if key in ("value", "error") else
+                            ("" if key != "truncated" else False))
+            if not isinstance(value, types):
+                raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
+            out[key] = value
+        return out
 
 
 def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, cell_pid: int,
@@ -634,17 +632,16 @@ def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, ce
     CPU seconds) and exits, which ends the session's PID namespace.
     """
     died: dict = {}
+    seq = 0
     try:
-        send_frame(chan, {"op": "limits", "limits": limits, "cfg": {
-            "features": cfg["features"], "uid": cfg["uid"]}})
-        ack = _recv_bounded(chan, 1 << 16)
-        if ack.get("ok") is not True:
-            send_frame(conn, {"ok": False, "error": str(ack.get("error"))[:2000]})
-            raise SystemExit
+        if limits != cfg.get("limits"):  # not what the spare prepared for: no wait needed,
+            send_frame(chan, {"op": "limits", "limits": limits})  # the cell applies it first
         send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"]})
         gs.close()  # tells the zygote the handover is over (it refills spares after that)
         max_default = limits["max_output_bytes"]
-        seq = 0
+        sel = selectors.PollSelector() if hasattr(selectors, "PollSelector") else \
+            selectors.DefaultSelector()
+        sel.register(chan, selectors.EVENT_READ)
         while True:
             try:
                 req = recv_frame(conn)
@@ -658,7 +655,8 @@ def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, ce
             try:
                 send_frame(chan, {"seq": seq, "code": str(req.get("code", "")),
                                   "max_output": max_output})
-                resp = _await_result(chan, cell_pid, seq, 3 * max_output + CELL_FRAME_SLACK)
+                resp = _await_result(chan, sel, cell_pid, seq,
+                                     3 * max_output + CELL_FRAME_SLACK)
             except _Malformed as e:
                 died = {"malformed": f"the session's runner sent {e}"}
                 break
@@ -862,6 +860,7 @@ class Zygote:
         self.pidns_fd: int | None = None  # this process's PID namespace, when forking direct
         self.inflight: int | None = None  # fd of the connection open_session is handling
         self.late_cgroups: dict[int, list[str]] = {}  # discarded spare pid -> its cgroups
+        self.spare_limits: dict | None = None  # limits of the last open: spares pre-apply them
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -1070,6 +1069,7 @@ class Zygote:
                 os._exit(1)
             _spare_main(gs, {"features": self.features, "reveals": self.reveals,
                              "uid": spare.uid, "scratch": spare.scratch,
+                             "limits": self.spare_limits,
                              "cgroups": spare.cgroups, "jail": {
                                  "ro_root": self.features.get("ro_root"),
                                  "hide": self.jail["hide"],
@@ -1220,6 +1220,12 @@ class Zygote:
         for key, default in (("cpu_s", 60), ("memory_mb", 2048), ("max_procs", 64),
                              ("max_file_mb", 64), ("max_output_bytes", 16384)):
             limits[key] = int(limits.get(key) or default)
+        if limits != self.spare_limits:
+            # Spares apply their rlimits while they wait; ones made for other limits go.
+            self.spare_limits = limits
+            for spare in self.spares:
+                self._discard(spare)
+            self.spares.clear()
         flags = self.ns_flags()
         if limits.get("network"):
             if self.features.get("net_shared"):
