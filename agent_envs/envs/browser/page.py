@@ -97,7 +97,8 @@ def _clean_source(html: str) -> str:
 
 
 def _visible_text(node: object) -> str:
-    return _SPACES.sub(" ", " ".join(node.itertext()).replace("\n", " "))  # type: ignore[attr-defined]
+    text = " ".join(node.itertext())  # type: ignore[attr-defined]
+    return _SPACES.sub(" ", text.replace("\n", " "))
 
 
 def _splice(node: object, text: str) -> None:

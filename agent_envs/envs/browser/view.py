@@ -104,7 +104,8 @@ class TokenCounter:
 
     def encode(self, text: str) -> list[int]:
         """Ordinary tokens of ``text`` (special-token strings count as plain text)."""
-        return list(self._encoding.encode(text, disallowed_special=()))  # type: ignore[attr-defined]
+        encode = self._encoding.encode  # type: ignore[attr-defined]
+        return list(encode(text, disallowed_special=()))
 
     def char_offset(self, text: str, n_tokens: int) -> int | None:
         """Where token number ``n_tokens`` of ``text`` starts, in characters of the running

@@ -28,14 +28,23 @@ from dataclasses import dataclass, field
 __all__ = ["Entity", "Question", "World", "WorldConfig", "build_world", "stable_seed"]
 
 DOMAIN = "atlas.example"
-_ONSETS = ["b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p", "pr", "qu", "r", "s", "sh", "st", "t", "th", "tr", "v", "w", "z", "v", "vel", "mor", "dar", "cal", "ser", "tal", "or"]
+_ONSETS = ("b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n",
+           "p", "pr", "qu", "r", "s", "sh", "st", "t", "th", "tr", "v", "w", "z", "v", "vel",
+           "mor", "dar", "cal", "ser", "tal", "or")
 _VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ia", "ei", "ou", "ae"]
 _CODAS = ("", "", "n", "r", "s", "th", "l", "m", "x", "nd", "rk", "st")
-_WORDS = ["amber", "basin", "cedar", "delta", "ember", "fable", "garnet", "harbor", "ivory", "jasper", "kettle", "lumen", "marrow", "nimbus", "opal", "pillar", "quarry", "raven", "saffron", "tallow", "umbra", "vesper", "willow", "yarrow", "zephyr", "anvil", "beacon", "cobble", "drift", "ferric", "gable", "hollow", "inlet", "juniper", "kiln", "ledger"]
+_WORDS = ("amber", "basin", "cedar", "delta", "ember", "fable", "garnet", "harbor", "ivory",
+          "jasper", "kettle", "lumen", "marrow", "nimbus", "opal", "pillar", "quarry", "raven",
+          "saffron", "tallow", "umbra", "vesper", "willow", "yarrow", "zephyr", "anvil",
+          "beacon", "cobble", "drift", "ferric", "gable", "hollow", "inlet", "juniper", "kiln",
+          "ledger")
 _OCCUPATIONS = ("cartographer", "violinist", "engineer", "botanist", "novelist", "architect",
                 "astronomer", "chemist", "sculptor", "linguist", "economist", "surveyor")
 _INDUSTRIES = ("shipbuilding", "textiles", "software", "mining", "publishing", "aerospace",
                "brewing", "pharmaceuticals", "glassmaking", "railways", "insurance", "optics")
+_CURRENCIES = ("crown", "mark", "dinar", "florin", "real")
+_DECOY_KINDS = ("disambiguation", "name", "term", "history", "usage", "others", "list",
+                "etymology")
 _ANIMALS = ("heron", "lynx", "ibex", "otter", "kestrel", "bison", "gecko", "marten", "crane",
             "tapir", "viper", "walrus")
 _FILLER = ("The archive holds records of this in several volumes.",
@@ -55,10 +64,12 @@ _FILLER = ("The archive holds records of this in several volumes.",
 RELATIONS = {
     "employer": ("person", "company", "the company that employs {np}",
                  "{name} works for {target}."),
-    "birth_city": ("person", "city", "the city where {np} was born", "{name} was born in {target}."),
+    "birth_city": ("person", "city", "the city where {np} was born",
+                   "{name} was born in {target}."),
     "hq": ("company", "city", "the city where {np} is headquartered",
            "{name} is headquartered in {target}."),
-    "founder": ("company", "person", "the person who founded {np}", "{name} was founded by {target}."),
+    "founder": ("company", "person", "the person who founded {np}",
+                "{name} was founded by {target}."),
     "country": ("city", "country", "the country in which {np} lies", "{name} lies in {target}."),
 }
 # attribute -> (entity type, question label, fact sentence, infobox label)
@@ -255,7 +266,7 @@ class World:
                                 "employees": _number(rng.randint(40, 90_000))},
             "city": lambda: {"population": _number(rng.randint(2_000, 4_000_000)),
                              "elevation": str(rng.randint(2, 2900))},
-            "country": lambda: {"currency": f"{_name(rng, 'city')} {rng.choice(('crown', 'mark', 'dinar', 'florin', 'real'))}",
+            "country": lambda: {"currency": f"{_name(rng, 'city')} {rng.choice(_CURRENCIES)}",
                                 "animal": rng.choice(_ANIMALS)},
         }[kind]()
         e = Entity(key=len(self.entities), kind=kind, name=name, alias=alias, attrs=attrs,
@@ -265,12 +276,13 @@ class World:
         return e
 
     def _decoy(self, rng: random.Random, e: Entity, d: int) -> tuple[str, str, str]:
-        title = f"{e.alias} ({('disambiguation', 'name', 'term', 'history', 'usage', 'others', 'list', 'etymology')[d]})"
+        title = f"{e.alias} ({_DECOY_KINDS[d]})"
         url = f"https://{DOMAIN}/wiki/{title.replace(' ', '_')}"
         body = " ".join(f"<p>{e.alias} may refer to several things. The name {e.alias} "
                         f"has been used by many unrelated groups. {rng.choice(_FILLER)}</p>"
                         for _ in range(3))
-        return url, title, f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+        return url, title, (f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
+                            f"{body}</body></html>")
 
     # -- pages ----------------------------------------------------------------------
 

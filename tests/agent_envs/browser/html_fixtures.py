@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import random
 
-_WORDS = ["river", "stone", "archive", "signal", "lantern", "harbor", "meadow", "copper", "ledger", "orbit", "violet", "quarry", "beacon", "thistle", "marble", "cipher", "glacier", "falcon", "pepper", "saddle", "tundra", "vellum", "anchor", "bramble", "cobalt", "dynamo", "ember", "fjord", "garnet", "hollow", "indigo", "juniper", "kestrel", "lichen", "mosaic", "nectar", "oracle", "prism", "quill", "russet", "sable", "tinder", "umber", "vortex", "willow", "the", "of", "and", "a", "to", "in", "is", "was", "for", "on", "with", "as", "by", "that", "from", "at", "its"]
+_WORDS = ("river", "stone", "archive", "signal", "lantern", "harbor", "meadow", "copper",
+          "ledger", "orbit", "violet", "quarry", "beacon", "thistle", "marble", "cipher",
+          "glacier", "falcon", "pepper", "saddle", "tundra", "vellum", "anchor", "bramble",
+          "cobalt", "dynamo", "ember", "fjord", "garnet", "hollow", "indigo", "juniper",
+          "kestrel", "lichen", "mosaic", "nectar", "oracle", "prism", "quill", "russet", "sable",
+          "tinder", "umber", "vortex", "willow", "the", "of", "and", "a", "to", "in", "is",
+          "was", "for", "on", "with", "as", "by", "that", "from", "at", "its")
 _NON_ASCII = ["Zürich", "São Paulo", "Kraków", "Reykjavík", "東京都", "北京", "서울",
               "القاهرة", "Ελλάδα", "Москва", "naïve café", "œuvre", "Ærø", "Đà Nẵng",
               "emoji 🚀 rocket", "math ∑ ∫ ≤ ≥", "dash — and – ‘quotes’", "【bracket】 text",
