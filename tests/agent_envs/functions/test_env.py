@@ -217,3 +217,17 @@ def test_user_stateful_tools_with_config():
     env = FunctionsEnv(tools=[StatefulTools(Cart), tool(get_weather)], tasks="procedural")
     env.reset(seed=0)
     assert {"add_item", "get_weather"} <= set(env.toolset.harmony_names())
+
+
+def test_no_model_output_reaches_eval_or_exec():
+    import ast
+    from pathlib import Path
+
+    import agent_envs.envs.functions as pkg
+    root = Path(pkg.__file__).parent
+    sources = sorted(root.rglob("*.py"))
+    assert len(sources) >= 10
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("eval", "exec", "compile"), (path, node.lineno)
