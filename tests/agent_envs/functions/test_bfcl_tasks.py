@@ -186,3 +186,20 @@ def test_overall_score_matches_bfcl_formulas():
     assert ours["multi_turn"] == pytest.approx(multi["accuracy"])
     assert ours["overall"] == pytest.approx(overall["accuracy"])
     assert ours["overall_served"] == pytest.approx(overall["accuracy"] / 0.6)
+
+
+def test_score_report_counts_per_category_and_skips_quarantine_on_request():
+    from agent_envs.envs.functions.bfcl import category_of, score_report
+    assert category_of("live_simple_3-2-1") == "live_simple"
+    assert category_of("simple_python_7") == "simple_python"
+    assert category_of("multi_turn_miss_func_49") == "multi_turn_miss_func"
+    with pytest.raises(ValueError, match="not the id of an entry"):
+        category_of("memory_0-customer-0")
+    q = next(iter(quarantine()))
+    rewards = {"simple_python_0": 1.0, "simple_python_1": 0.0, "irrelevance_3": 1.0, q: 0.0}
+    rep = score_report(rewards)
+    assert rep["categories"]["simple_python"] == {"correct": 1, "total": 2, "accuracy": 0.5}
+    assert rep["categories"][category_of(q)]["total"] == 1
+    assert category_of(q) not in score_report(rewards, skip_quarantined=True)["categories"]
+    assert rep["overall"] == pytest.approx(bfcl_overall(
+        {"simple_python": (1, 2), "irrelevance": (1, 1), category_of(q): (0, 1)})["overall"])

@@ -11,12 +11,14 @@ from agent_envs.envs.functions.bfcl.tasks import (
     BfclRelevanceTask,
     BfclTasks,
     bfcl_overall,
+    category_of,
     ground_truth_calls,
     quarantine,
+    score_report,
 )
 
 __all__ = [
     "CATEGORIES", "DIVERGENCES", "GROUPS", "AstVerdict", "BfclAstTask", "BfclMultiTurnTask",
-    "BfclRelevanceTask", "BfclTasks", "bfcl_overall", "check_ast", "ground_truth_calls",
-    "normalize_string", "quarantine", "resolve_categories",
+    "BfclRelevanceTask", "BfclTasks", "bfcl_overall", "category_of", "check_ast",
+    "ground_truth_calls", "normalize_string", "quarantine", "resolve_categories", "score_report",
 ]

@@ -50,8 +50,10 @@ __all__ = [
     "BfclRelevanceTask",
     "BfclTasks",
     "bfcl_overall",
+    "category_of",
     "ground_truth_calls",
     "quarantine",
+    "score_report",
 ]
 
 #: BFCL's user message for the turn where held-out functions are added (miss_func).
@@ -367,6 +369,43 @@ class BfclTasks(TaskList):
     def sample(self, seed: int, split: str = "test") -> FunctionsTask:  # type: ignore[override]
         # BFCL has only a test split; seeded resets draw from it whatever the env's split.
         return super().sample(seed, "test")  # type: ignore[return-value]
+
+
+def category_of(task_id: str) -> str:
+    """The BFCL category of an entry id (``live_simple_3-2-1`` -> ``live_simple``).
+
+    Raises:
+        ValueError: the id belongs to no served category.
+    """
+    for cat in sorted(data.CATEGORIES, key=len, reverse=True):
+        rest = task_id[len(cat) + 1:]
+        if task_id.startswith(cat + "_") and rest[:1].isdigit():
+            return cat
+    raise ValueError(f"{task_id!r} is not the id of an entry of a served BFCL category")
+
+
+def score_report(rewards: Mapping[str, float], *, skip_quarantined: bool = False
+                 ) -> dict[str, Any]:
+    """Per-category scores and BFCL's summary figures from ``{entry id: reward}``.
+
+    Args:
+        rewards: Episode rewards (1.0 right, 0.0 wrong) by BFCL entry id.
+        skip_quarantined: Leave quarantined entries out of the counts (BFCL counts them).
+
+    Returns:
+        ``{"categories": {cat: {"correct", "total", "accuracy"}}, **bfcl_overall(...)}``.
+    """
+    skip = quarantine() if skip_quarantined else {}
+    counts: dict[str, list[int]] = {}
+    for task_id, reward in rewards.items():
+        if task_id in skip:
+            continue
+        c = counts.setdefault(category_of(task_id), [0, 0])
+        c[0] += int(reward >= 1.0)
+        c[1] += 1
+    cats = {k: {"correct": v[0], "total": v[1], "accuracy": v[0] / v[1]}
+            for k, v in sorted(counts.items())}
+    return {"categories": cats, **bfcl_overall({k: (v[0], v[1]) for k, v in counts.items()})}
 
 
 def bfcl_overall(scores: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
