@@ -36,9 +36,21 @@ never has to signal a pid itself (it may live in another PID namespace); killing
 the control connection. Sessions: own session/process group (setsid), private scratch
 dir as cwd and HOME (deleted when the session ends), scrubbed environment, rlimits set in the
 child after fork, stdout/stderr captured at both the Python and the file-descriptor level into
-bounded head+tail buffers. Where the kernel allows: a new PID, mount (private /proc) and network
-namespace per session, and (when run as root) a distinct unprivileged uid per session so that
-RLIMIT_NPROC is per session and sessions cannot signal each other or write to host files.
+bounded head+tail buffers. Where the kernel allows: a new PID, mount (private /proc), network
+and IPC namespace per session, and (when run as root) a distinct unprivileged uid per session
+(from the block ``--uid-base``/``--uid-count`` the host reserved) so that RLIMIT_NPROC is per
+session and sessions cannot signal each other or write to host files.
+
+Hardening (issue 14). Each session is two processes: the *keeper* (PID 1 of the session's
+namespace, not dumpable) holds the host connection and relays; the *cell* runs the code and
+can only write to its own channel to the keeper, whose frames the keeper checks (size, JSON
+object, field types, call number), so nothing the code writes can forge, shift or corrupt the
+host's frames. ``--scratch-mb`` gives each session one size-limited tmpfs (scratch, /tmp,
+/dev/shm, /var/tmp) freed by the kernel with its mount namespace; ``--cgroup`` dirs get a child
+cgroup per session (memory incl. shm/memfd/tmpfs, pids); ``--ro-root``/``--hide`` make the host
+read-only and hide trees. The zygote's loop survives any handler error, never walks a session's
+tree itself (leftovers go to a forked, iterative, time-bounded cleaner), and kills through the
+PID namespace or the cgroup.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """The ``local`` backend: a zygote process on this machine, isolated with what the kernel allows.
 
-Each session is forked from a warm zygote and gets: its own process group, a private scratch dir
-(cwd and HOME, deleted on close), a scrubbed environment and rlimits; where the kernel allows, a
-PID namespace (killing it kills every descendant), a private /proc, a network namespace with no
-interfaces up, and (when running as root) a distinct unprivileged uid per session. There is no
-filesystem jail: files the session's uid may read stay readable. Use ``bubblewrap`` or
-``docker`` when that matters. :meth:`LocalSandbox.protections` reports what is active.
+Each session is forked from a warm zygote and gets: its own process group, a scrubbed
+environment and rlimits, and a keeper process that alone holds the host connection (the cell
+that runs the code talks only to it). Where the kernel allows (probed, never assumed): PID,
+mount, network and IPC namespaces per session (killing it kills every descendant, setsid or
+not; SysV IPC dies with it), a filesystem jail (the host read-only, home dirs, /run, the
+checkout and the current directory hidden), one size-limited tmpfs for its scratch dir, /tmp,
+/dev/shm and /var/tmp (the scratch quota), a cgroup for memory (memfd, shm and tmpfs
+included) and pids, and (as root) its own unprivileged uid from a host-unique block.
+:meth:`LocalSandbox.protections` reports what is active.
 """
 
 from __future__ import annotations
