@@ -83,13 +83,38 @@ def session_host_pid(sb: Sandbox, s: Any) -> int | None:
     return None
 
 
+def session_pids(pid: int) -> list[int]:
+    """``pid`` and its live descendants: a session is its keeper plus the cell it relays to."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [pid], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def smaps_mb(pid: int) -> dict[str, float]:
+    """USS/PSS/RSS of the session: summed over its processes (keeper and cell)."""
     vals: dict[str, int] = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
-                vals[parts[0][:-1]] = int(parts[1])
+    for p in session_pids(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                        vals[parts[0][:-1]] = vals.get(parts[0][:-1], 0) + int(parts[1])
+        except OSError:
+            continue
     uss = vals.get("Private_Clean", 0) + vals.get("Private_Dirty", 0)
     return {"uss_mb": uss / 1024, "pss_mb": vals.get("Pss", 0) / 1024,
             "rss_mb": vals.get("Rss", 0) / 1024}
