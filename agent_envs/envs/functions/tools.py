@@ -28,7 +28,12 @@ from typing import Any
 import docstring_parser
 import pydantic
 
-from agent_envs.envs.functions.validation import ArgumentValidator, ValidationMode, to_json_schema
+from agent_envs.envs.functions.validation import (
+    ArgumentValidator,
+    ValidationMode,
+    get_validator,
+    to_json_schema,
+)
 
 __all__ = ["StatefulTools", "Tool", "ToolNames", "ToolSet", "tool", "tool_from_schema"]
 
@@ -65,7 +70,7 @@ class Tool:
         """The (cached) argument validator for ``mode``."""
         cache = self.__dict__.setdefault("_validators", {})
         if mode not in cache:
-            cache[mode] = ArgumentValidator(self.parameters, mode)
+            cache[mode] = get_validator(self.parameters, mode)
         return cache[mode]
 
     def spec(self) -> dict[str, Any]:
@@ -195,7 +200,7 @@ def tool_from_schema(spec: Mapping[str, Any] | str, fn: Callable[..., Any] | Non
         description: The description, when ``spec`` is a name.
 
     Raises:
-        ValueError: no name, or the schema is not an object schema.
+        ValueError: no name, the schema is not an object schema, or not valid JSON Schema.
     """
     if isinstance(spec, str):
         inner: Mapping[str, Any] = {"name": spec, "description": description,
@@ -211,6 +216,10 @@ def tool_from_schema(spec: Mapping[str, Any] | str, fn: Callable[..., Any] | Non
         raise ValueError(f"tool {name!r}: parameters must be an object schema "
                          f"(type 'object'), got type {params.get('type')!r}")
     params.setdefault("type", "object")
+    try:
+        get_validator(params, "lax")  # a broken schema is the developer's error: say so now
+    except ValueError as e:
+        raise ValueError(f"tool {name!r}: {e}") from None
     return Tool(name=name, description=str(inner.get("description") or ""), parameters=params,
                 fn=fn)
 

@@ -20,12 +20,14 @@ renders them and ``jsonschema`` checks them.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import jsonschema
 
-__all__ = ["ArgumentValidator", "ValidationMode", "strict_schema", "to_json_schema"]
+__all__ = ["ArgumentValidator", "ValidationMode", "get_validator", "strict_schema",
+           "to_json_schema"]
 
 ValidationMode = Literal["strict", "lax", "off"]
 
@@ -166,3 +168,23 @@ class ArgumentValidator:
                 msg = msg[:200] + f" ...[{len(msg) - 300} chars]... " + msg[-100:]
             out.append(f"{_path(err)}: {msg}")
         return sorted(set(out))
+
+
+_CACHE: dict[tuple[str, str], ArgumentValidator] = {}
+
+
+def get_validator(schema: Mapping[str, Any], mode: ValidationMode = "strict"
+                  ) -> ArgumentValidator:
+    """A shared validator for ``schema`` (checking a schema costs ~1 ms; tools that are
+    rebuilt every episode, such as BFCL's, reuse the first one).
+
+    Raises:
+        ValueError: as :class:`ArgumentValidator`.
+    """
+    key = (json.dumps(schema, sort_keys=True, default=str), mode)
+    v = _CACHE.get(key)
+    if v is None:
+        if len(_CACHE) >= 8192:
+            _CACHE.clear()
+        v = _CACHE[key] = ArgumentValidator(schema, mode)
+    return v

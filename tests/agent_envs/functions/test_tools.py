@@ -181,3 +181,9 @@ def test_tool_is_usable_as_a_decorator_with_options():
 
     assert isinstance(f, Tool) and f.name == "sum_two" and f.description == "Adds."
     assert f.parameters["required"] == ["a"]
+
+
+def test_a_broken_schema_is_refused_when_the_tool_is_defined():
+    with pytest.raises(ValueError, match=r"tool 'f': invalid parameter schema"):
+        tool_from_schema({"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer", "minimum": "zero"}}}})
