@@ -1552,6 +1552,10 @@ class Zygote:
         for info in self.sessions.values():
             self.cleanup(info["scratch"], info.get("cgroups") or [], wait=True)
         deadline = time.monotonic() + 2.0
+        while self.late_cgroups and time.monotonic() < deadline:  # discarded spares' cgroups
+            self.reap()
+            time.sleep(0.005)
+        deadline = time.monotonic() + 2.0
         while self.helpers and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.005)

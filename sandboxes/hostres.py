@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-__all__ = ["BLOCK_SIZE", "UID_BASE", "CgroupDelegation", "UidBlock"]
+__all__ = ["BLOCK_SIZE", "UID_BASE", "CgroupDelegation", "UidBlock", "reap_stale"]
 
 UID_BASE = 200_000
 BLOCK_SIZE = 1024
@@ -72,6 +72,46 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(base: str) -> list[str]:
+    """Remove ``agent-envs-PID-*`` cgroup dirs under ``base`` whose owner process is gone
+    (left by a process that was killed before it could clean up) and that hold no process.
+
+    Returns:
+        The dirs removed.
+    """
+    removed = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return removed
+    for entry in entries:
+        parts = entry.split("-")
+        if len(parts) != 4 or parts[:2] != ["agent", "envs"] or not parts[2].isdigit():
+            continue
+        if _pid_alive(int(parts[2])):
+            continue
+        d = os.path.join(base, entry)
+        try:
+            for child in os.listdir(d):
+                if os.path.isdir(os.path.join(d, child)):
+                    os.rmdir(os.path.join(d, child))
+            os.rmdir(d)
+            removed.append(d)
+        except OSError:
+            continue  # still busy (its sessions are dying): a later sandbox retries
+    return removed
+
+
 @dataclass
 class CgroupDelegation:
     """Cgroup dirs the zygote may create per-session children in."""
@@ -94,6 +134,7 @@ class CgroupDelegation:
         try:
             if os.path.exists(os.path.join(root, "cgroup.controllers")):  # pure v2
                 base = os.path.join(root, own.get("", "/").lstrip("/"))
+                reap_stale(base)
                 d = os.path.join(base, name)
                 os.mkdir(d)
                 made.append(d)
@@ -107,6 +148,7 @@ class CgroupDelegation:
                 base = os.path.join(mnt, own.get(ctrl, "/").lstrip("/"))
                 if not os.path.isdir(base):
                     base = mnt
+                reap_stale(base)
                 d = os.path.join(base, name)
                 os.mkdir(d)
                 made.append(d)

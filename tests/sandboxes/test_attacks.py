@@ -699,3 +699,30 @@ def test_protections_report_what_was_measured(sb):
     assert ("cgroup v" in text) == bool(f.get("cgroup"))
     assert ("scratch quota: " in text) == bool(f.get("scratch_quota"))
     json.dumps(f)  # plain data, reported by the zygote's probes
+
+
+def test_nothing_outlives_the_sandbox(sb):
+    # A fresh sandbox of this backend: its cgroups and uid block go with close(), and the
+    # cgroup dirs of an owner that was killed are reaped by the next sandbox.
+    kwargs = {"sessions_per_container": 2} if sb.name == "docker" else {}
+    other = make_sandbox(sb.name, limits=ATTACK, **kwargs)
+    with other.open() as s:
+        run_ok(s, "open('/tmp/x', 'w').write('x')")
+    dirs = cgroup_dirs(other)
+    other.close()
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_stale_cgroup_dirs_of_dead_owners_are_reaped(tmp_path):
+    from sandboxes.hostres import reap_stale
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"agent-envs-{dead.pid}-0123abcd"
+    (stale / "session1").mkdir(parents=True)
+    live = tmp_path / f"agent-envs-{os.getpid()}-0123abcd"
+    live.mkdir()
+    unrelated = tmp_path / "something-else"
+    unrelated.mkdir()
+    assert reap_stale(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and unrelated.exists()
