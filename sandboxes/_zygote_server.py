@@ -1624,6 +1624,8 @@ def main(argv: list[str] | None = None) -> int:
         z.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if z.features.get("mount_ns") and (z.features.get("uid_drop") or z.features.get("ro_root")):
         z.reveals = python_reveals(tuple(z.jail["hide"]) if z.features.get("ro_root") else ())
+    elif z.features.get("uid_drop") and python_reveals():
+        z.features["python_unreadable"] = True  # no mount namespace to bind it back
     if z.is_root:
         z._probe_cgroups()
     import gc

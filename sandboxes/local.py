@@ -40,6 +40,10 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
         notes.append("RLIMIT_NPROC not applied: sessions share the host uid and no user "
                      "namespace is available, so a fork bomb is bounded only by the PID "
                      "namespace kill and the CPU/wall limits")
+    if features.get("python_unreadable"):
+        notes.append("the interpreter lives in a dir the session uid cannot traverse (e.g. "
+                     "/root/.pyenv) and there is no mount namespace to reveal it: only modules "
+                     "the zygote imported (preimports) can be used")
     if features.get("pid_ns"):
         notes.append("PID namespace per session: killing its init kills every descendant; "
                      "host processes are invisible (private /proc)")
