@@ -1,4 +1,4 @@
-"""Procedural function-calling tasks over stateful tool sets (bank, shop, files).
+"""Procedural function-calling tasks over stateful tool sets (bank, shop, files, calendar).
 
 Each task is a goal checked on the final state of its tool set (and on the final answer
 when one is asked), with a reference plan the oracle follows. Difficulty knobs, set by
@@ -227,8 +227,65 @@ def _gen_files(rng: random.Random, knobs: dict[str, Any]) -> tuple[dict, str, li
     return {"files": files}, prompt, plan, answer
 
 
-_GENERATORS = {"bank": _gen_bank, "shop": _gen_shop, "files": _gen_files}
-_FAILING = {"bank": "transfer", "shop": "place_order", "files": "move_file"}
+_TITLES = ["Budget review", "Dentist", "Team standup", "Design critique", "Lunch with Ada",
+           "Gym", "Quarterly planning", "Code review", "Piano lesson", "Vendor call",
+           "Offsite prep", "Book club"]
+
+
+def _gen_calendar(rng: random.Random, knobs: dict[str, Any]) -> tuple[dict, str, list, str]:
+    from agent_envs.envs.functions.toolsets import Calendar
+    days = [f"2026-03-{d:02d}" for d in rng.sample(range(2, 28), 3)]
+    titles = rng.sample(_TITLES, 3 + knobs["actions"] + 1)
+    events: dict[str, dict[str, Any]] = {}
+    for i, title in enumerate(titles[:3]):
+        events[f"EV-{i + 1}"] = {"title": title, "date": days[i % 3], "duration_hours": 1,
+                                 "start_hour": rng.choice([9, 11, 14, 16])}
+    sim = Calendar(events)
+    plan: list[dict[str, Any]] = []
+    asks: list[str] = []
+    listed: set[str] = set()
+    fresh = iter(titles[3:])
+    for k in range(knobs["actions"]):
+        if k % 2 == 0:  # create, in a free slot
+            date, hour = rng.choice(days), rng.randrange(8, 18)
+            while sim._clash(date, hour, 1) is not None:
+                date, hour = rng.choice(days), rng.randrange(8, 18)
+            title = next(fresh)
+            args = {"title": title, "date": date, "start_hour": hour, "duration_hours": 1}
+            sim.create_event(**args)
+            plan.append({"name": "create_event", "arguments": args})
+            asks.append(f"add '{title}' on {date} at {hour}:00 for one hour")
+            continue
+        while True:  # move an event to another free slot
+            eid, date, hour = rng.choice(sorted(sim.events)), rng.choice(days), rng.randrange(8, 18)
+            ev = sim.events[eid]
+            if (date, hour) != (ev["date"], ev["start_hour"]) and sim._clash(
+                    date, hour, ev["duration_hours"], skip=eid) is None:
+                break
+        if knobs["lookup"]:
+            if ev["date"] not in listed:
+                listed.add(ev["date"])
+                plan.append({"name": "list_events", "arguments": {"date": ev["date"]}})
+            asks.append(f"move '{ev['title']}' (on {ev['date']}) to {date} at {hour}:00")
+        else:
+            asks.append(f"move event {eid} to {date} at {hour}:00")
+        plan.append({"name": "move_event",
+                     "arguments": {"event_id": eid, "date": date, "start_hour": hour}})
+        sim.move_event(eid, date, hour)
+    prompt = "On my calendar, " + "; then ".join(asks) + "."
+    answer = ""
+    if knobs["question"]:
+        day = rng.choice(days)
+        prompt += f" Then tell me how many events I have on {day}."
+        plan.append({"name": "list_events", "arguments": {"date": day}})
+        answer = str(len(sim.list_events(day)))
+    return {"events": events}, prompt, plan, answer
+
+
+_GENERATORS = {"bank": _gen_bank, "shop": _gen_shop, "files": _gen_files,
+               "calendar": _gen_calendar}
+_FAILING = {"bank": "transfer", "shop": "place_order", "files": "move_file",
+            "calendar": "create_event"}
 
 
 class ProceduralFunctionTasks(TaskSource):
@@ -236,7 +293,8 @@ class ProceduralFunctionTasks(TaskSource):
 
     Args:
         difficulty: 1..5 (sets every knob, see ``KNOBS``).
-        sets: Tool sets to draw goals from (default: all of ``bank``, ``shop``, ``files``).
+        sets: Tool sets to draw goals from (default: all of ``bank``, ``shop``, ``files``,
+            ``calendar``).
         **knobs: Override single knobs: ``actions`` (>= 1), ``lookup``, ``distractors``
             (0..2), ``failure``, ``question``.
 
@@ -303,7 +361,7 @@ class ProceduralFunctionTasks(TaskSource):
               and parts[5].lstrip("-").isdigit())
         if not ok:
             raise UnknownTaskError(f"malformed task id {task_id!r}; expected "
-                                   f"'{NAME}/{VERSION}/<bank|shop|files>/d<1-5>/<split>/<seed>'")
+                                   f"'{NAME}/{VERSION}/<bank|shop|files|calendar>/d<1-5>/<split>/<seed>'")
         src = self if int(parts[3][1:]) == self.difficulty else ProceduralFunctionTasks(
             int(parts[3][1:]), self.sets)
         return src._build(parts[2], parts[4], int(parts[5]))  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Stateful tool sets for the procedural tasks: a bank, a shop and a file system.
+"""Stateful tool sets for the procedural tasks: a bank, a shop, a file system, a calendar.
 
 Each is a plain class whose public methods are the tools (schemas from their hints and
 docstrings), built fresh from a config every episode. ``_state()`` is what the procedural
@@ -223,4 +223,92 @@ class FileSystem(_Base):
         return dict(sorted(self.files.items()))
 
 
-TOOLSETS: dict[str, type[_Base]] = {"bank": Bank, "shop": Shop, "files": FileSystem}
+class Calendar(_Base):
+    """A calendar of events on whole hours."""
+
+    def __init__(self, events: dict[str, dict[str, Any]],
+                 fail_once: list[str] | None = None) -> None:
+        super().__init__(fail_once)
+        self.events = copy.deepcopy(events)
+        self._next = 1 + max((int(e.split("-")[1]) for e in self.events), default=0)
+
+    def _clash(self, date: str, start: int, hours: int, skip: str | None = None) -> str | None:
+        for eid, ev in self.events.items():
+            if eid != skip and ev["date"] == date and start < ev["start_hour"] + ev[
+                    "duration_hours"] and ev["start_hour"] < start + hours:
+                return eid
+        return None
+
+    @staticmethod
+    def _check_slot(date: str, start_hour: int, duration_hours: int) -> None:
+        if len(date) != 10 or date[4] != "-" or date[7] != "-":
+            raise ValueError(f"date must be YYYY-MM-DD, got {date!r}")
+        if not 0 <= start_hour <= 23 or not 1 <= duration_hours <= 24 - start_hour:
+            raise ValueError("start_hour must be 0-23 and the event must end by midnight")
+
+    def list_events(self, date: str) -> list[dict[str, Any]]:
+        """The events of one day, by start time.
+
+        Args:
+            date: The day, as YYYY-MM-DD.
+        """
+        day = [{"event_id": eid, **ev} for eid, ev in self.events.items() if ev["date"] == date]
+        return sorted(day, key=lambda e: (e["start_hour"], e["event_id"]))
+
+    def create_event(self, title: str, date: str, start_hour: int,
+                     duration_hours: int = 1) -> dict[str, Any]:
+        """Add an event; it may not overlap another.
+
+        Args:
+            title: What the event is.
+            date: The day, as YYYY-MM-DD.
+            start_hour: Start hour, 0-23.
+            duration_hours: Length in whole hours.
+        """
+        self._maybe_fail("create_event")
+        self._check_slot(date, start_hour, duration_hours)
+        clash = self._clash(date, start_hour, duration_hours)
+        if clash is not None:
+            raise ValueError(f"the slot overlaps {clash} ({self.events[clash]['title']!r})")
+        eid = f"EV-{self._next}"
+        self._next += 1
+        self.events[eid] = {"title": title, "date": date, "start_hour": start_hour,
+                            "duration_hours": duration_hours}
+        return {"event_id": eid}
+
+    def move_event(self, event_id: str, date: str, start_hour: int) -> dict[str, Any]:
+        """Move an event to another day or hour (same length).
+
+        Args:
+            event_id: The event's id, e.g. "EV-3".
+            date: The new day, as YYYY-MM-DD.
+            start_hour: The new start hour, 0-23.
+        """
+        if event_id not in self.events:
+            raise KeyError(f"unknown event {event_id!r}")
+        hours = self.events[event_id]["duration_hours"]
+        self._check_slot(date, start_hour, hours)
+        clash = self._clash(date, start_hour, hours, skip=event_id)
+        if clash is not None:
+            raise ValueError(f"the slot overlaps {clash} ({self.events[clash]['title']!r})")
+        self.events[event_id].update(date=date, start_hour=start_hour)
+        return {"event_id": event_id, **self.events[event_id]}
+
+    def delete_event(self, event_id: str) -> str:
+        """Delete an event.
+
+        Args:
+            event_id: The event's id.
+        """
+        if self.events.pop(event_id, None) is None:
+            raise KeyError(f"unknown event {event_id!r}")
+        return f"deleted {event_id}"
+
+    def _state(self) -> dict[str, Any]:
+        # ids are left out: they depend on the order events were created in
+        return {"events": sorted([e["title"], e["date"], e["start_hour"], e["duration_hours"]]
+                                 for e in self.events.values())}
+
+
+TOOLSETS: dict[str, type[_Base]] = {"bank": Bank, "shop": Shop, "files": FileSystem,
+                                    "calendar": Calendar}

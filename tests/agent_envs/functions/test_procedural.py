@@ -31,25 +31,28 @@ def run(env, seed=None, oracle=None, task_id=None):
 @pytest.mark.parametrize("difficulty", [1, 2, 3, 4, 5])
 def test_oracle_solves_every_difficulty_and_wrong_policy_scores_zero(difficulty):
     env = agent_envs.make("functions", tasks="procedural", difficulty=difficulty)
-    rewards = [run(env, seed)[0] for seed in range(24)]
-    wrong = [run(env, seed, Oracle(wrong=True))[0] for seed in range(24)]
-    assert sum(rewards) == 24, rewards
+    rewards = [run(env, seed)[0] for seed in range(32)]
+    wrong = [run(env, seed, Oracle(wrong=True))[0] for seed in range(32)]
+    assert sum(rewards) == 32, rewards
     assert sum(wrong) == 0
 
 
 def test_difficulty_knobs_shape_the_tasks():
     for d, knobs in KNOBS.items():
         tasks = [ProceduralFunctionTasks(d).sample(s) for s in range(30)]
-        changes = {"bank": "transfer", "shop": "place_order", "files": "move_file"}
+        changes = {"bank": {"transfer"}, "shop": {"place_order"}, "files": {"move_file"},
+                   "calendar": {"create_event", "move_event"}}
+        assert {t.toolset for t in tasks} == set(changes)
         for t in tasks:
-            state_changes = [p for p in t.plan if p["name"] == changes[t.toolset]]
+            state_changes = [p for p in t.plan if p["name"] in changes[t.toolset]]
             assert len(state_changes) == knobs["actions"]
             assert len(t.configs) == 1 + knobs["distractors"]
             assert ("fail_once" in t.configs[t.toolset]) == knobs["failure"]
             assert t.question == knobs["question"]
             lookups = [p for p in t.plan if p["name"] in ("find_account", "search_products",
-                                                          "list_files")]
-            assert bool(lookups) == knobs["lookup"]
+                                                          "list_files", "list_events")]
+            if t.toolset != "calendar":  # a calendar goal may only add events: no lookup
+                assert bool(lookups) == knobs["lookup"]
 
 
 def test_failure_knob_makes_one_call_fail_and_recovery_is_rewarded():
