@@ -216,7 +216,7 @@ class _Container:
         # and sessions must not (a session that reaches it could kill its neighbours).
         if session_uids:
             # The zygote runs as container root with only the capabilities it needs to hand
-            # each session its own unprivileged uid (200000+n), chown its scratch dir, and
+            # each session its own unprivileged uid (host-unique block), chown its scratch dir, and
             # kill and clean up after it. setuid() to the session uid clears the session's
             # capabilities; the socket dir (host root, 0700) is out of the sessions' reach.
             # SYS_ADMIN lets the zygote give each session its own PID, mount, network and IPC
@@ -580,7 +580,7 @@ class DockerSandbox(Sandbox):
     # -- reporting
     def protections(self) -> Protections:
         if self.session_uids:
-            user = "their own non-root uids (200000+n)"
+            user = "their own non-root uids (a block per container, unique on this host)"
         else:
             user = f"non-root uid {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}"
         notes = [
@@ -593,8 +593,9 @@ class DockerSandbox(Sandbox):
         if self.session_uids:
             notes.append(
                 f"up to {self.sessions_per_container} sessions share one container, each as its "
-                "own unprivileged uid with no capabilities: they see but cannot signal each "
-                "other's processes, cannot read each other's scratch dirs, and RLIMIT_NPROC is "
+                "own unprivileged uid with no capabilities: they cannot signal each other's "
+                "processes (nor see them, with a PID namespace each), cannot read each other's "
+                "scratch dirs, and RLIMIT_NPROC is "
                 "per session; the zygote runs as container root with SETUID, SETGID, CHOWN, "
                 "KILL, DAC_OVERRIDE, FOWNER and SYS_ADMIN only (SYS_ADMIN for the per-session "
                 "namespaces, tmpfs and cgroup; sessions hold no capabilities)")

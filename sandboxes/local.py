@@ -30,9 +30,12 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
     uid_drop = bool(features.get("uid_drop"))
     user_ns = bool(features.get("user_ns"))
     if uid_drop:
-        notes.append("running as root: each session runs as its own unprivileged uid "
-                     "(200000+n), so RLIMIT_NPROC is per session and host files that are not "
-                     "world-readable/writable are out of reach")
+        notes.append("running as root: each session runs as its own unprivileged uid, from a "
+                     "block of uids reserved for this sandbox on this host (flock in "
+                     "/run/lock/agent-envs-uids), so RLIMIT_NPROC is per session, no other "
+                     "sandbox or job shares its uids, keyrings or files, and host files that "
+                     "are not world-readable/writable are out of reach; each session starts "
+                     "with a fresh session keyring and the uid's user keyrings cleared")
     elif user_ns:
         notes.append("not root: each session has its own user namespace, so RLIMIT_NPROC is "
                      "counted per session; capabilities are dropped")
@@ -76,7 +79,11 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
                      "sockets)")
     elif features.get("net_outer"):
         notes.append("network: the jail has its own network namespace with no interfaces")
-    elif not features.get("net_ns"):
+    elif features.get("net_ns"):
+        notes.append("network namespace per session with no interface up: no route to the "
+                     "host, the network or other sessions (127.0.0.1 and abstract Unix "
+                     "sockets included)")
+    else:
         notes.append("NO network isolation: the kernel refused a network namespace")
     if jail is None and features.get("ro_root"):
         jail = ("filesystem jail (own mount namespace): the host is read-only, home dirs, "
