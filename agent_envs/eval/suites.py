@@ -32,7 +32,10 @@ __all__ = [
 
 MANIFEST_DIR = Path(__file__).with_name("manifests")
 #: Bump an env's entry whenever its verifier's verdicts can change (answer extraction, checks).
-VERIFIER_VERSIONS: dict[str, str] = {"python-tool-v0": "answers-1", "toy-digit-v0": "toy-1"}
+VERIFIER_VERSIONS: dict[str, str] = {
+    "python-tool-v0": "answers-1", "toy-digit-v0": "toy-1", "browser-v0": "browser-em-f1-1",
+    "functions-v0": "functions-1",
+}
 MANIFEST_FORMAT = 1
 
 
@@ -265,6 +268,21 @@ def _procedural_test_tasks(per_difficulty: int, max_chars: int = 6000
     return tasks
 
 
+def _env_test_tasks(env_id: str, env_kwargs: Mapping[str, Any], n: int,
+                    category: Callable[[Any], str]) -> Callable[[], list[tuple[str, str]]]:
+    """The first ``n`` test-split tasks by seed of an env's own procedural source."""
+    def tasks() -> list[tuple[str, str]]:
+        import agent_envs
+
+        env = agent_envs.make(env_id, **dict(env_kwargs))
+        try:
+            return [(t.id, category(t)) for t in
+                    (env.task_source.sample(seed, "test") for seed in range(n))]
+        finally:
+            env.close()
+    return tasks
+
+
 def _dataset_tasks(spec: str) -> Callable[[], list[tuple[str, str]]]:
     def tasks() -> list[tuple[str, str]]:
         from agent_envs.tasks import make_task_source
@@ -290,6 +308,16 @@ register_suite(SuiteSpec(
     name="python-tool-math", version=1, env_id="python-tool-v0", task_source="math:test",
     env_kwargs=_PYTHON_BUDGETS, tasks=_dataset_tasks("math:test"), trials=1, pinned=False,
     description="python tool on MATH test, by level (when the data set is available locally)"))
+
+
+_BROWSER = {"task_source": "procedural", "difficulty": 3, "hops": [1, 4], "max_turns": 32,
+            "max_tokens": 65_536}
+register_suite(SuiteSpec(
+    name="browser", version=1, env_id="browser-v0", task_source="procedural",
+    env_kwargs={k: v for k, v in _BROWSER.items() if k != "task_source"},
+    tasks=_env_test_tasks("browser", _BROWSER, 100, lambda t: f"{t.meta['hops']}-hop"),
+    trials=2, description="browser: 100 procedural multi-hop questions (1-4 hops, "
+                          "distractors, deep and table-only evidence), by hops"))
 
 
 def write_pinned_manifests(names: list[str] | None = None) -> list[Manifest]:

@@ -18,6 +18,7 @@ from agent_envs.eval import (
     SuiteMismatchError,
     build_manifest,
     get_suite,
+    list_suites,
     load_bundle,
     official_manifest,
     run_eval,
@@ -43,15 +44,35 @@ def coin_bundle(tmp_path_factory) -> Path:
                     EvalConfig(trials=2, seed=5, **QUIET))
 
 
-def test_the_pinned_manifest_is_what_the_code_builds() -> None:
+PINNED = [s.name for s in list_suites() if s.pinned]
+CATEGORIES = {"python-tool": {"d1", "d2", "d3", "d4", "d5"},
+              "browser": {"1-hop", "2-hop", "3-hop", "4-hop"}}
+
+
+@pytest.mark.parametrize("suite", PINNED)
+def test_the_pinned_manifest_is_what_the_code_builds(suite: str) -> None:
     """Fails when a task, prompt, tool description, budget or verifier changes without a
     version bump and `python scripts/pin_suites.py`."""
-    built = build_manifest(get_suite("python-tool"))
-    pinned = official_manifest("python-tool")
+    built = build_manifest(get_suite(suite))
+    pinned = official_manifest(suite)
     assert pinned is not None
     assert built.hash == pinned.hash, pinned.diff(built)
-    assert len(built.tasks) == 100
-    assert {t.category for t in built.tasks} == {"d1", "d2", "d3", "d4", "d5"}
+    assert len(built.tasks) >= 100 and len({t.id for t in built.tasks}) == len(built.tasks)
+    if suite in CATEGORIES:
+        assert {t.category for t in built.tasks} == CATEGORIES[suite]
+
+
+@pytest.mark.parametrize("suite", PINNED)
+def test_every_pinned_suite_oracle_scores_all_and_wrong_scores_none(suite: str,
+                                                                   tmp_path: Path) -> None:
+    scores = {}
+    for name, policy in (("oracle", OraclePolicy()), ("wrong", OraclePolicy(wrong=True))):
+        b = run_eval(suite, policy, tmp_path / name, EvalConfig(trials=1, **QUIET))
+        m = json.loads((b / "metrics.json").read_text())
+        assert m["excluded_infra"]["count"] == 0
+        scores[name] = m["overall"]["accuracy"]["value"]
+        assert verify(b) == []
+    assert scores["oracle"] >= 0.99 and scores["wrong"] <= 0.01, scores
 
 
 def test_oracle_scores_everything_and_the_bundle_verifies(oracle_bundle: Path) -> None:
