@@ -231,3 +231,19 @@ def test_no_model_output_reaches_eval_or_exec():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("eval", "exec", "compile"), (path, node.lineno)
+
+
+def test_gymnasium_make_by_namespaced_id():
+    import gymnasium
+
+    from agent_envs.oracle import Oracle
+    e = gymnasium.make("agent_envs/functions-v0", tasks="procedural", difficulty=2)
+    obs, info = e.reset(seed=1)
+    assert obs.dtype == np.int32 and info["env_id"] == "functions-v0"
+    oracle = Oracle()
+    while True:
+        obs, reward, term, trunc, info = e.step(oracle.act(obs, e.unwrapped.task))
+        if term or trunc:
+            break
+    assert reward == 1.0 and info["verdict"]["correct"]
+    e.close()
