@@ -86,7 +86,8 @@ class FunctionsOracle:
         if step is None:
             return final_text(task.oracle_final(turn))
         name, args = step
-        return call_text(names.to_harmony.get(name, name), args)
+        # Tools the env adds (the user's own) are not in the task's map: same rule, no clash.
+        return call_text(names.to_harmony.get(name) or ToolNames.sanitize(name), args)
 
     def _wrong(self, task: FunctionsTask, names: ToolNames, done: list[Any]) -> str:
         if task.wrong_policy_calls and not done:

@@ -319,13 +319,19 @@ class ToolNames:
                 self._add(n, n)
         for n in names:
             if not _HARMONY_NAME.match(n):
-                base = re.sub(r"[^A-Za-z0-9_]", "_", n) or "_"
-                if base[0].isdigit():
-                    base = "_" + base
+                base = self.sanitize(n)
                 cand, k = base, 2
                 while cand in self.to_original:
                     cand, k = f"{base}_{k}", k + 1
                 self._add(n, cand)
+
+    @staticmethod
+    def sanitize(name: str) -> str:
+        """``name`` with every character harmony cannot carry replaced (no collision check)."""
+        if _HARMONY_NAME.match(name):
+            return name
+        base = re.sub(r"[^A-Za-z0-9_]", "_", name) or "_"
+        return "_" + base if base[0].isdigit() else base
 
     def _add(self, original: str, harmony: str) -> None:
         self.to_harmony[original] = harmony

@@ -247,3 +247,20 @@ def test_gymnasium_make_by_namespaced_id():
             break
     assert reward == 1.0 and info["verdict"]["correct"]
     e.close()
+
+
+def test_oracle_follows_expected_calls_to_user_tools_with_mapped_names(tmp_path):
+    from agent_envs.oracle import Oracle
+    path = tmp_path / "t.jsonl"
+    save_tasks(path, [Task(id="q", prompt="Look up c.", answer="", meta={
+        "expected_calls": [{"name": "lookup.v2", "arguments": {"q": "c"}}]})])
+    env = FunctionsEnv(tools=[{"name": "lookup.v2", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}}, "fn": lambda q: q}],
+        tasks=f"jsonl:{path}")
+    obs, _ = env.reset(seed=0)
+    oracle = Oracle()
+    while True:
+        obs, reward, term, trunc, _info = env.step(oracle.act(obs, env.task))
+        if term or trunc:
+            break
+    assert reward == 1.0 and env.episode.calls[0].harmony_name == "lookup_v2"
