@@ -614,7 +614,7 @@ def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: in
         if not sel.select(0.05):
             # Died? (peek without reaping: the keeper reports how it ended). A descendant
             # may still hold the cell's end of the channel, so EOF alone is not enough.
-            if os.waitid(os.P_PID, cell_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            if _reap_orphans(cell_pid):
                 return None
             continue
         try:
@@ -631,6 +631,24 @@ def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: in
                 raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
             out[key] = value
         return out
+
+
+def _reap_orphans(cell_pid: int) -> bool:
+    """Reap exited orphans re-parented to the keeper (the session's init), so their zombies do
+    not use up the session's pids limit; True once the cell itself has exited (not reaped)."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is None:
+            return False
+        if info.si_pid == cell_pid:
+            return True
+        try:
+            os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, cell_pid: int,
@@ -677,6 +695,7 @@ def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, ce
             if resp is None:
                 break
             send_frame(conn, resp)
+            _reap_orphans(cell_pid)
     except BaseException:  # noqa: BLE001, S110 - the session ends either way
         pass
     try:

@@ -209,6 +209,7 @@ class _Container:
                  cgroup_dirs: Sequence[str] = ()) -> None:
         import docker.errors
 
+        self.uids: UidBlock | None = None  # set by the sandbox: this container's uid block
         self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
         self.socket_path = self.sock_dir / "zygote.sock"
         os.chmod(self.sock_dir, 0o700)
@@ -485,6 +486,7 @@ class DockerSandbox(Sandbox):
                        scratch_mb=self.scratch_mb, sock_root=self._sock_root,
                        session_uids=self.session_uids,
                        cgroup_dirs=self._cgroups.dirs if self._cgroups is not None else ())
+        c.uids = uids
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
@@ -552,6 +554,8 @@ class DockerSandbox(Sandbox):
             # still the caller's to close, and close() closes those left over.
             self._retired.append(entry)
             entry[0].remove()
+            if entry[0].uids is not None:
+                entry[0].uids.release()  # its sessions are gone with the container
         return bool(dead)
 
     def _forget(self, sessions: set[ZygoteSession], s: ZygoteSession) -> None:

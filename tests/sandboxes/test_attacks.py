@@ -809,3 +809,16 @@ def test_protection_report_is_measured():
     assert p.rlimits and any("IPC namespace" in n for n in p.notes)
     missing = protection_report("no-such-backend")
     assert not missing["available"] and "unknown sandbox backend" in missing["reason"]
+
+
+def test_orphan_zombies_do_not_use_up_the_pids_limit(sb, bystander):
+    if not features(sb).get("pid_ns"):
+        pytest.skip("no PID namespace: orphans go to the host's init")
+    with sb.open() as s:
+        orphans = ("import subprocess, time\nfor _ in range(15):\n"
+                   "    subprocess.run(['sh', '-c', 'sleep 0.01 &'])\ntime.sleep(0.2)\n'ok'")
+        for _ in range(3):  # 45 orphans in all: more than max_procs (32) if left as zombies
+            assert run_ok(s, orphans) == "'ok'"
+        assert run_ok(s, "import subprocess\n[subprocess.run(['true']).returncode "
+                         "for _ in range(8)].count(0)") == "8"
+    assert_neighbours_fine(sb, bystander)
