@@ -986,6 +986,13 @@ class Zygote:
             if self.cgroup_version == 2:
                 writes = [("memory.max", mem), ("memory.swap.max", 0), ("pids.max", pids)]
             else:
+                # v1 wants memory <= memory+swap at every step: raising needs memsw first,
+                # lowering needs memory first; the first memsw write may fail either way.
+                if "memory.memsw.limit_in_bytes" in files:
+                    try:
+                        _write(os.path.join(path, "memory.memsw.limit_in_bytes"), str(mem))
+                    except OSError:
+                        pass
                 writes = [("memory.limit_in_bytes", mem), ("memory.memsw.limit_in_bytes", mem),
                           ("pids.max", pids)]
             for name, value in writes:
@@ -1284,7 +1291,11 @@ class Zygote:
         self.sessions[sid] = {"pid": spare.pid, "scratch": spare.scratch, "uid": spare.uid,
                               "cgroups": spare.cgroups}
         if spare.cgroups and any(int(limits[k]) != int(v) for k, v in self.cg_limits.items()):
-            self._cgroup_limits(spare.cgroups, limits)
+            try:
+                self._cgroup_limits(spare.cgroups, limits)
+            except OSError as e:  # the session keeps the sandbox's cgroup limits
+                print(f"zygote: cannot set cgroup limits for {sid}: {e}", file=sys.stderr,
+                      flush=True)
         self.spare_pids.pop(spare.pid, None)
         self.by_pid[spare.pid] = sid
         # Keep the socketpair until the session closes its end after its hello: refilling the
