@@ -144,6 +144,7 @@ class FunctionsEnv(HarmonyEnv):
         self._user_turn = 0
         self._next_turn_pending = False
         self._errors: dict[str, int] = {}
+        self._skipped: list[str] = []
 
     @staticmethod
     def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -206,11 +207,31 @@ class FunctionsEnv(HarmonyEnv):
 
     # -- calls ------------------------------------------------------------------
 
+    def _plan(self, action: Any) -> Any:
+        # A completion is meant to hold one call, ended by <|call|>. If one holds several
+        # (a call ended by <|end|>, then another), only the last can be answered in place:
+        # the earlier ones are not run, and the model and info are told so.
+        plan = super()._plan(action)
+        self._skipped = []
+        if plan.call is not None:
+            self._skipped = [m.recipient for m in plan.parsed.messages[:-1]
+                             if m.recipient not in (None, "assistant")]
+            if self._skipped:
+                plan.model_error = (f"{len(self._skipped)} earlier call(s) in the same "
+                                    f"completion were not run: {', '.join(self._skipped)}")
+        return plan
+
     def _record(self, record: CallRecord) -> ToolOutcome:
         self.episode.calls.append(record)
         if record.error_kind is not None:
             self._errors[record.error_kind] = self._errors.get(record.error_kind, 0) + 1
-        return FunctionRunner.outcome(record)
+        outcome = FunctionRunner.outcome(record)
+        if self._skipped:
+            self._errors["not_run"] = self._errors.get("not_run", 0) + len(self._skipped)
+            note = (f"Note: only the last call of a message runs; {', '.join(self._skipped)} "
+                    "did not run. End each call with <|call|> and wait for its result.\n")
+            outcome = dataclasses.replace(outcome, text=note + outcome.text)
+        return outcome
 
     def call_tool(self, call: ToolCall) -> ToolOutcome:
         if not call.recipient.startswith("functions."):

@@ -264,3 +264,18 @@ def test_oracle_follows_expected_calls_to_user_tools_with_mapped_names(tmp_path)
         if term or trunc:
             break
     assert reward == 1.0 and env.episode.calls[0].harmony_name == "lookup_v2"
+
+
+def test_a_second_call_in_one_completion_is_reported_not_silently_dropped(env):
+    env.reset(seed=0)
+    text = ('<|channel|>commentary to=functions.add_item <|constrain|>json<|message|>'
+            '{"item": "a"}<|end|><|start|>assistant<|channel|>commentary '
+            'to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo"}<|call|>')
+    obs, _, term, _, info = env.step(text)
+    last = message_text(get_codec().parse_conversation(obs)[-1])
+    assert last.startswith("Note: only the last call of a message runs; functions.add_item "
+                           "did not run.")
+    assert '"city": "Oslo"' in last and not term
+    assert "earlier call(s) in the same completion were not run" in info["model_error"]
+    assert info["functions"]["errors"] == {"not_run": 1}
+    assert [c.name for c in env.episode.calls] == ["get_weather"]
