@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from agent_envs.envs.functions.bfcl.ast_check import AstVerdict, check_ast, normalize_string
 from agent_envs.envs.functions.bfcl.data import CATEGORIES, GROUPS, resolve_categories
+from agent_envs.envs.functions.bfcl.scoring import bfcl_overall, category_of, score_report
 from agent_envs.envs.functions.bfcl.tasks import (
     DIVERGENCES,
     BfclAstTask,
     BfclMultiTurnTask,
     BfclRelevanceTask,
     BfclTasks,
-    bfcl_overall,
-    category_of,
     ground_truth_calls,
     quarantine,
-    score_report,
 )
 
 __all__ = [
