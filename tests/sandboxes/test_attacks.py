@@ -663,7 +663,7 @@ def test_keys_do_not_cross_sessions(sb, bystander):
 
 # -- the safe default -----------------------------------------------------------------------------
 
-def test_auto_is_the_default_and_picks_the_most_isolated_backend(monkeypatch):
+def test_auto_is_the_default_and_picks_the_most_isolated_backend():
     from agent_envs.envs.python_tool.env import PythonToolConfig
     from sandboxes import available_backends
 
