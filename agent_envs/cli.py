@@ -270,8 +270,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     for s in agent_envs.list_envs():
         print(f"  {s.id:<20} gymnasium: {s.gym_id:<32} {s.description}")
     print("sandbox backends:")
-    for name, problem in available_backends().items():
+    backends = available_backends()
+    for name, problem in backends.items():
         print(f"  {name:<12} {'available' if problem is None else 'unavailable: ' + problem}")
+    if not args.protections:
+        print("(agent-envs list --protections starts each available backend and reports what "
+              "it isolates here, as measured)")
+        return 0
+    import dataclasses
+
+    from sandboxes.registry import protection_report
+
+    for name, problem in backends.items():
+        if problem is not None or name == "auto":
+            continue
+        report = protection_report(name)
+        p = report["protections"]
+        if p is None:
+            print(f"\n{name}: could not start: {report['reason']}")
+            continue
+        on = [f.name for f in dataclasses.fields(p) if f.name != "notes" and getattr(p, f.name)]
+        off = [f.name for f in dataclasses.fields(p) if f.name != "notes"
+               and not getattr(p, f.name)]
+        print(f"\n{name}: active: {', '.join(on) or '-'}; not active: {', '.join(off) or '-'}")
+        for note in p.notes:
+            print(f"  - {note}")
     return 0
 
 
@@ -347,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     ls = sub.add_parser("list", help="list environments and sandbox backends")
+    ls.add_argument("--protections", action="store_true",
+                    help="start each available sandbox backend and print what it isolates")
     ls.set_defaults(func=cmd_list)
     return p
 

@@ -609,7 +609,7 @@ class DockerSandbox(Sandbox):
                 "uid: a session can signal (kill) its neighbours and the zygote, and reach "
                 "the zygote's socket; RLIMIT_NPROC is not set (the pids cgroup bounds a fork "
                 "bomb); use session_uids=True (as root) or sessions_per_container=1")
-        if not self.features.get("pid_ns"):
+        if self.features and not self.features.get("pid_ns"):
             notes.append("no PID namespace per session inside the container (docker's seccomp "
                          "profile forbids unshare): the timeout kills the session's process "
                          "group through the zygote")

@@ -139,6 +139,7 @@ def protection_report(name: str, *, limits: Limits | None = None) -> dict[str, A
     except SandboxError as e:
         return {"backend": name, "available": False, "reason": str(e), "protections": None}
     try:
+        sb.open().close()  # backends that probe in their first container (docker) have now
         return {"backend": sb.name, "available": True, "reason": None,
                 "protections": sb.protections()}
     finally:

@@ -78,3 +78,11 @@ def test_train_bad_config_is_a_clear_error(tmp_path, capsys):
     bad.write_text("steps = 0\n")
     assert main(["train", str(bad)]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_list_protections_reports_what_each_backend_isolates(capsys):
+    assert main(["list", "--protections"]) == 0
+    out = capsys.readouterr().out
+    assert "local: active:" in out and "network_namespace" in out.split("local: active:")[1]
+    assert "IPC namespace per session" in out
+    assert "no PID namespace per session" not in out  # a stale claim the docker report made
