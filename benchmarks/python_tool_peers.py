@@ -71,14 +71,20 @@ import asyncio, json, os, sys, time
 class Ours:
     def __init__(self, backend, timeout):
         import agent_envs
-        self.env = agent_envs.make("python-tool", sandbox=backend, call_timeout_s=timeout)
+        # The driver decides when an episode ends (a reset every few calls), not the budgets.
+        self.env = agent_envs.make("python-tool", sandbox=backend, call_timeout_s=timeout,
+                                   max_turns=100_000, max_tokens=10_000_000)
         self.env.reset(seed=0)
 
     def call(self, code):
         ids = self.env.codec.encode(f"<|channel|>analysis to=python code<|message|>{code}<|call|>")
         t0 = time.perf_counter()
-        obs, _, _, _, info = self.env.step(ids)
+        obs, _, terminated, truncated, info = self.env.step(ids)
         ms = (time.perf_counter() - t0) * 1000
+        if terminated or truncated:  # an infra fault: say why, and go on in a new episode
+            print(f"episode ended: {info['truncated_reason']} {info['infra_error']}",
+                  file=sys.stderr, flush=True)
+            self.env.reset(seed=0)
         tail = self.env.codec.decode(obs[-info["env_token_count"]:])
         text = tail.split("<|message|>", 1)[-1].split("<|end|>", 1)[0]
         return ms, text, bool((info.get("tool_outcome") or {}).get("timed_out"))

@@ -114,7 +114,9 @@ def hidden_trees() -> list[str]:
         real = os.path.realpath(p)
         if real != "/" and os.path.isdir(real) and real not in seen:
             seen.append(real)
-    return seen
+    # A tree inside another hidden tree (the current directory inside the checkout) is hidden
+    # with it; mounting over it as well would fail, as it no longer exists under the cover.
+    return [p for p in seen if not any(p.startswith(q.rstrip("/") + "/") for q in seen)]
 
 
 class LocalSandbox(ZygoteSandbox):

@@ -333,3 +333,22 @@ def test_session_setup_failure_is_a_clear_error_and_the_sandbox_recovers(tmp_pat
             (tmp_path / "moved").rename(root)
         with sb.open() as s:
             assert s.run("6 * 7").value == "42"
+
+
+def test_sessions_start_when_run_from_inside_the_checkout(tmp_path, monkeypatch):
+    """The current directory is hidden from sessions; inside the (also hidden) checkout it must
+    not be mounted over a second time (sessions then failed to start at all)."""
+    from pathlib import Path
+
+    from sandboxes import make_sandbox
+    from sandboxes.local import hidden_trees
+
+    inner = Path(__file__).resolve().parent  # tests/sandboxes, inside the checkout
+    monkeypatch.chdir(inner)
+    trees = hidden_trees()
+    assert str(inner) not in trees and str(inner.parents[1]) in trees
+    with make_sandbox("local") as sb, sb.open() as s:
+        assert s.run("print(6 * 7)").stdout == "42\n"
+        seen = s.run(f"import os; print(os.listdir({str(inner)!r}) if os.path.exists("
+                     f"{str(inner)!r}) else 'hidden')").stdout.strip()
+        assert seen in ("hidden", "[]")
