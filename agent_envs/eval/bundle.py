@@ -177,8 +177,9 @@ def _plots(out: Path, metrics: dict[str, Any], header: dict[str, Any]) -> None:
     cats = metrics["categories"]
     names = list(cats)
     vals = [cats[c]["accuracy"]["value"] or 0.0 for c in names]
-    lo = [v - (cats[c]["accuracy"]["ci"][0] or 0.0) for v, c in zip(vals, names)]
-    hi = [(cats[c]["accuracy"]["ci"][1] or 0.0) - v for v, c in zip(vals, names)]
+    # max(0, .): a Wilson bound can sit a rounding error inside the point at 0 or 1.
+    lo = [max(0.0, v - (cats[c]["accuracy"]["ci"][0] or 0.0)) for v, c in zip(vals, names)]
+    hi = [max(0.0, (cats[c]["accuracy"]["ci"][1] or 0.0) - v) for v, c in zip(vals, names)]
     fig, ax = plt.subplots(figsize=(max(4, 1 + 0.8 * len(names)), 3.5))
     ax.bar(names, vals, yerr=[lo, hi], capsize=4, color="#4c72b0")
     ax.set_ylim(0, 1.05)

@@ -320,6 +320,42 @@ register_suite(SuiteSpec(
                           "distractors, deep and table-only evidence), by hops"))
 
 
+def _functions_procedural_tasks(per_difficulty: int) -> Callable[[], list[tuple[str, str]]]:
+    def tasks() -> list[tuple[str, str]]:
+        from agent_envs.envs.functions.procedural import ProceduralFunctionTasks
+
+        return [(ProceduralFunctionTasks(difficulty=d).sample(seed, "test").id, f"d{d}")
+                for d in range(1, 6) for seed in range(per_difficulty)]
+    return tasks
+
+
+def _bfcl_tasks() -> list[tuple[str, str]]:
+    """Every BFCL entry the installed bfcl-eval ships, less the quarantine (entries no answer
+    can pass, each with its reason in agent_envs/envs/functions/bfcl/quarantine.json)."""
+    import agent_envs
+    from agent_envs.envs.functions.bfcl.tasks import quarantine
+
+    skip = quarantine()
+    env = agent_envs.make("functions", task_source="bfcl")
+    try:
+        return [(t.id, str(t.meta["category"])) for t in env.task_source  # type: ignore[attr-defined]
+                if t.id not in skip]
+    finally:
+        env.close()
+
+
+register_suite(SuiteSpec(
+    name="functions", version=1, env_id="functions-v0", task_source="procedural",
+    tasks=_functions_procedural_tasks(20), trials=2,
+    description="functions: 100 procedural goals over stateful tool sets (bank, shop, files, "
+                "calendar), 20 at each difficulty d1-d5"))
+register_suite(SuiteSpec(
+    name="functions-bfcl", version=1, env_id="functions-v0", task_source="bfcl", trials=1,
+    tasks=_bfcl_tasks,
+    description="functions on BFCL (bfcl-eval 2026.3.23): every served category, less the "
+                "quarantine, by category"))
+
+
 def write_pinned_manifests(names: list[str] | None = None) -> list[Manifest]:
     """Rebuild and write the shipped manifests (after a deliberate change and version bump)."""
     MANIFEST_DIR.mkdir(exist_ok=True)

@@ -44,9 +44,14 @@ def coin_bundle(tmp_path_factory) -> Path:
                     EvalConfig(trials=2, seed=5, **QUIET))
 
 
-PINNED = [s.name for s in list_suites() if s.pinned]
-CATEGORIES = {"python-tool": {"d1", "d2", "d3", "d4", "d5"},
-              "browser": {"1-hop", "2-hop", "3-hop", "4-hop"}}
+PINNED = [pytest.param(s.name, marks=pytest.mark.slow) if s.name == "functions-bfcl"
+          else s.name for s in list_suites() if s.pinned]
+DIFFICULTIES = {"d1", "d2", "d3", "d4", "d5"}
+CATEGORIES = {"python-tool": DIFFICULTIES, "functions": DIFFICULTIES,
+              "browser": {"1-hop", "2-hop", "3-hop", "4-hop"},
+              "functions-bfcl": {"simple_python", "multiple", "parallel", "parallel_multiple",
+                                 "irrelevance", "multi_turn_base", "live_simple",
+                                 "live_relevance"}}
 
 
 @pytest.mark.parametrize("suite", PINNED)
@@ -58,8 +63,7 @@ def test_the_pinned_manifest_is_what_the_code_builds(suite: str) -> None:
     assert pinned is not None
     assert built.hash == pinned.hash, pinned.diff(built)
     assert len(built.tasks) >= 100 and len({t.id for t in built.tasks}) == len(built.tasks)
-    if suite in CATEGORIES:
-        assert {t.category for t in built.tasks} == CATEGORIES[suite]
+    assert CATEGORIES[suite] <= {t.category for t in built.tasks}
 
 
 @pytest.mark.parametrize("suite", PINNED)
