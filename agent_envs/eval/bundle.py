@@ -19,6 +19,7 @@ so two runs with the same seeds give bundles with equal digests and metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -114,11 +115,12 @@ def write_bundle(out: Path, *, manifest: Manifest, run: dict[str, Any], episodes
                  excluded: list[list[Any]], infra_retries: int) -> Path:
     """Write the bundle files into ``out`` and the archive ``out.tar.gz`` beside it."""
     import agent_envs
-    from agent_envs.eval.runner import canonical_episode
     from trainers.episode import save_episodes
 
     order = {t.id: i for i, t in enumerate(manifest.tasks)}
-    episodes = [canonical_episode(e, order) for e in episodes]
+    # Stored ids come from (task, trial), not from the order the work was done in.
+    episodes = [dataclasses.replace(e, episode_id=f"{e.task_id}#{e.index}",
+                                    group_id=order[e.task_id]) for e in episodes]
     ident = run["identity"]
     manifest.save(out / "manifest.json")
     save_episodes(episodes, out / "episodes.parquet")

@@ -13,7 +13,6 @@ still fails is excluded from the metrics and counted in them, never scored 0.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -253,9 +252,3 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
     retried = sum(n - 1 for n in attempts.values() if n > 1)
     return write_bundle(out, manifest=manifest, run=run, episodes=episodes,
                         excluded=[list(k) for k in excluded], infra_retries=retried)
-
-
-def canonical_episode(ep: Any, task_order: dict[str, int]) -> Any:
-    """The episode as stored in a bundle: ids from (task, trial), not from the order of work."""
-    g = task_order[ep.task_id]
-    return dataclasses.replace(ep, episode_id=f"{ep.task_id}#{ep.index}", group_id=g)
