@@ -33,6 +33,7 @@ __all__ = [
     "LossConfigError",
     "LossOutput",
     "aggregate",
+    "aggregate_parts",
     "entropy_from_logits",
     "gae",
     "grpo_advantages",
@@ -287,6 +288,41 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / m.sum().clamp(min=1)
 
 
+def aggregate_parts(loss: torch.Tensor, mask: torch.Tensor, mode: AggMode = "token-mean", *,
+                    norm_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`aggregate` as ``(numerator, denominator)``: the scalar is ``num / max(den, 1)``.
+
+    The denominator is what the mode divides by (tokens, sequences, or sequences x
+    ``norm_length``), counted *unclamped* (0 for an all-masked batch), so that the parts
+    of several microbatches add up: ``sum(num_i) / sum(den_i)`` is the aggregate of their
+    union (with one ``norm_length`` for all of them in ``"seq-mean-token-sum-norm"``).
+    Gradient accumulation relies on this.
+
+    Raises:
+        LossConfigError: unknown mode or ``norm_length < 1``.
+    """
+    if mode not in _AGG_MODES:
+        raise LossConfigError(f"aggregation mode {mode!r} is invalid: must be one of "
+                              f"{_AGG_MODES}. Use 'token-mean'.")
+    m = mask != 0
+    zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
+    masked = torch.where(m, loss, zero)
+    tokens_per_seq = m.sum(-1)
+    seqs = (tokens_per_seq > 0).sum()
+    if mode == "token-mean":
+        return masked.sum(), m.sum()
+    seq_sum = masked.sum(-1)
+    if mode == "seq-mean-token-sum":
+        return seq_sum.sum(), seqs
+    if mode == "seq-mean-token-mean":
+        return (seq_sum / tokens_per_seq.clamp(min=1)).sum(), seqs
+    length = loss.shape[-1] if norm_length is None else norm_length
+    if length < 1:
+        raise LossConfigError(f"norm_length={norm_length!r} is invalid: must be >= 1. "
+                              f"Use the maximum generation length.")
+    return seq_sum.sum(), seqs * length
+
+
 def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: AggMode = "token-mean", *,
               norm_length: int | None = None) -> torch.Tensor:
     """Reduce a per-token loss ``[B, T]`` to a scalar.
@@ -304,26 +340,8 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: AggMode = "token-mea
     Raises:
         LossConfigError: unknown mode or ``norm_length < 1``.
     """
-    if mode not in _AGG_MODES:
-        raise LossConfigError(f"aggregation mode {mode!r} is invalid: must be one of "
-                              f"{_AGG_MODES}. Use 'token-mean'.")
-    m = mask != 0
-    zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
-    masked = torch.where(m, loss, zero)
-    tokens_per_seq = m.sum(-1)
-    seqs = (tokens_per_seq > 0).sum().clamp(min=1)
-    if mode == "token-mean":
-        return masked.sum() / m.sum().clamp(min=1)
-    seq_sum = masked.sum(-1)
-    if mode == "seq-mean-token-sum":
-        return seq_sum.sum() / seqs
-    if mode == "seq-mean-token-mean":
-        return (seq_sum / tokens_per_seq.clamp(min=1)).sum() / seqs
-    length = loss.shape[-1] if norm_length is None else norm_length
-    if length < 1:
-        raise LossConfigError(f"norm_length={norm_length!r} is invalid: must be >= 1. "
-                              f"Use the maximum generation length.")
-    return seq_sum.sum() / (seqs * length)
+    num, den = aggregate_parts(loss, mask, mode, norm_length=norm_length)
+    return num / den.clamp(min=1)
 
 
 # --------------------------------------------------------------------------- the combined loss
@@ -399,11 +417,19 @@ class LossOutput:
         loss: the scalar to ``backward()``.
         metrics: ``loss/...``, ``ppo/...``, ``value/...`` and ``rollout_corr/...`` floats.
         correction: the rollout-correction result (weights, updated mask), or None.
+        loss_sum: the same loss before the aggregation's division: ``loss`` equals
+            ``loss_sum / max(denominator, 1)``. Gradient accumulation backpropagates
+            ``loss_sum`` of every microbatch and divides the summed gradient by the sum of
+            their denominators, which gives the gradient of one pass over their union.
+        denominator: the aggregation's (unclamped) denominator, see
+            :func:`aggregate_parts`.
     """
 
     loss: torch.Tensor
     metrics: dict[str, float]
     correction: CorrectionResult | None
+    loss_sum: torch.Tensor | None = None
+    denominator: float = 1.0
 
 
 def ppo_loss_with_correction(
@@ -478,8 +504,13 @@ def ppo_loss_with_correction(
         tok_loss = tok_loss * result.weights.to(tok_loss.dtype)
     agg = lambda x: aggregate(x, loss_mask, config.agg_mode,
                               norm_length=config.norm_length)
+    num = lambda x: aggregate_parts(x, loss_mask, config.agg_mode,
+                                    norm_length=config.norm_length)[0]
     policy = agg(tok_loss)
     total = policy
+    total_sum = num(tok_loss)
+    denominator = float(aggregate_parts(tok_loss.detach(), loss_mask, config.agg_mode,
+                                        norm_length=config.norm_length)[1])
     m = loss_mask != 0
     n = max(int(m.sum()), 1)
     ratio = parts["ratio"][m]
@@ -491,6 +522,20 @@ def ppo_loss_with_correction(
     metrics["ppo/ratio_mean"] = float(ratio.mean()) if ratio.numel() else 1.0
     metrics["ppo/ratio_min"] = float(ratio.min()) if ratio.numel() else 1.0
     metrics["ppo/ratio_max"] = float(ratio.max()) if ratio.numel() else 1.0
+    # Exactness diagnostics: 0.0 exactly when every ratio / weight is exactly 1.
+    metrics["ppo/ratio_max_abs_dev"] = float((ratio - 1.0).abs().max()) if ratio.numel() \
+        else 0.0
+    if result is not None:
+        kept = result.mask != 0
+        w = result.weights.detach()[kept]
+        metrics["rollout_corr/is_weight_max_abs_dev"] = float((w - 1.0).abs().max()) \
+            if w.numel() else 0.0
+        gap_m = mask != 0
+        assert correction is not None and logp_rollout is not None
+        train_lp = logp_new.detach() if correction.mode == "bypass" else anchor.detach()
+        gap = (train_lp.double() - logp_rollout.detach().double())[gap_m]
+        metrics["rollout_corr/logp_abs_diff_max"] = float(gap.abs().max()) if gap.numel() \
+            else 0.0
     lr = torch.log(parts["ratio"].double())[m]
     metrics["ppo/approx_kl"] = float((torch.expm1(lr) - lr).mean()) if lr.numel() else 0.0
     if config.entropy_coef > 0.0 or entropy is not None:
@@ -501,13 +546,16 @@ def ppo_loss_with_correction(
         ent = agg(entropy)
         metrics["loss/entropy"] = float(ent.detach())
         total = total - config.entropy_coef * ent
+        total_sum = total_sum - config.entropy_coef * num(entropy)
     if config.kl_coef > 0.0 or logp_ref is not None:
         if logp_ref is None:
             raise LossConfigError(f"kl_coef={config.kl_coef} needs logp_ref, got None. Pass "
                                   f"the reference policy's log-probs, or set kl_coef=0.")
-        kl = agg(kl_penalty(logp_new, logp_ref, config.kl_estimator))
+        kl_tok = kl_penalty(logp_new, logp_ref, config.kl_estimator)
+        kl = agg(kl_tok)
         metrics["loss/kl"] = float(kl.detach())
         total = total + config.kl_coef * kl
+        total_sum = total_sum + config.kl_coef * num(kl_tok)
     given = [x is not None for x in (values, values_old, returns)]
     if any(given):
         if not all(given):
@@ -526,5 +574,7 @@ def ppo_loss_with_correction(
         metrics["value/explained_var"] = float(1.0 - resid.var() / var) if float(var) > 0 \
             else 0.0
         total = total + config.value_coef * v_loss
+        total_sum = total_sum + config.value_coef * num(v_tok)
     metrics["loss/total"] = float(total.detach())
-    return LossOutput(loss=total, metrics=metrics, correction=result)
+    return LossOutput(loss=total, metrics=metrics, correction=result, loss_sum=total_sum,
+                      denominator=denominator)

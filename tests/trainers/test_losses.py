@@ -13,6 +13,7 @@ from trainers.losses import (
     LossConfig,
     LossConfigError,
     aggregate,
+    aggregate_parts,
     entropy_from_logits,
     gae,
     grpo_advantages,
@@ -240,6 +241,60 @@ def test_aggregation_modes_hand_example() -> None:
     assert aggregate(loss3, mask3, "seq-mean-token-mean").item() == 3.0
     with pytest.raises(LossConfigError, match=re.escape("aggregation mode 'sum' is invalid")):
         aggregate(loss, mask, "sum")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
+                                  "seq-mean-token-sum-norm"])
+def test_aggregate_parts_of_microbatches_add_up_to_the_whole(mode: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    loss = torch.randn(6, 5, generator=gen)
+    mask = (torch.rand(6, 5, generator=gen) > 0.4).long()
+    mask[2] = 0  # an all-masked row (no sequence) inside one microbatch
+    whole = aggregate(loss, mask, mode, norm_length=5)  # type: ignore[arg-type]
+    parts = [aggregate_parts(loss[i:i + 2], mask[i:i + 2], mode, norm_length=5)  # type: ignore[arg-type]
+             for i in range(0, 6, 2)]
+    num = sum(p[0] for p in parts)
+    den = sum(int(p[1]) for p in parts)
+    torch.testing.assert_close(num / den, whole, rtol=1e-6, atol=0.0)
+    # The denominator is unclamped: an all-masked microbatch adds nothing.
+    assert int(aggregate_parts(loss[2:3], mask[2:3], mode, norm_length=5)[1]) == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean"])
+def test_loss_sum_over_denominator_is_the_loss_and_exactness_metrics(mode: str) -> None:
+    _, logp_new, _ = tiny_policy_logps(seed=4)
+    gen = torch.Generator().manual_seed(5)
+    adv = torch.randn(logp_new.shape, generator=gen)
+    mask = torch.ones_like(logp_new)
+    mask[0, :3] = 0
+    values = torch.randn(logp_new.shape, generator=gen, requires_grad=True)
+    kw = {"values": values, "values_old": values.detach() + 0.1,
+          "returns": torch.randn(logp_new.shape, generator=gen),
+          "entropy": torch.rand(logp_new.shape, generator=gen),
+          "logp_ref": logp_new.detach() - 0.2}
+    cfg = LossConfig(agg_mode=mode, entropy_coef=0.01, kl_coef=0.1)  # type: ignore[arg-type]
+    # Sampler log-probs equal to pi_old: every weight is exactly 1.
+    same = ppo_loss_with_correction(logp_new, logp_new.detach(), logp_new.detach().clone(),
+                                    adv, mask, config=cfg,
+                                    correction=RolloutCorrectionConfig.preset("token_tis"), **kw)
+    torch.testing.assert_close(same.loss_sum / same.denominator, same.loss, rtol=1e-6, atol=0)
+    assert same.metrics["ppo/ratio_max_abs_dev"] == 0.0
+    assert same.metrics["rollout_corr/is_weight_max_abs_dev"] == 0.0
+    assert same.metrics["rollout_corr/logp_abs_diff_max"] == 0.0
+    # One sampler log-prob off by 0.01: the metrics see exactly that token.
+    rollout = logp_new.detach().clone()
+    rollout[1, 4] -= 0.01
+    off = ppo_loss_with_correction(logp_new, logp_new.detach(), rollout, adv, mask, config=cfg,
+                                   correction=RolloutCorrectionConfig.preset("token_tis"), **kw)
+    assert off.metrics["ppo/ratio_max_abs_dev"] == 0.0
+    assert off.metrics["rollout_corr/is_weight_max_abs_dev"] == pytest.approx(
+        math.expm1(0.01), rel=1e-4)
+    assert off.metrics["rollout_corr/logp_abs_diff_max"] == pytest.approx(0.01, rel=1e-4)
+    # Against pi_old off by 0.05 at one token: the PPO ratio deviation shows it.
+    old = logp_new.detach().clone()
+    old[2, 5] += 0.05
+    moved = ppo_loss_with_correction(logp_new, old, None, adv, mask, config=cfg, **kw)
+    assert moved.metrics["ppo/ratio_max_abs_dev"] == pytest.approx(-math.expm1(-0.05), rel=1e-4)
 
 
 # --------------------------------------------------------------------------- advantages
