@@ -194,6 +194,10 @@ class AlgoSection:
                                               " or 'ppo' (value head + GAE)")
     epochs: int = _f(1, "passes over each step's samples")
     minibatches: int = _f(1, "optimizer steps per epoch (samples split evenly)")
+    microbatches: int = _f(1, "gradient accumulation: forward/backward chunks per optimizer "
+                              "step (each minibatch split evenly; the loss is normalised over "
+                              "the whole minibatch, so k chunks give one pass's gradient). "
+                              "PPO's advantage whitening is per chunk when > 1")
     lr: float = _f(1e-5, "AdamW learning rate of the policy")
     value_lr: float | None = _f(None, "AdamW learning rate of the value head (None: lr)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
@@ -215,7 +219,7 @@ class AlgoSection:
     def validate(self) -> None:
         if self.name not in ("grpo", "ppo"):
             raise _bad("algo", "name", self.name, "must be 'grpo' or 'ppo'", "Pick one.")
-        for name in ("epochs", "minibatches"):
+        for name in ("epochs", "minibatches", "microbatches"):
             if getattr(self, name) < 1:
                 raise _bad("algo", name, getattr(self, name), "must be >= 1", "Use 1.")
         for name in ("lr", "max_grad_norm"):
@@ -305,6 +309,13 @@ class TrainConfig:
                        f"more minibatches than episodes per step ({r.tasks_per_step} tasks x "
                        f"{r.group_size} = {episodes})",
                        f"Use algo.minibatches <= {episodes}.")
+        if a.minibatches * a.microbatches > episodes:
+            raise _bad("algo", "microbatches", a.microbatches,
+                       f"minibatches x microbatches = {a.minibatches} x {a.microbatches} = "
+                       f"{a.minibatches * a.microbatches} chunks, more than the episodes per "
+                       f"step ({r.tasks_per_step} tasks x {r.group_size} = {episodes}): some "
+                       f"chunks would be empty",
+                       f"Use algo.microbatches <= {episodes // a.minibatches}.")
         if self.rollout.sampler == "vllm" and not self.model.device.startswith("cuda"):
             raise _bad("model", "device", self.model.device, "the vLLM sampler needs the "
                        "trainer on a CUDA device", "Set model.device='cuda', or "
