@@ -90,6 +90,11 @@ def test_override_beats_the_file_and_preset_override_drops_file_fields(tmp_path:
     (["rollout.group_size=1"], "rollout.group_size=1 is invalid: GRPO needs >= 2 episodes"),
     (["algo.minibatches=100"], ("algo.minibatches=100 is invalid: more minibatches than "
                                "episodes per step (8 tasks x 8 = 64)")),
+    (["algo.microbatches=0"], "algo.microbatches=0 is invalid: must be >= 1. Use 1."),
+    (["algo.minibatches=4", "algo.microbatches=20"], (
+        "algo.microbatches=20 is invalid: minibatches x microbatches = 4 x 20 = 80 chunks, "
+        "more than the episodes per step (8 tasks x 8 = 64): some chunks would be empty. "
+        "Use algo.microbatches <= 16.")),
     (["model.attn_implementation=flash_attention_2"], "would ignore gpt-oss attention sinks"),
     (["correction.is_cap=0.5"], "RolloutCorrectionConfig.is_cap=0.5 is invalid"),
     (["correction.preset=magic"], "correction.preset='magic' is invalid: must be one of"),
@@ -127,6 +132,8 @@ def test_every_field_has_help_text_and_help_lists_them() -> None:
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
     assert "group_size = 8" in text and "G: episodes per task" in text
+    assert "microbatches = 1  # (int) gradient accumulation" in text
+    assert load_config(None, ["algo.microbatches=4"]).algo.microbatches == 4
 
 
 @pytest.mark.parametrize("name", ["tiny-cpu", "tiny-cpu-ppo", "gpt-oss-20b"])
