@@ -14,10 +14,27 @@ One step (:meth:`Trainer.step`):
 4. **Update**: ``epochs x minibatches`` AdamW steps on
    :func:`~trainers.losses.ppo_loss_with_correction`. ``pi_old`` of a minibatch is the
    policy when that minibatch is first seen (decoupled PPO's proximal policy):
-   ``logp_old = logp_new.detach()`` of its first forward pass, no second pass. On a
-   strictly on-policy step (1 epoch, 1 minibatch) the PPO ratio is therefore exactly 1
-   and nothing is clipped. The sampler/trainer mismatch ``pi_old / pi_rollout`` is
-   handled by the rollout correction (``[correction]``).
+   ``logp_old = logp_new.detach()`` of its first forward pass, no second pass. In the
+   first epoch every PPO ratio is therefore exactly 1 (``ppo/ratio_max_abs_dev == 0.0``)
+   and nothing is clipped; only later epochs move it. The sampler/trainer mismatch
+   ``pi_old / pi_rollout`` is handled by the rollout correction (``[correction]``).
+5. **Gradient accumulation** (``algo.microbatches = k``): each minibatch runs as k
+   forward/backward chunks before its optimizer step. Each chunk backpropagates its
+   un-normalised loss sum and the summed gradient is divided by the minibatch's
+   denominator (tokens, or sequences, see :func:`~trainers.losses.aggregate_parts`), so
+   k chunks give the gradient of one pass up to float summation order. All chunks see
+   the weights of before the step: ``pi_old`` is the same policy for all of them. (PPO's
+   advantage whitening is per chunk.)
+
+Exactness (``tests/trainers/test_onpolicy_exact.py``): the transformers sampler's
+KV-cached log-probs differ from a full forward by float noise (~1e-6 on CPU, float32),
+and a sequence's log-probs change in the last bits when it is right-padded to a longer
+one (the attention rows get longer). ``Trainer(..., exact_sampler_logprobs=True)``
+makes the sampler re-score each completion with :meth:`Trainer.score_tokens` (the
+trainer's own function: one full forward of prompt + completion, no padding); with
+microbatches of one sample (no padding on the trainer side either) and single-turn
+samples, ``pi_old / pi_rollout`` is then exactly 1 at every token of the first
+minibatch (``rollout_corr/is_weight_max_abs_dev == 0.0``).
 
 Token restriction (``rollout.allowed_tokens = "env"``): the sampler's logits are
 masked to ``env.allowed_token_ids()`` (so its processed log-probs are a distribution
@@ -28,8 +45,11 @@ correction weight would be huge.
 Metrics (namespaced, one dict per step, to console, ``metrics.jsonl`` and TensorBoard):
 ``reward/*`` (mean, std, solved fraction), ``episode/*`` (turns, sampled tokens,
 truncated fraction, infra-dropped count), ``loss/*`` (policy, value, entropy, kl,
-total), ``ppo/*`` (clip fractions, ratio min/mean/max, approx KL), ``value/*``,
-``rollout_corr/*`` (see :func:`~trainers.rollout_correction.correction_diagnostics`),
+total), ``ppo/*`` (clip fractions, ratio min/mean/max, ``ratio_max_abs_dev`` = max
+``|pi_theta / pi_old - 1|``, approx KL), ``value/*``,
+``rollout_corr/*`` (see :func:`~trainers.rollout_correction.correction_diagnostics`;
+also ``is_weight_max_abs_dev`` = max ``|w - 1|`` of the kept correction weights and
+``logp_abs_diff_max`` = max ``|logp_old - logp_rollout|``),
 ``grad/norm`` (mean pre-clip global norm) and ``grad/norm_max``, ``perf/*`` (seconds
 per phase, ``tokens_per_s`` = all tokens of the step / step seconds).
 """
@@ -37,6 +57,7 @@ per phase, ``tokens_per_s`` = all tokens of the step / step seconds).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -53,7 +74,13 @@ import torch.nn.functional as F
 
 from trainers.config import ConfigError, TrainConfig, config_to_dict
 from trainers.episode import Episode, TrainSample, collate, segment_samples
-from trainers.losses import LossConfig, gae, grpo_advantages, ppo_loss_with_correction
+from trainers.losses import (
+    LossConfig,
+    LossOutput,
+    gae,
+    grpo_advantages,
+    ppo_loss_with_correction,
+)
 from trainers.models.logprobs import logprobs_from_hidden
 from trainers.policies.base import Policy, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
@@ -227,12 +254,26 @@ class Trainer:
         policy: use this sampler instead of building one (it must sample from ``model``'s
             current weights, or be refreshed by ``sync_weights``).
         env_factory: build envs with this instead of ``agent_envs.make`` (local only).
+        exact_sampler_logprobs: the built transformers sampler records, for each sampled
+            token, the log-prob :meth:`score_tokens` gives (a full forward of prompt +
+            completion, the trainer's own code) instead of its KV-cached one. Costs one
+            extra forward per completion; with ``rollout.top_p = 1`` only (the trainer
+            scores the temperature-scaled distribution, not a nucleus).
     """
 
     def __init__(self, config: TrainConfig, *, model: torch.nn.Module | None = None,
                  policy: Policy | None = None,
-                 env_factory: Callable[[], Any] | None = None) -> None:
+                 env_factory: Callable[[], Any] | None = None,
+                 exact_sampler_logprobs: bool = False) -> None:
         self.config = config
+        if exact_sampler_logprobs and (config.rollout.sampler != "transformers"
+                                       or config.rollout.top_p != 1.0):
+            raise ConfigError(
+                f"exact_sampler_logprobs=True needs rollout.sampler='transformers' and "
+                f"rollout.top_p=1.0 (got {config.rollout.sampler!r}, {config.rollout.top_p}): "
+                f"the trainer's scoring function is the temperature-scaled softmax of the "
+                f"trainer's own model. Drop exact_sampler_logprobs, or change those.")
+        self.exact_sampler_logprobs = exact_sampler_logprobs
         c = config
         torch.manual_seed(c.seed)
         random.seed(c.seed)
@@ -264,6 +305,8 @@ class Trainer:
         self.policy = policy if policy is not None else self._make_policy()
         self.step_count = 0
         self.history: list[dict[str, float]] = []
+        self.last_update_log: list[dict[str, Any]] = []
+        self.last_update_tensors: dict[str, torch.Tensor] = {}
         self._writer: Any = None
         self.out_dir = c.out_dir
 
@@ -318,7 +361,23 @@ class Trainer:
             sampler_model = AllowedTokensModel(self.model, self.allowed.tolist())
         return TransformersPolicy(sampler_model, policy_id=f"{c.model.name}@train",
                                   pad_token_id=_PAD_ID, max_batch_size=c.rollout.max_batch_size,
-                                  seed=c.seed)
+                                  seed=c.seed,
+                                  score_fn=self.score_tokens if self.exact_sampler_logprobs
+                                  else None)
+
+    def score_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The trainer's log-probs ``[B, T]`` of ``input_ids`` ``[B, T]`` (no padding).
+
+        The same function, chunking, token restriction and temperature as the update's
+        forward pass, without gradients. Position 0 gets 0.
+        """
+        ids = input_ids.to(self.device)
+        with torch.no_grad():
+            logp, _, _ = token_logprobs(
+                self.model, ids, torch.ones_like(ids), allowed_token_ids=self.allowed,
+                temperature=self.config.rollout.temperature,
+                chunk_size=self.config.model.logprob_chunk_size)
+        return logp
 
     def sync_weights(self) -> None:
         """Make the sampler use the trainer's current weights, and bump its version.
@@ -393,50 +452,45 @@ class Trainer:
         store: dict[str, torch.Tensor] = {}
         sums: dict[str, list[float]] = {}
         grad_norms: list[float] = []
+        log: list[dict[str, Any]] = []
         self.model.train()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         for epoch in range(c.algo.epochs):
             gen = torch.Generator().manual_seed(derive_seed(c.seed, "perm", step, epoch))
             order = torch.randperm(n, generator=gen) if c.algo.minibatches > 1 \
                 else torch.arange(n)
-            for mb in order.chunk(c.algo.minibatches):
+            for mb_index, mb in enumerate(order.chunk(c.algo.minibatches)):
                 mb = mb.to(dev)
-                t = int(attn[mb].sum(-1).max())
-                m_ids, m_attn, m_mask = ids[mb, :t], attn[mb, :t], mask[mb, :t]
-                m_rollout = logp_rollout_all[mb, :t]
-                logp_new, ent, hidden = token_logprobs(
-                    self.model, m_ids, m_attn, allowed_token_ids=self.allowed,
-                    temperature=c.rollout.temperature, chunk_size=c.model.logprob_chunk_size,
-                    with_entropy=c.algo.entropy_coef > 0)
-                values = None
-                if self.value_head is not None:
-                    v = self.value_head(hidden[:, :-1].float()).squeeze(-1)
-                    values = torch.cat([v.new_zeros(v.shape[0], 1), v], dim=1)
-                if epoch == 0:
-                    # pi_old := the policy as this minibatch is first seen (no 2nd pass).
-                    self._first_visit(store, mb, (n, width), logp_new, values, m_ids, m_attn,
-                                      m_mask, rewards[mb], seq_adv)
-                logp_old = store["logp_old"][mb, :t]
-                adv = store["adv"][mb, :t]
-                extra: dict[str, Any] = {}
-                if values is not None:
-                    extra = {"values": values, "values_old": store["values_old"][mb, :t],
-                             "returns": store["returns"][mb, :t]}
-                if "logp_ref" in store:
-                    extra["logp_ref"] = store["logp_ref"][mb, :t]
-                out = ppo_loss_with_correction(
-                    logp_new, logp_old, m_rollout, adv, m_mask, config=self.loss_config,
-                    correction=c.correction, entropy=ent if c.algo.entropy_coef > 0 else None,
-                    **extra)
+                # One loss normalisation for the whole minibatch (Dr. GRPO's constant is
+                # its width), whichever microbatch a sample lands in.
+                loss_config = self.loss_config
+                if loss_config.agg_mode == "seq-mean-token-sum-norm" \
+                        and loss_config.norm_length is None:
+                    loss_config = dataclasses.replace(
+                        loss_config, norm_length=int(attn[mb].sum(-1).max()))
+                micro = mb.chunk(c.algo.microbatches)
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                denominator = 0.0
+                for part in micro:
+                    out = self._forward_backward(
+                        part, epoch, store, shape=(n, width), ids=ids, attn=attn, mask=mask,
+                        logp_rollout_all=logp_rollout_all, rewards=rewards, seq_adv=seq_adv,
+                        loss_config=loss_config, accumulate=len(micro) > 1)
+                    denominator += out.denominator
+                    log.append({"epoch": epoch, "minibatch": mb_index,
+                                "samples": part.tolist(), "metrics": dict(out.metrics)})
+                    for k, v in out.metrics.items():
+                        sums.setdefault(k, []).append(float(v))
+                if len(micro) > 1:
+                    # sum_i grad(loss_sum_i) / sum_i den_i: one pass's gradient.
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.div_(max(denominator, 1.0))
                 gn = float(torch.nn.utils.clip_grad_norm_(params, c.algo.max_grad_norm))
                 self.optimizer.step()
                 grad_norms.append(gn)
-                for k, v in out.metrics.items():
-                    sums.setdefault(k, []).append(float(v))
         for k, vs in sums.items():
-            if k.endswith("_max"):
+            if k.endswith(("_max", "_max_abs_dev")):
                 metrics[k] = max(vs)
             elif k.endswith("_min"):
                 metrics[k] = min(vs)
@@ -446,7 +500,58 @@ class Trainer:
         metrics["grad/norm_max"] = float(np.max(grad_norms))
         metrics["train/samples"] = float(n)
         metrics["train/optimizer_steps"] = float(len(grad_norms))
+        metrics["train/microbatches"] = float(len(log))
+        # For inspection (tests, debugging): per-microbatch metrics, and the step's
+        # pi_old / pi_rollout log-probs in the collated [samples, width] layout.
+        self.last_update_log = log
+        self.last_update_tensors = {"logp_old": store["logp_old"],
+                                    "logp_rollout": logp_rollout_all, "loss_mask": mask,
+                                    "input_ids": ids}
         return metrics
+
+    def _forward_backward(self, part: torch.Tensor, epoch: int, store: dict[str, torch.Tensor],
+                          *, shape: tuple[int, int], ids: torch.Tensor, attn: torch.Tensor,
+                          mask: torch.Tensor, logp_rollout_all: torch.Tensor,
+                          rewards: torch.Tensor, seq_adv: torch.Tensor | None,
+                          loss_config: LossConfig, accumulate: bool) -> LossOutput:
+        """Forward one microbatch (samples ``part``), compute its loss and backpropagate.
+
+        With ``accumulate`` the un-normalised ``loss_sum`` is backpropagated (the caller
+        divides the summed gradient by the minibatch's denominator); otherwise ``loss``.
+        """
+        c = self.config
+        t = int(attn[part].sum(-1).max())
+        m_ids, m_attn, m_mask = ids[part, :t], attn[part, :t], mask[part, :t]
+        logp_new, ent, hidden = token_logprobs(
+            self.model, m_ids, m_attn, allowed_token_ids=self.allowed,
+            temperature=c.rollout.temperature, chunk_size=c.model.logprob_chunk_size,
+            with_entropy=c.algo.entropy_coef > 0)
+        values = None
+        if self.value_head is not None:
+            v = self.value_head(hidden[:, :-1].float()).squeeze(-1)
+            values = torch.cat([v.new_zeros(v.shape[0], 1), v], dim=1)
+        if epoch == 0:
+            # pi_old := the policy as these samples are first seen (no 2nd pass). Every
+            # microbatch of a minibatch is seen before its optimizer step, so all of them
+            # see the same weights.
+            self._first_visit(store, part, shape, logp_new, values, m_ids, m_attn, m_mask,
+                              rewards[part], seq_adv)
+        extra: dict[str, Any] = {}
+        if values is not None:
+            extra = {"values": values, "values_old": store["values_old"][part, :t],
+                     "returns": store["returns"][part, :t]}
+        if "logp_ref" in store:
+            extra["logp_ref"] = store["logp_ref"][part, :t]
+        out = ppo_loss_with_correction(
+            logp_new, store["logp_old"][part, :t], logp_rollout_all[part, :t],
+            store["adv"][part, :t], m_mask, config=loss_config, correction=c.correction,
+            entropy=ent if c.algo.entropy_coef > 0 else None, **extra)
+        if accumulate:
+            assert out.loss_sum is not None
+            out.loss_sum.backward()
+        else:
+            out.loss.backward()
+        return out
 
     def _first_visit(self, store: dict[str, torch.Tensor], mb: torch.Tensor,
                      shape: tuple[int, int],

@@ -11,7 +11,7 @@ as vLLM's ``logprobs_mode="processed_logprobs"`` reports it. ``torch`` and
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -95,6 +95,14 @@ class TransformersPolicy(Policy):
         pad_token_id: Token used for left padding (masked out, never sampled from).
         max_batch_size: Requests are sampled in chunks of at most this many.
         seed: Seed of the RNG used for requests whose ``params.seed`` is None.
+        score_fn: If given, the recorded log-probs are re-scored after sampling:
+            ``score_fn(ids [1, T]) -> logp [1, T]`` on prompt + completion (one sequence,
+            no padding), and the completion's entries replace the KV-cached ones. Give it
+            the trainer's own log-prob function (``Trainer.score_tokens``) and the sampler
+            reports exactly what the trainer computes for an unpadded sequence. It must
+            score the distribution that is sampled (so no top-k / top-p). The largest
+            ``|kv-cached - re-scored|`` of the last call is kept in
+            ``last_rescore_max_abs_diff``.
 
     Example:
         >>> policy = TransformersPolicy.from_pretrained("openai/gpt-oss-20b", device="cuda")
@@ -110,6 +118,7 @@ class TransformersPolicy(Policy):
         pad_token_id: int = 0,
         max_batch_size: int = 16,
         seed: int = 0,
+        score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise PolicyConfigError(
@@ -123,6 +132,8 @@ class TransformersPolicy(Policy):
         self.max_batch_size = int(max_batch_size)
         self._rng = torch.Generator(device="cpu").manual_seed(int(seed))
         self._lock = threading.Lock()
+        self.score_fn = score_fn
+        self.last_rescore_max_abs_diff = 0.0
 
     @classmethod
     def from_pretrained(
@@ -159,7 +170,32 @@ class TransformersPolicy(Policy):
         with self._lock, torch.inference_mode():
             for i in range(0, len(requests), self.max_batch_size):
                 out.extend(self._sample_batch(requests[i : i + self.max_batch_size]))
+            if self.score_fn is not None:
+                out = self._rescore(requests, out)
         return out
+
+    def _rescore(self, requests: list[SampleRequest], samples: list[Sample]) -> list[Sample]:
+        """Replace each sample's log-probs by ``score_fn`` of its prompt + completion."""
+        assert self.score_fn is not None
+        worst = 0.0
+        rescored = []
+        for r, s in zip(requests, samples):
+            if r.params.top_k > 0 or r.params.top_p < 1.0:
+                raise PolicyConfigError(
+                    f"TransformersPolicy score_fn re-scores the full distribution, but the "
+                    f"request samples with top_k={r.params.top_k}, top_p={r.params.top_p}. "
+                    f"Use top_k=-1 and top_p=1.0, or no score_fn.")
+            if not s.token_ids:
+                rescored.append(s)
+                continue
+            ids = torch.as_tensor([list(r.prompt) + list(s.token_ids)], dtype=torch.long,
+                                  device=self.device)
+            lp = self.score_fn(ids)[0, len(r.prompt):].float().cpu()
+            worst = max(worst, float((lp - torch.tensor(s.logprobs)).abs().max()))
+            rescored.append(Sample(token_ids=s.token_ids, logprobs=lp.tolist(),
+                                   finish_reason=s.finish_reason))
+        self.last_rescore_max_abs_diff = worst
+        return rescored
 
     def _forward(self, **kw: Any) -> Any:
         try:
