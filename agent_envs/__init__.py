@@ -9,6 +9,8 @@ Also available through gymnasium as ``gymnasium.make("agent_envs/python-tool-v0"
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
 from agent_envs.errors import (
     AgentEnvsError,
@@ -22,16 +24,30 @@ from agent_envs.errors import (
     VocabularyError,
 )
 from agent_envs.registry import EnvSpec, list_envs, make, register, spec
+from agent_envs.server.protocol import RemoteEnvError, ServerBusyError, ServerUnavailableError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "INFO_KEYS", "AgentEnvsError", "DatasetError", "EnvConfig", "EnvSpec", "EnvStateError",
-    "HarmonyEnv", "InvalidActionError", "MissingDependencyError", "TaskFileError", "ToolCall",
-    "ToolOutcome",
+    "HarmonyEnv", "InvalidActionError", "MissingDependencyError", "RemoteEnvError",
+    "ServerBusyError", "ServerUnavailableError", "TaskFileError", "ToolCall", "ToolOutcome",
     "UnknownEnvError", "UnknownTaskError", "VocabularyError", "__version__", "list_envs", "make",
-    "register", "spec",
+    "register", "remote", "spec",
 ]
+
+
+def remote(url: str, env_id: str, **kwargs: Any) -> Any:
+    """A gymnasium env whose episodes run on the ``agent-envs serve`` server at ``url``.
+
+    ``kwargs`` are env arguments (JSON values) plus the client options of
+    :func:`agent_envs.server.client.remote` (``connect_timeout_s``, ``message_timeout_s``,
+    ``busy_timeout_s``). Needs the ``[server]`` extra (``websockets``).
+    """
+    from agent_envs.server.client import remote as _remote
+
+    return _remote(url, env_id, **kwargs)
+
 
 register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
          description="gpt-oss's built-in stateful python tool on computational tasks")

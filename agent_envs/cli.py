@@ -4,6 +4,7 @@
     agent-envs rollout python-tool           oracle episodes through the real sandbox
     agent-envs rollout ENV --policy SPEC --out episodes.jsonl
     agent-envs train configs/tiny-cpu.toml   GRPO/PPO training
+    agent-envs serve python-tool --port 8000 an env behind OpenEnv's WebSocket protocol
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ class EpisodeSummary:
 
 
 async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wrong: bool,
-                          keep_transcript: bool, color: bool) -> EpisodeSummary:
+                          keep_transcript: bool, color: bool, env_url: str | None = None
+                          ) -> EpisodeSummary:
     import agent_envs
     from agent_envs.oracle import Oracle
     from agent_envs.transcript import format_transcript
 
-    env = agent_envs.make(env_id, **env_kwargs)
+    env = (agent_envs.remote(env_url, env_id, **env_kwargs) if env_url
+           else agent_envs.make(env_id, **env_kwargs))
     oracle = Oracle(wrong=wrong)
     t0 = time.perf_counter()
     try:
@@ -88,7 +91,7 @@ async def _run_oracle(args: argparse.Namespace, env_kwargs: dict[str, Any]
         async with sem:
             s = await _oracle_episode(args.env, env_kwargs, args.seed + i,
                                       args.policy == "oracle-wrong", i < args.transcripts,
-                                      not args.no_color and sys.stdout.isatty())
+                                      not args.no_color and sys.stdout.isatty(), args.env_url)
         bar.update(1)
         bar.set_postfix(solved=f"{sum(1 for r in results if r and r.correct)}")
         return s
@@ -170,7 +173,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                               group_size=args.group_size, seed=args.seed, model=args.model,
                               max_tokens=args.max_tokens, temperature=args.temperature,
                               top_p=args.top_p, env_kwargs=env_kwargs, backend=args.backend,
-                              progress=not args.quiet)
+                              progress=not args.quiet, env_url=args.env_url)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -240,7 +243,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     out = args.out or str(Path("runs") / "eval" / target / (
         re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"))
-    bundle = ev.run_eval(target, policy, out, cfg)
+    saved = os.environ.get("AGENT_ENVS_ENV_URL")
+    if args.env_url:  # the eval runner's collector makes its envs on this server
+        os.environ["AGENT_ENVS_ENV_URL"] = args.env_url
+    try:
+        bundle = ev.run_eval(target, policy, out, cfg)
+    finally:
+        if args.env_url:
+            if saved is None:
+                os.environ.pop("AGENT_ENVS_ENV_URL", None)
+            else:
+                os.environ["AGENT_ENVS_ENV_URL"] = saved
     m = json.loads((bundle / "metrics.json").read_text())["overall"]
     acc = m["accuracy"]
     print(f"{target}: accuracy {acc['value']:.3f} (95% CI {acc['ci'][0]:.3f} .. "
@@ -259,6 +272,28 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"Install it with: pip install 'agent-envs[train]'", file=sys.stderr)
         return 2
     return int(train_main([args.config, *args.overrides]))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve ENV over OpenEnv's WebSocket protocol until interrupted."""
+    try:
+        from agent_envs.server.app import ServerSettings, run_server
+    except ModuleNotFoundError as e:
+        print(f"error: agent-envs serve needs the [server] extra ({e.name} is missing): "
+              "pip install 'agent-envs[server]'", file=sys.stderr)
+        return 2
+    settings = ServerSettings(
+        env_id=args.env, env_kwargs=_env_args(args.env_arg), max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout or None, step_timeout_s=args.step_timeout or None)
+
+    def ready(url: str) -> None:
+        print(f"serving {settings.served_id} on {url} (WebSocket {url}/ws; /health, /metadata, "
+              f"/schema); max {settings.max_sessions} sessions, idle timeout "
+              f"{settings.idle_timeout_s or 'off'} s, step timeout "
+              f"{settings.step_timeout_s or 'off'} s", flush=True)
+
+    run_server(settings, host=args.host, port=args.port, log_level=args.log_level, ready=ready)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -329,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sandbox backend for python-tool (default: the env's)")
     r.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other env argument (repeatable; VALUE is JSON when it parses)")
+    r.add_argument("--env-url", default=None, metavar="URL",
+                   help="run the envs on an `agent-envs serve` server at URL "
+                        "(http://HOST:PORT) instead of in this process")
     r.add_argument("--transcripts", type=int, default=2, help="transcripts to print (default 2)")
     r.add_argument("--out", default=None, help="write episodes to FILE (.jsonl or .parquet)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -360,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None,
                    help="bundle directory (default runs/eval/SUITE/MODEL-sSEED); rerunning "
                         "into it resumes")
+    e.add_argument("--env-url", default=None, metavar="URL",
+                   help="run the suite's envs on an `agent-envs serve` server at URL (it must "
+                        "serve the suite's env at this version)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--html", default="board.html", help="board: where to write the HTML page")
     e.set_defaults(func=cmd_eval)
@@ -368,6 +409,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="a TOML config, e.g. configs/tiny-cpu.toml")
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     t.set_defaults(func=cmd_train)
+
+    sv = sub.add_parser(
+        "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
+        description="Serve ENV over OpenEnv's protocol: a WebSocket session per client at /ws "
+                    "(reset/step/state/close with harmony token ids), plus /health, /metadata "
+                    "and /schema. Clients: agent_envs.remote(URL, ENV), --env-url URL on "
+                    "rollout/eval, env.url in a train config, or OpenEnv's GenericEnvClient.")
+    sv.add_argument("env", help="environment id, e.g. python-tool or toy-digit")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any)")
+    sv.add_argument("--max-sessions", type=int, default=64,
+                    help="most concurrent sessions (one env each); one more is refused "
+                         "in-band and agent_envs.remote waits and retries (default 64)")
+    sv.add_argument("--idle-timeout", type=float, default=600.0,
+                    help="close sessions idle this many seconds, env included (0: never; "
+                         "default 600)")
+    sv.add_argument("--step-timeout", type=float, default=600.0,
+                    help="a reset/step running longer ends its episode with an in-band "
+                         "infra error and a fresh env (0: no limit; default 600)")
+    sv.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="env argument pinned for every session (repeatable; VALUE is JSON "
+                         "when it parses), e.g. --env-arg sandbox=bubblewrap")
+    sv.add_argument("--log-level", default="warning",
+                    choices=("critical", "error", "warning", "info", "debug"))
+    sv.set_defaults(func=cmd_serve)
 
     ls = sub.add_parser("list", help="list environments and sandbox backends")
     ls.add_argument("--protections", action="store_true",

@@ -1,0 +1,432 @@
+"""The environment server: any registered env behind OpenEnv's WebSocket protocol.
+
+Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata``,
+``/schema``, its message models, its session cap and in-band errors). What this module adds:
+
+- :class:`HarmonyEnvironment`, an OpenEnv ``Environment`` that runs one of our gymnasium envs
+  in its own thread and speaks token ids (:mod:`agent_envs.server.models`), sending
+  observations as deltas with a prefix hash;
+- a per-step timeout: a reset or step that runs longer returns an in-band ``step_timeout``
+  error (the episode ends, truncated, ``infra_error`` set) and the session's env is closed
+  and replaced, so the session stays usable;
+- idle reaping with a sub-second poll (OpenEnv polls every 5 s at least) that never reaps a
+  session in the middle of a step; a reaped session answers ``session_closed`` in-band;
+- backpressure: at ``max_sessions`` a new WebSocket is refused in-band (OpenEnv's
+  ``CAPACITY_REACHED`` error, then the socket closes); ``agent_envs.remote`` waits and retries
+  until its ``busy_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from openenv.core.env_server.http_server import HTTPEnvServer
+from openenv.core.env_server.interfaces import Environment
+from openenv.core.env_server.types import ConcurrencyConfig, EnvironmentMetadata
+
+import agent_envs
+from agent_envs.errors import AgentEnvsError, EnvStateError, InvalidActionError, UnknownTaskError
+from agent_envs.server.models import EnvSessionState, TokenAction, TokenObservation
+from agent_envs.server.protocol import (
+    ERROR_BAD_REQUEST,
+    ERROR_INFRA,
+    ERROR_SESSION_CLOSED,
+    ERROR_STEP_TIMEOUT,
+    prefix_hash,
+    to_jsonable,
+)
+
+__all__ = ["HarmonyEnvironment", "ServerSettings", "create_app", "run_server"]
+
+_log = logging.getLogger(__name__)
+
+#: Exceptions that are the caller's mistake (sent as bad_request, raised again by the client).
+_CALLER_ERRORS = (InvalidActionError, EnvStateError, UnknownTaskError, ValueError, TypeError,
+                  KeyError)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """How the server runs its sessions.
+
+    Attributes:
+        env_id: The registered env every session runs (``"python-tool"``).
+        env_kwargs: Arguments for ``agent_envs.make``; they are pinned: a client may add
+            other kwargs but not change these.
+        max_sessions: Most WebSocket sessions at once; one more is refused in-band.
+        idle_timeout_s: A session with no message for this long is closed (its env too);
+            None: never.
+        step_timeout_s: A reset or step running longer ends the episode with an in-band
+            ``step_timeout`` error; None: no limit.
+        env_factory: Builds the env from the merged kwargs instead of ``agent_envs.make``
+            (tests use it for envs that are not registered).
+    """
+
+    env_id: str
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    max_sessions: int = 64
+    idle_timeout_s: float | None = 600.0
+    step_timeout_s: float | None = 600.0
+    env_factory: Callable[..., Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions!r}")
+        for name in ("idle_timeout_s", "step_timeout_s"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {v!r}")
+
+    @property
+    def served_id(self) -> str:
+        """The versioned id of the served env."""
+        return agent_envs.spec(self.env_id).id
+
+
+class _Reply(Exception):
+    """Internal: end a handler early with this observation."""
+
+    def __init__(self, obs: TokenObservation) -> None:
+        super().__init__(obs.error)
+        self.obs = obs
+
+
+class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionState]):
+    """One session: a gymnasium env from ``agent_envs`` behind OpenEnv's ``Environment``.
+
+    The env is made at the first reset (with the client's extra kwargs) and runs in a thread
+    of its own, so a step that hangs can be abandoned (see ``ServerSettings.step_timeout_s``).
+    """
+
+    SUPPORTS_CONCURRENT_SESSIONS = True  # each session has its own env and thread
+
+    def __init__(self, settings: ServerSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._env: Any = None
+        self._kwargs: dict[str, Any] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._last_obs: np.ndarray | None = None
+        self._last_info: dict[str, Any] = {}
+        self._active = False
+        self._episode_id: str | None = None
+        self._steps = 0
+        self.busy = False
+        #: Why the server closed this session (reaped), or None while it is open.
+        self.closed_reason: str | None = None
+
+    # -- OpenEnv's interface ----------------------------------------------------------------
+
+    def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any
+              ) -> TokenObservation:
+        raise RuntimeError("HarmonyEnvironment runs through reset_async (OpenEnv calls it)")
+
+    def step(self, action: TokenAction, timeout_s: float | None = None, **kwargs: Any
+             ) -> TokenObservation:
+        raise RuntimeError("HarmonyEnvironment runs through step_async (OpenEnv calls it)")
+
+    async def reset_async(self, seed: int | None = None, episode_id: str | None = None,
+                          options: dict[str, Any] | None = None,
+                          env_kwargs: dict[str, Any] | None = None, env_id: str | None = None,
+                          **extra: Any) -> TokenObservation:
+        """Start an episode; ``env_kwargs`` (added to the server's pinned ones) make the env."""
+        self.busy = True
+        try:
+            return await self._reset(seed, episode_id, options, env_kwargs, env_id, extra)
+        except _Reply as r:
+            return r.obs
+        finally:
+            self.busy = False
+
+    async def step_async(self, action: TokenAction, timeout_s: float | None = None,
+                         **kwargs: Any) -> TokenObservation:
+        """One model turn."""
+        self.busy = True
+        try:
+            return await self._step(action)
+        except _Reply as r:
+            return r.obs
+        finally:
+            self.busy = False
+
+    @property
+    def state(self) -> EnvSessionState:
+        """The session's env id, kwargs, task and last observation's length and hash."""
+        task = getattr(self._env, "task", None)
+        return EnvSessionState(
+            episode_id=self._episode_id, step_count=self._steps,
+            env_id=self.settings.served_id, env_kwargs=to_jsonable(self._kwargs or {}),
+            task_id=None if task is None else task.id, active=self._active,
+            obs_len=0 if self._last_obs is None else len(self._last_obs),
+            obs_hash=None if self._last_obs is None else prefix_hash(self._last_obs))
+
+    def get_metadata(self) -> EnvironmentMetadata:
+        """Name (the versioned env id), description and version of the served env."""
+        s = agent_envs.spec(self.settings.env_id)
+        return EnvironmentMetadata(
+            name=s.id, version=agent_envs.__version__,
+            description=f"{s.description} (agent-envs, harmony token ids; pinned kwargs "
+                        f"{to_jsonable(dict(self.settings.env_kwargs))})",
+            readme_content=__doc__, author="agent-envs")
+
+    def close(self) -> None:
+        """Close the env and its thread (OpenEnv calls this when the session ends)."""
+        if self.closed_reason is None:
+            self.closed_reason = "the session was closed"
+        self._active = False
+        env, pool, self._env, self._pool = self._env, self._pool, None, None
+        _close_env(env, pool)
+
+    # -- work ------------------------------------------------------------------------------
+
+    async def _reset(self, seed: Any, episode_id: Any, options: Any, env_kwargs: Any,
+                     env_id: Any, extra: dict[str, Any]) -> TokenObservation:
+        self._check_open()
+        if extra:
+            raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
+                                f"unknown reset field(s) {sorted(extra)}; a reset message's "
+                                "data may hold seed, options, env_kwargs, env_id, episode_id"))
+        if env_id is not None and _served(env_id) != self.settings.served_id:
+            raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
+                                f"this server serves {self.settings.served_id!r}, not "
+                                f"{env_id!r}; connect to a server started with "
+                                f"`agent-envs serve {env_id}`"))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
+                                f"seed must be an integer or null, got {seed!r}"))
+        kwargs = self._merge_kwargs(env_kwargs or {})
+        if self._env is None or kwargs != self._kwargs:
+            _close_env(self._env, self._pool)
+            self._env, self._kwargs = None, None
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-env")
+            env = await self._run(self._make_env, kwargs, what="making the env")
+            self._env, self._kwargs = env, kwargs
+        obs, info = await self._run(functools.partial(self._env.reset, seed=seed,
+                                                      options=options), what="reset")
+        self._last_obs = np.asarray(obs, dtype=np.int32)
+        self._last_info = to_jsonable(info)
+        self._active = True
+        self._episode_id = episode_id
+        self._steps = 0
+        task = getattr(self._env, "task", None)
+        return TokenObservation(
+            tokens=self._last_obs.tolist(), info=self._last_info,
+            task=None if task is None else to_jsonable(task),
+            task_class=None if task is None else f"{type(task).__module__}:"
+                                                 f"{type(task).__qualname__}")
+
+    async def _step(self, action: TokenAction) -> TokenObservation:
+        self._check_open()
+        if self._env is None or not self._active or self._last_obs is None:
+            raise _Reply(_error(ERROR_BAD_REQUEST, "EnvStateError",
+                                "step before reset, or after the episode ended; send a reset "
+                                "message to start an episode"))
+        act: Any = action.text if action.tokens is None else action.tokens
+        obs, reward, terminated, truncated, info = await self._run(
+            functools.partial(self._env.step, act), what="step")
+        self._steps += 1
+        new = np.asarray(obs, dtype=np.int32)
+        prev, self._last_obs = self._last_obs, new
+        self._last_info = to_jsonable(info)
+        self._active = not (terminated or truncated)
+        out = TokenObservation(reward=float(reward), done=bool(terminated or truncated),
+                               terminated=bool(terminated), truncated=bool(truncated),
+                               info=self._last_info)
+        if action.tokens is not None and not info.get("new_segment"):
+            n = len(prev) + len(action.tokens)
+            if (len(new) >= n and np.array_equal(new[: len(prev)], prev)
+                    and np.array_equal(new[len(prev): n], np.asarray(action.tokens, np.int32))):
+                out.appended = new[n:].tolist()
+                out.prefix_len = n
+                out.prefix_hash = prefix_hash(new[:n])
+                return out
+        out.tokens = new.tolist()
+        return out
+
+    def _make_env(self, kwargs: dict[str, Any]) -> Any:
+        if self.settings.env_factory is not None:
+            return self.settings.env_factory(**kwargs)
+        return agent_envs.make(self.settings.env_id, **kwargs)
+
+    def _merge_kwargs(self, client: Any) -> dict[str, Any]:
+        if not isinstance(client, dict):
+            raise _Reply(_error(ERROR_BAD_REQUEST, "TypeError",
+                                f"env_kwargs must be a JSON object, got {client!r}"))
+        pinned = dict(self.settings.env_kwargs)
+        clash = sorted(k for k in client if k in pinned and client[k] != pinned[k])
+        if clash:
+            raise _Reply(_error(
+                ERROR_BAD_REQUEST, "ValueError",
+                f"env kwarg(s) {clash} are pinned by the server to "
+                f"{ {k: pinned[k] for k in clash} } and the client asked for "
+                f"{ {k: client[k] for k in clash} }; drop them or start the server with "
+                f"other --env-arg values"))
+        return {**pinned, **client}
+
+    def _check_open(self) -> None:
+        if self.closed_reason is not None:
+            raise _Reply(_error(ERROR_SESSION_CLOSED, "RemoteEnvError",
+                                f"{self.closed_reason}; open a new session (agent_envs.remote "
+                                "reconnects on reset)", done=True, truncated=True,
+                                info=self._infra_info(self.closed_reason)))
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, what: str) -> Any:
+        """``fn(*args)`` in the session's thread, under the step timeout; errors in-band."""
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._pool, fn, *args)
+        limit = self.settings.step_timeout_s
+        try:
+            return await asyncio.wait_for(fut, limit) if limit else await fut
+        except asyncio.TimeoutError:
+            why = (f"{what} ran longer than the server's step timeout ({limit:g} s); the "
+                   "episode was ended and its env closed (the next reset makes a fresh one)")
+            self._abandon()
+            raise _Reply(_error(ERROR_STEP_TIMEOUT, "TimeoutError", why, done=True,
+                                truncated=True, info=self._infra_info(why))) from None
+        except _CALLER_ERRORS as e:
+            if what == "step" and not isinstance(e, (InvalidActionError, EnvStateError)):
+                return self._env_crashed(what, e)
+            raise _Reply(_error(ERROR_BAD_REQUEST, type(e).__name__, str(e))) from None
+        except Exception as e:  # noqa: BLE001 - any other env failure is infra, in-band
+            return self._env_crashed(what, e)
+
+    def _env_crashed(self, what: str, e: BaseException) -> Any:
+        why = f"the env raised during {what}: {type(e).__name__}: {e}"
+        _log.warning("session env failed: %s", why)
+        self._abandon()
+        raise _Reply(_error(ERROR_INFRA, type(e).__name__, why, done=True, truncated=True,
+                            info=self._infra_info(why)))
+
+    def _abandon(self) -> None:
+        """Drop the env and its (maybe stuck) thread; close the env off the event loop."""
+        self._active = False
+        env, pool, self._env, self._kwargs, self._pool = self._env, self._pool, None, None, None
+        threading.Thread(target=_close_env, args=(env, pool), daemon=True,
+                         name="agent-env-close").start()
+
+    def _infra_info(self, why: str) -> dict[str, Any]:
+        base = dict(self._last_info)
+        base.update(new_segment=False, env_token_count=0, tool_outcome=None, model_error=None,
+                    infra_error=why, reward_components={}, verdict=None,
+                    truncated_reason="infra")
+        return base
+
+
+def _served(env_id: str) -> str:
+    try:
+        return agent_envs.spec(env_id).id
+    except AgentEnvsError:
+        return env_id
+
+
+def _error(code: str, type_name: str, message: str, **fields: Any) -> TokenObservation:
+    return TokenObservation(error={"code": code, "type": type_name, "message": message},
+                            **fields)
+
+
+def _close_env(env: Any, pool: ThreadPoolExecutor | None) -> None:
+    if env is not None:
+        try:
+            env.close()
+        except Exception as e:  # noqa: BLE001 - closing is best effort
+            _log.debug("closing a session env failed: %s", e)
+    if pool is not None:
+        pool.shutdown(wait=False)
+
+
+class AgentEnvServer(HTTPEnvServer):
+    """OpenEnv's ``HTTPEnvServer`` with a finer idle reaper that skips busy sessions."""
+
+    async def _reap_idle_sessions(self) -> None:
+        timeout = self._session_idle_timeout_s
+        if timeout is None:
+            return
+        interval = min(max(timeout / 4, 0.05), 5.0)
+        while True:
+            try:
+                await asyncio.sleep(interval)
+                now = time.time()
+                stale = [sid for sid, info in list(self._session_info.items())
+                         if now - info.last_activity_at > timeout]
+                for sid in stale:
+                    env = self._sessions.get(sid)
+                    if env is None or getattr(env, "busy", False):
+                        continue  # still starting, or in a step (the step timeout bounds it)
+                    env.closed_reason = f"the session was idle for more than {timeout:g} s"
+                    await self._destroy_session(sid)
+            except asyncio.CancelledError:
+                break
+            except Exception as e:  # noqa: BLE001 - the reaper must keep running
+                _log.warning("idle-session reaper failed (will retry): %s", e)
+
+
+def create_app(settings: ServerSettings) -> Any:
+    """A FastAPI app serving ``settings.env_id`` (``/ws``, ``/health``, ``/metadata``, ...)."""
+    from fastapi import FastAPI
+
+    settings.served_id  # noqa: B018 - fail now on an unknown env id, not per session
+    app = FastAPI(title=f"agent-envs: {settings.served_id}",
+                  description="An agent-envs environment over OpenEnv's WebSocket protocol "
+                              "with harmony token ids (see /schema).")
+    server = AgentEnvServer(
+        functools.partial(HarmonyEnvironment, settings), TokenAction, TokenObservation,
+        concurrency_config=ConcurrencyConfig(max_concurrent_envs=settings.max_sessions,
+                                             session_timeout=settings.idle_timeout_s))
+    server.register_routes(app)
+
+    @app.get("/schema", include_in_schema=False)
+    async def schema() -> dict[str, Any]:  # OpenEnv's, with our state model
+        return {"action": TokenAction.model_json_schema(),
+                "observation": TokenObservation.model_json_schema(),
+                "state": EnvSessionState.model_json_schema()}
+
+    # Ours is registered after OpenEnv's /schema: move it first so it answers.
+    routes = app.router.routes
+    routes.insert(0, routes.pop(len(routes) - 1))
+    app.state.env_server = server
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: any free port; read it from ``getsockname()``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_uvicorn_server(settings: ServerSettings, *, log_level: str = "warning") -> Any:
+    """An ``uvicorn.Server`` for the app (run it with ``server.run(sockets=[sock])``)."""
+    import uvicorn
+
+    config = uvicorn.Config(create_app(settings), ws="websockets-sansio", log_level=log_level,
+                            ws_max_size=256 * 1024 * 1024, ws_per_message_deflate=False,
+                            backlog=2048, timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+def run_server(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000,
+               log_level: str = "warning", ready: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted; ``ready(url)`` is called once the socket listens."""
+    sock = bind_socket(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{bound}"
+    server = make_uvicorn_server(settings, log_level=log_level)
+    if ready is not None:
+        ready(url)
+    server.run(sockets=[sock])

@@ -1,0 +1,462 @@
+"""``agent_envs.remote``: a gymnasium env whose episodes run on an ``agent-envs serve`` server.
+
+    >>> env = agent_envs.remote("http://gpu-box:8000", "python-tool", difficulty=2)
+    >>> obs, info = env.reset(seed=7)          # same obs/info as agent_envs.make(...) gives
+    >>> obs, reward, terminated, truncated, info = env.step(completion_ids)
+
+The env keeps the contract of ``agent_envs.core.HarmonyEnv`` (int32 token observations that
+extend ``obs + action``, the same ``info`` keys as JSON, async twins ``areset``/``astep``/
+``aclose``), so the rollout collector and the trainer use it like a local env.
+
+Faults are flagged, never hung on and never raised out of ``step``: a lost connection (the
+server died), a step past the server's timeout, an env crash on the server, or an observation
+delta whose prefix hash does not match what this client holds all end the episode with
+``truncated=True`` and ``info["infra_error"]`` set (``truncated_reason="infra"``). ``reset``
+raises :class:`~agent_envs.server.protocol.RemoteEnvError` when no server answers (the
+collector records that episode as infra-flagged). At the server's session cap, ``reset``
+waits and retries for up to ``busy_timeout_s``, then raises ``ServerBusyError``.
+
+Connections live on one background event loop per process, so the sync and async methods
+can be mixed and called from any thread or event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import json
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from agent_envs import errors as _errors
+from agent_envs.errors import EnvStateError, InvalidActionError, MissingDependencyError
+from agent_envs.harmony import VOCAB_SIZE, get_codec
+from agent_envs.server.protocol import (
+    ERROR_BAD_REQUEST,
+    ERROR_SESSION_CLOSED,
+    RemoteEnvError,
+    ServerBusyError,
+    ServerUnavailableError,
+    prefix_hash,
+)
+from agent_envs.tasks.base import Task
+
+__all__ = ["RemoteEnv", "remote"]
+
+
+def remote(url: str, env_id: str, *, connect_timeout_s: float = 30.0,
+           message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
+           **env_kwargs: Any) -> RemoteEnv:
+    """A gymnasium env backed by the ``agent-envs serve`` server at ``url``.
+
+    Args:
+        url: ``http://HOST:PORT`` (or ``ws://``) of the server.
+        env_id: The env the server serves (checked on reset: a mismatch is an error).
+        connect_timeout_s: Most seconds to open the WebSocket.
+        message_timeout_s: Most seconds to wait for any reply (the server's own step timeout
+            normally answers first); past it the step is infra-flagged. None: no limit.
+        busy_timeout_s: How long ``reset`` keeps retrying while the server is at its session
+            cap before raising ``ServerBusyError``.
+        **env_kwargs: Env arguments (JSON values), added to the ones the server pins.
+
+    Raises:
+        MissingDependencyError: ``websockets`` is not installed (the ``[server]`` extra).
+        TypeError: an env kwarg is not JSON (e.g. a ``TaskSource`` object: pass its spec).
+    """
+    return RemoteEnv(url, env_id, connect_timeout_s=connect_timeout_s,
+                     message_timeout_s=message_timeout_s, busy_timeout_s=busy_timeout_s,
+                     **env_kwargs)
+
+
+class _IOLoop:
+    """One daemon thread running the event loop every remote connection of the process uses."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="agent-envs-remote",
+                                 daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+    @classmethod
+    def submit(cls, coro: Any) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, cls.get())
+
+
+class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A remote env session (see the module docstring); build it with :func:`remote`."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 1}
+
+    def __init__(self, url: str, env_id: str, *, connect_timeout_s: float = 30.0,
+                 message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
+                 **env_kwargs: Any) -> None:
+        try:
+            import websockets  # noqa: F401
+        except ModuleNotFoundError as e:
+            raise MissingDependencyError(
+                "agent_envs.remote needs the 'websockets' module, which comes with the "
+                "[server] extra: pip install 'agent-envs[server]'") from e
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://",
+                                                           "wss://")):
+            raise ValueError(f"url must look like http://HOST:PORT (an agent-envs serve "
+                             f"server), got {url!r}")
+        for name, value in (("connect_timeout_s", connect_timeout_s),
+                            ("busy_timeout_s", busy_timeout_s)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        try:
+            json.dumps(env_kwargs, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            bad = {k: type(v).__name__ for k, v in env_kwargs.items()
+                   if not _is_json(v)}
+            raise TypeError(f"remote env kwargs must be JSON values; not JSON: {bad} ({e}). "
+                            "Pass specs instead of objects (e.g. task_source='procedural')"
+                            ) from e
+        base = url.rstrip("/")
+        for a, b in (("https://", "wss://"), ("http://", "ws://")):
+            if base.startswith(a):
+                base = b + base[len(a):]
+        self.url = url
+        self.ws_url = base if base.endswith("/ws") else base + "/ws"
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs)
+        self.connect_timeout_s = connect_timeout_s
+        self.message_timeout_s = message_timeout_s
+        self.busy_timeout_s = busy_timeout_s
+        token = spaces.Discrete(VOCAB_SIZE)
+        self.observation_space = spaces.Sequence(token, stack=True)
+        self.action_space = spaces.Sequence(token, stack=True)
+        self.render_mode = None
+        self.codec = get_codec()
+        self._ws: Any = None
+        self._obs: np.ndarray | None = None
+        self._info: dict[str, Any] = {}
+        self._active = False
+        self._task_data: tuple[str | None, dict[str, Any] | None] = (None, None)
+        self._task: Task | None = None
+
+    # -- gymnasium API ---------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode on the server; same arguments as the local env's ``reset``."""
+        super().reset(seed=seed)
+        return _IOLoop.submit(self._areset(seed, options)).result()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One model turn on the server; faults come back flagged (see the module docstring)."""
+        return _IOLoop.submit(self._astep(action)).result()
+
+    def close(self) -> None:
+        """End the session (idempotent)."""
+        if self._ws is not None:
+            _IOLoop.submit(self._aclose()).result()
+        self._active = False
+
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+                     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Async twin of :meth:`reset` (usable from any event loop)."""
+        super().reset(seed=seed)
+        return await asyncio.wrap_future(_IOLoop.submit(self._areset(seed, options)))
+
+    async def astep(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Async twin of :meth:`step`."""
+        return await asyncio.wrap_future(_IOLoop.submit(self._astep(action)))
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if self._ws is not None:
+            await asyncio.wrap_future(_IOLoop.submit(self._aclose()))
+        self._active = False
+
+    @property
+    def task(self) -> Task | None:
+        """The episode's task, rebuilt from what the server sent on reset (for oracles)."""
+        if self._task is None and self._task_data[1] is not None:
+            self._task = _rebuild_task(*self._task_data)
+        return self._task
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The current observation (a copy)."""
+        return np.array([] if self._obs is None else self._obs, dtype=np.int32)
+
+    @property
+    def messages(self) -> list[Any]:
+        """The conversation so far, parsed from the current observation's tokens."""
+        return self.codec.parse_conversation(self.tokens)
+
+    def __del__(self) -> None:  # best effort; close() is the contract
+        ws, self._ws = getattr(self, "_ws", None), None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                _IOLoop.submit(ws.close())
+
+    # -- the work, on the I/O loop ---------------------------------------------------------
+
+    async def _connect(self) -> None:
+        from websockets.asyncio.client import connect
+
+        try:
+            self._ws = await connect(self.ws_url, open_timeout=self.connect_timeout_s,
+                                     max_size=None, compression=None, ping_interval=20,
+                                     ping_timeout=60, close_timeout=2)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise ServerUnavailableError(
+                f"no agent-envs server answers at {self.url} ({type(e).__name__}: {e}); start "
+                f"one with `agent-envs serve {self.env_id} --port PORT`") from e
+        except Exception as e:  # websockets' handshake errors (not a WebSocket server, 404)
+            raise ServerUnavailableError(
+                f"{self.url} did not accept an OpenEnv WebSocket at {self.ws_url} "
+                f"({type(e).__name__}: {e}); is it an `agent-envs serve` server?") from e
+
+    async def _drop(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):  # the connection is gone either way
+                await asyncio.wait_for(ws.close(), 2)
+
+    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one message and read its reply; connection faults propagate."""
+        from websockets.exceptions import ConnectionClosed
+
+        ws = self._ws
+        try:
+            await ws.send(json.dumps(message))
+        except ConnectionClosed:
+            pass  # a refusal may already be waiting in the receive buffer: read it
+        raw = await asyncio.wait_for(ws.recv(), self.message_timeout_s)
+        return json.loads(raw)
+
+    async def _areset(self, seed: int | None, options: dict[str, Any] | None
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        message = {"type": "reset", "data": {"seed": seed, "options": options,
+                                             "env_kwargs": self.env_kwargs,
+                                             "env_id": self.env_id}}
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.05
+        reconnects = 0
+        while True:
+            if self._ws is None:
+                try:
+                    await self._connect()
+                except ServerUnavailableError as e:
+                    if isinstance(e.__cause__, InvalidStatus) or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(delay)  # the listen backlog may be full: retry
+                    delay = min(delay * 2, 1.0)
+                    continue
+            try:
+                reply = await self._request(message)
+            except (ConnectionClosed, OSError, asyncio.TimeoutError) as e:
+                await self._drop()
+                reconnects += 1
+                if reconnects > 3:
+                    raise ServerUnavailableError(
+                        f"the server at {self.url} closed the session during reset "
+                        f"({type(e).__name__}: {e})") from e
+                continue
+            data = reply.get("data") or {}
+            if reply.get("type") == "error":
+                await self._drop()
+                if data.get("code") == "CAPACITY_REACHED":
+                    if time.monotonic() > deadline:
+                        raise ServerBusyError(
+                            f"the server at {self.url} stayed at its session cap "
+                            f"({data.get('max_sessions')} sessions, --max-sessions) for "
+                            f"{self.busy_timeout_s:g} s; close other sessions, raise "
+                            "--max-sessions, or pass a longer busy_timeout_s")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise RemoteEnvError(f"the server at {self.url} refused reset: "
+                                     f"{data.get('message')} (code {data.get('code')})")
+            obs = data.get("observation") or {}
+            err = obs.get("error")
+            if err is not None:
+                if err["code"] == ERROR_SESSION_CLOSED and reconnects < 3:
+                    await self._drop()  # reaped while idle: a new session
+                    reconnects += 1
+                    continue
+                if err["code"] == ERROR_BAD_REQUEST:
+                    raise _caller_error(err)
+                raise RemoteEnvError(f"reset failed on the server at {self.url}: "
+                                     f"{err['message']} ({err['code']})")
+            self._obs = np.asarray(obs["tokens"], dtype=np.int32)
+            self._info = obs.get("info") or {}
+            self._active = True
+            self._task_data = (obs.get("task_class"), obs.get("task"))
+            self._task = None
+            return self._obs.copy(), dict(self._info)
+
+    async def _astep(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        from websockets.exceptions import ConnectionClosed
+
+        if not self._active or self._obs is None or self._ws is None:
+            raise EnvStateError("step() called before reset() or after the episode ended; "
+                                "call reset() to start an episode")
+        ids, payload = _action_payload(action)
+        try:
+            reply = await self._request({"type": "step", "data": payload})
+        except (ConnectionClosed, OSError) as e:
+            return await self._flagged(ids, f"lost the connection to the env server at "
+                                            f"{self.url} mid-episode ({type(e).__name__}: {e})")
+        except asyncio.TimeoutError:
+            return await self._flagged(ids, f"no reply from the env server at {self.url} within "
+                                            f"{self.message_timeout_s:g} s (message_timeout_s)")
+        data = reply.get("data") or {}
+        if reply.get("type") == "error":
+            if data.get("code") == "VALIDATION_ERROR":
+                raise InvalidActionError(
+                    f"the server rejected the action: {_validation_text(data)}")
+            return await self._flagged(ids, f"the env server at {self.url} failed the step: "
+                                            f"{data.get('message')} (code {data.get('code')})")
+        obs = data.get("observation") or {}
+        err = obs.get("error")
+        info = obs.get("info") or {}
+        if err is not None:
+            if err["code"] == ERROR_BAD_REQUEST:
+                raise _caller_error(err)
+            self._active = False
+            return self._with_action(ids), 0.0, False, True, _flag_info(info, err["message"])
+        if obs.get("tokens") is not None:
+            new = np.asarray(obs["tokens"], dtype=np.int32)
+        else:
+            prefix = self._with_action(ids)
+            n, want = obs.get("prefix_len"), obs.get("prefix_hash")
+            if len(prefix) != n or prefix_hash(prefix) != want:
+                return await self._flagged(
+                    ids, f"observation delta does not match this client's tokens: the server "
+                         f"extended a prefix of {n} tokens (hash {want}) but the client holds "
+                         f"{len(prefix)} tokens (hash {prefix_hash(prefix)}); the session was "
+                         "closed", info=info)
+            new = np.concatenate([prefix, np.asarray(obs.get("appended") or [], np.int32)])
+        self._obs, self._info = new, info
+        terminated, truncated = bool(obs.get("terminated")), bool(obs.get("truncated"))
+        self._active = not (terminated or truncated)
+        return new.copy(), float(data.get("reward") or 0.0), terminated, truncated, dict(info)
+
+    async def _flagged(self, ids: list[int] | None, why: str,
+                       info: dict[str, Any] | None = None
+                       ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """End the episode as an infra fault and drop the session."""
+        self._active = False
+        await self._drop()
+        return self._with_action(ids), 0.0, False, True, _flag_info(info or self._info, why)
+
+    def _with_action(self, ids: list[int] | None) -> np.ndarray:
+        assert self._obs is not None
+        if ids is None:
+            return self._obs.copy()
+        return np.concatenate([self._obs, np.asarray(ids, dtype=np.int32)])
+
+    async def _aclose(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                await asyncio.wait_for(ws.send(json.dumps({"type": "close"})), 2)
+                # Let the server close first (it answers "close" by closing the socket).
+                await asyncio.wait_for(ws.wait_closed(), 2)
+        await self._drop()
+
+
+def _action_payload(action: Any) -> tuple[list[int] | None, dict[str, Any]]:
+    """The step message's data, and the token ids when the action is token ids."""
+    if isinstance(action, str):
+        return None, {"text": action}
+    if isinstance(action, np.ndarray):
+        if action.ndim != 1 or not np.issubdtype(action.dtype, np.integer):
+            raise InvalidActionError(
+                f"action array must be 1-D integer token ids, got shape {action.shape} "
+                f"dtype {action.dtype}; pass the sampled completion ids")
+        ids = action.tolist()
+    elif isinstance(action, (list, tuple)):
+        bad = next((t for t in action
+                    if not isinstance(t, (int, np.integer)) or isinstance(t, bool)), None)
+        if bad is not None:
+            raise InvalidActionError(
+                f"action must be token ids (ints); found {bad!r} of type "
+                f"{type(bad).__name__}; pass a list/array of ints or a str")
+        ids = [int(t) for t in action]
+    else:
+        raise InvalidActionError(f"action must be token ids (np.ndarray/list of int) or a "
+                                 f"str, got {type(action).__name__}")
+    return ids, {"tokens": ids}
+
+
+def _flag_info(info: dict[str, Any], why: str) -> dict[str, Any]:
+    out = dict(info)
+    out.update(new_segment=False, env_token_count=0, tool_outcome=None, model_error=None,
+               infra_error=why, reward_components={}, verdict=None, truncated_reason="infra")
+    return out
+
+
+def _caller_error(err: dict[str, Any]) -> Exception:
+    """The exception the env raised on the server, raised again here (same type when known)."""
+    cls = getattr(_errors, str(err.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = {"TypeError": TypeError, "KeyError": KeyError}.get(str(err.get("type")),
+                                                                 ValueError)
+    return cls(err.get("message"))
+
+
+def _validation_text(data: dict[str, Any]) -> str:
+    parts = []
+    for e in data.get("errors") or []:
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        value = e.get("input")
+        shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+        parts.append(f"{loc}: {e.get('msg')}{shown}")
+    return "; ".join(parts) or str(data.get("message"))
+
+
+def _is_json(v: Any) -> bool:
+    try:
+        json.dumps(v, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _rebuild_task(task_class: str | None, fields: dict[str, Any]) -> Task:
+    """The task object from its JSON fields; classes are imported from agent_envs only."""
+    cls: Any = Task
+    if task_class and task_class.startswith("agent_envs."):
+        module, _, name = task_class.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), name)
+            if isinstance(found, type) and issubclass(found, Task):
+                cls = found
+        except (ImportError, AttributeError):
+            pass
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in fields.items():
+        f = names.get(k)
+        if f is None:
+            continue
+        if isinstance(v, list) and str(f.type).startswith("tuple"):
+            v = tuple(v)
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        base = {f.name for f in dataclasses.fields(Task)}
+        return Task(**{k: v for k, v in kwargs.items() if k in base})

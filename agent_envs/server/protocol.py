@@ -1,0 +1,85 @@
+"""What the server and the client agree on, with no server dependency (no pydantic, no OpenEnv).
+
+The wire format is OpenEnv's WebSocket protocol (``/ws``: ``reset``/``step``/``state``/``close``
+messages; ``observation``/``state``/``error`` replies). Our payloads carry token ids:
+
+``step`` data (an *action*)
+    ``{"tokens": [ids...]}`` (the sampled completion) or ``{"text": "..."}`` (encoded by the
+    server with harmony's special tokens allowed).
+
+``observation`` data (see ``agent_envs.server.models.TokenObservation`` for the schema)
+    ``tokens``: the whole observation, sent on reset, at a segment break and after a text
+    action; otherwise None and the client rebuilds it as ``previous_obs + action +
+    appended``, after checking that ``prefix_len`` and ``prefix_hash`` (BLAKE2b-128 of the
+    prefix as int32 little-endian bytes) match what it holds. ``reward``, ``done``,
+    ``terminated``, ``truncated`` and ``info`` (the env's info dict as JSON) as in gymnasium.
+    ``error`` is None or ``{"code", "type", "message"}``: a failure reported in-band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from agent_envs.errors import AgentEnvsError
+
+__all__ = [
+    "ERROR_BAD_REQUEST", "ERROR_INFRA", "ERROR_SESSION_CLOSED", "ERROR_STEP_TIMEOUT",
+    "RemoteEnvError", "ServerBusyError", "ServerUnavailableError", "prefix_hash", "to_jsonable",
+]
+
+#: The caller's mistake (a bad action type, step before reset, an unknown env kwarg): the
+#: client raises the same exception type the env raised in-process.
+ERROR_BAD_REQUEST = "bad_request"
+#: The env failed for reasons that are not the model's (it raised, its sandbox died): the
+#: episode ends truncated with ``info["infra_error"]`` set.
+ERROR_INFRA = "infra"
+#: A step (or reset) ran past the server's ``--step-timeout``; the episode ended and the
+#: session's env was closed (the next reset builds a fresh one).
+ERROR_STEP_TIMEOUT = "step_timeout"
+#: The session was closed by the server (idle longer than ``--idle-timeout``); reset again
+#: to get a new one (``agent_envs.remote`` reconnects by itself).
+ERROR_SESSION_CLOSED = "session_closed"
+
+
+class RemoteEnvError(AgentEnvsError):
+    """The environment server refused a request or could not be reached."""
+
+
+class ServerBusyError(RemoteEnvError):
+    """Every session slot of the server stayed taken for the whole wait (``--max-sessions``)."""
+
+
+class ServerUnavailableError(RemoteEnvError, ConnectionError):
+    """No environment server answers at the URL."""
+
+
+def prefix_hash(tokens: Any) -> str:
+    """BLAKE2b-128 hex digest of token ids as int32 little-endian bytes (what both sides hash)."""
+    arr = np.ascontiguousarray(np.asarray(tokens, dtype="<i4"))
+    return hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest()
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dicts with str keys, lists, str, int, float, bool, None.
+
+    numpy scalars and arrays become Python numbers and lists, tuples become lists,
+    dataclasses become dicts; anything else becomes its ``str``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return str(value)
