@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -77,6 +78,9 @@ class RolloutConfig:
         backend: ``"local"`` (envs in this process) or ``"ray"`` (envs in Ray actors).
         ray_workers: Number of Ray env-worker actors (``backend="ray"``).
         progress: Show a tqdm progress bar.
+        env_url: Run the envs on the ``agent-envs serve`` server at this URL
+            (``agent_envs.remote``) instead of in this process; None: the
+            ``AGENT_ENVS_ENV_URL`` environment variable if set, else local.
     """
 
     env_id: str
@@ -96,6 +100,7 @@ class RolloutConfig:
     backend: Literal["local", "ray"] = "local"
     ray_workers: int = 2
     progress: bool = True
+    env_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_groups", "group_size", "concurrency", "max_batch_size",
@@ -116,6 +121,11 @@ class RolloutConfig:
         if self.batch_window_s < 0:
             raise RolloutConfigError(
                 f"RolloutConfig.batch_window_s must be >= 0, got {self.batch_window_s!r}."
+            )
+        if self.env_url is not None and self.backend != "local":
+            raise RolloutConfigError(
+                f"RolloutConfig.env_url ({self.env_url!r}) works with backend='local': the "
+                "envs already run on the server. Drop backend='ray' or env_url."
             )
         if self.group_keys is not None and len(self.group_keys) != self.num_groups:
             raise RolloutConfigError(
@@ -371,11 +381,15 @@ class RolloutCollector:
 
             return _EnvPool(factory.new_handle), shutdown
 
+        url = cfg.env_url or os.environ.get("AGENT_ENVS_ENV_URL") or None
+
         def make_local() -> LocalEnvHandle:
             if self.env_factory is not None:
                 return LocalEnvHandle(self.env_factory())
             import agent_envs
 
+            if url is not None:  # envs on an `agent-envs serve` server
+                return LocalEnvHandle(agent_envs.remote(url, cfg.env_id, **dict(cfg.env_kwargs)))
             return LocalEnvHandle(agent_envs.make(cfg.env_id, **dict(cfg.env_kwargs)))
 
         async def nothing() -> None:
@@ -598,6 +612,7 @@ def run_rollout_cli(
     ray_workers: int = 2,
     episode_timeout_s: float | None = 900.0,
     progress: bool = True,
+    env_url: str | None = None,
 ) -> dict[str, Any]:
     """What ``agent-envs rollout ENV --policy SPEC --episodes N --out FILE`` runs.
 
@@ -618,6 +633,7 @@ def run_rollout_cli(
         ray_workers: Ray env-worker actors.
         episode_timeout_s: Per-episode wall-time limit.
         progress: Show a progress bar.
+        env_url: Run the envs on the ``agent-envs serve`` server at this URL.
 
     Returns:
         ``summarize(...)`` plus ``out`` (the file written, or None).
@@ -634,6 +650,7 @@ def run_rollout_cli(
         group_size=group_size, concurrency=concurrency, seed=seed, max_tokens=max_tokens,
         sampling=SamplingParams(temperature=temperature, top_p=top_p), backend=backend,
         ray_workers=ray_workers, episode_timeout_s=episode_timeout_s, progress=progress,
+        env_url=env_url,
     )
     t0 = time.perf_counter()
     try:
