@@ -337,6 +337,9 @@ class Trainer:
             return self.env_factory()
         import agent_envs
 
+        if self.config.env.url:  # envs on an `agent-envs serve` server
+            return agent_envs.remote(self.config.env.url, self.config.env.id,
+                                     **dict(self.config.env.kwargs))
         return agent_envs.make(self.config.env.id, **dict(self.config.env.kwargs))
 
     def _make_ref(self) -> torch.nn.Module | None:
@@ -413,7 +416,8 @@ class Trainer:
             max_batch_size=r.max_batch_size, max_tokens=r.max_new_tokens,
             sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p),
             episode_timeout_s=r.episode_timeout_s,
-            seed=derive_seed(self.config.seed, "rollout", step), progress=False)
+            seed=derive_seed(self.config.seed, "rollout", step), progress=False,
+            env_url=None if self.env_factory is not None else self.config.env.url)
         self.model.eval()
         return RolloutCollector(self.policy, cfg, env_factory=self.env_factory).collect()
 
