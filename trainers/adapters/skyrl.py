@@ -683,12 +683,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds.add_argument("--out", required=True)
     ds.add_argument("--split", default="train", choices=["train", "test"])
     ds.add_argument("--seed", type=int, default=0)
-    ns = parser.parse_args(args)
+    ns, extra = parser.parse_known_args(args)  # overrides may follow --check
+    try:
+        return _run_cli(ns, extra, parser)
+    except SkyRLAdapterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_cli(ns: Any, extra: list[str], parser: Any) -> int:
+    if ns.cmd == "dataset" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if ns.cmd == "dataset":
         path = write_task_dataset(ns.out, ns.env, ns.num, seed=ns.seed, split=ns.split)
         print(f"wrote {ns.num} {ns.env} tasks ({ns.split}) to {path}")
         return 0
-    cfg = load_config(ns.config, ns.overrides)
+    cfg = load_config(ns.config, [*ns.overrides, *extra])
     from skyrl.train.utils import validate_cfg
 
     validate_cfg(cfg)
@@ -701,8 +711,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import ray
     from skyrl.train.utils.utils import initialize_ray
 
+    # By module name (not __main__), so that Ray's workers import it rather than unpickle a copy.
+    from trainers.adapters.skyrl import _run_experiment as run_experiment
+
     initialize_ray(cfg)
-    ray.get(ray.remote(num_cpus=1)(_run_experiment).remote(cfg))
+    ray.get(ray.remote(num_cpus=1)(run_experiment).remote(cfg))
     return 0
 
 
