@@ -31,6 +31,7 @@ from trainers.adapters.verl import (
     VerlAdapterError,
     VerlLoopConfig,
     episode_spec,
+    main,
     rollout_config,
     task_rows,
 )
@@ -112,11 +113,13 @@ def test_import_registers_loop_and_pulls_in_no_trl_or_trainer() -> None:
     assert bad == "[]"
 
 
-def test_example_config_composes_over_verl_and_passes_its_validation() -> None:
+def test_example_config_composes_over_verl_and_passes_its_validation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
     from verl.trainer.config.algorithm import RolloutCorrectionConfig
     from verl.trainer.main_ppo import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
+    from verl.utils.import_utils import resolve_config_path
 
     from trainers.models.attention import check_attn_implementation
 
@@ -136,7 +139,10 @@ def test_example_config_composes_over_verl_and_passes_its_validation() -> None:
     assert check_attn_implementation(attn) == "eager"  # our sink guard accepts it
     assert cfg.actor_rollout_ref.model.use_remove_padding is False
     assert cfg.data.filter_overlong_prompts is False
-    [entry] = yaml.safe_load((CONFIG_DIR / "agent_loop.yaml").read_text())
+    monkeypatch.chdir(CONFIG_DIR.parents[1])  # the README runs verl from the repo root
+    loop_path = resolve_config_path(cfg.actor_rollout_ref.rollout.agent.agent_loop_config_path)
+    assert loop_path == str(CONFIG_DIR / "agent_loop.yaml")
+    [entry] = yaml.safe_load(Path(loop_path).read_text())
     assert entry["name"] == AGENT_NAME
     module, cls = entry["_target_"].rsplit(".", 1)
     assert getattr(__import__(module, fromlist=[cls]), cls) is AgentEnvsAgentLoop
@@ -346,6 +352,33 @@ def test_bad_env_id_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> No
     with pytest.raises(VerlAdapterError, match=re.escape("no environment 'pyhton-tool'")) as e:
         verl_batch(rows, worker, tmp_path)
     assert "Did you mean 'python-tool'" in str(e.value)
+
+
+def test_data_cli_writes_rows_verls_dataset_reads(tiny_model_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import make_worker_fn
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    assert main(["--env", "toy-digit", "--out", str(tmp_path), "--train", "3", "--test", "2",
+                 "--seed", "4", "--env-kwargs", '{"fixed_target": null}']) == 0
+    assert "wrote 3 train rows" in capsys.readouterr().out
+    worker, _ = make_worker_fn(tiny_model_dir, ScriptedSampler(lambda p: "1<|return|>"))
+    ds = RLHFDataset(str(tmp_path / "toy-digit-train.parquet"), worker.tokenizer,
+                     worker.config.data)
+    env = agent_envs.make("toy-digit", fixed_target=None)
+    try:
+        for i in range(3):
+            item = ds[i]
+            spec = episode_spec(item, VerlLoopConfig())
+            assert item["agent_name"] == AGENT_NAME and item["index"] == i
+            assert spec.env_id == "toy-digit" and dict(spec.env_kwargs) == {"fixed_target": None}
+            assert env.task_source.get(spec.task_id).id == spec.task_id
+            assert list(item["raw_prompt"]) == [{"role": "user", "content": spec.task_id}]
+    finally:
+        env.close()
+    test_rows = RLHFDataset(str(tmp_path / "toy-digit-test.parquet"), worker.tokenizer,
+                            worker.config.data)
+    assert len(test_rows) == 2 and "/test/" in episode_spec(test_rows[0], VerlLoopConfig()).task_id
 
 
 def test_row_errors_name_the_value_and_the_fix() -> None:

@@ -67,7 +67,8 @@ from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
 __all__ = [
     "AGENT_NAME", "AgentEnvsAgentLoop", "EpisodeSpec", "ServerManagerPolicy", "VerlAdapterError",
-    "VerlLoopConfig", "episode_spec", "episode_to_verl", "rollout_config", "task_rows",
+    "VerlLoopConfig", "episode_spec", "episode_to_verl", "main", "rollout_config", "task_rows",
+    "write_task_parquet",
 ]
 
 #: The name the loop is registered under (``agent_name`` column / ``default_agent_loop``).
@@ -481,3 +482,50 @@ class AgentEnvsAgentLoop(AgentLoopBase):
         return AgentLoopOutput(
             **fields,
             metrics=AgentLoopMetrics(generate_sequences=ep.policy_s, tool_calls=ep.env_s))
+
+
+# -- data files -----------------------------------------------------------------------------------
+
+
+def write_task_parquet(path: str, env_id: str, num_tasks: int, *, seed: int = 0,
+                       split: str = "train", env_kwargs: Mapping[str, Any] | None = None) -> str:
+    """Write :func:`task_rows` to a Parquet file verl's ``RLHFDataset`` reads; returns the path."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = task_rows(env_id, num_tasks, seed=seed, split=split, env_kwargs=env_kwargs)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.adapters.verl``: write train/test Parquet files of env tasks."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m trainers.adapters.verl", description=(
+        "Write verl RL datasets whose rows are agent_envs tasks (for the agent_envs loop)."))
+    ap.add_argument("--env", required=True, help="registered env id, e.g. python-tool")
+    ap.add_argument("--out", required=True, help="directory for ENV-train/ENV-test.parquet")
+    ap.add_argument("--train", type=int, default=1024, help="train rows")
+    ap.add_argument("--test", type=int, default=128, help="test rows")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--env-kwargs", default="{}", help="JSON object for agent_envs.make")
+    args = ap.parse_args(argv)
+    try:
+        kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        ap.error(f"--env-kwargs is not valid JSON ({e}): {args.env_kwargs!r}")
+    if not isinstance(kwargs, dict):
+        ap.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    for split, n in (("train", args.train), ("test", args.test)):
+        path = write_task_parquet(f"{args.out}/{args.env}-{split}.parquet", args.env, n,
+                                  seed=args.seed, split=split, env_kwargs=kwargs)
+        print(f"wrote {n} {split} rows to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
