@@ -2,6 +2,8 @@
 
 - ``trainers.adapters.trl``: TRL's ``GRPOTrainer`` (``rollout_func`` +
   a reward function that reads the episode reward); ``[train]`` extra.
+- ``trainers.adapters.verl``: verl's agent loop (``AgentEnvsAgentLoop``, registered
+  as ``"agent_envs"``); its own venv (``scripts/setup_verl.sh``), not imported here.
 
 Importing this package imports nothing heavy; each adapter module imports its
 trainer library itself.
