@@ -90,6 +90,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_model",
+    "enable_checkpointing",
     "token_logprobs",
     "train",
 ]
@@ -100,9 +101,14 @@ _PAD_ID = 199999  # gpt-oss <|endoftext|>; padding is masked out everywhere
 # --------------------------------------------------------------------------- model pieces
 
 
-def build_model(config: TrainConfig) -> torch.nn.Module:
+def build_model(config: TrainConfig, base: torch.nn.Module | None = None) -> torch.nn.Module:
     """The policy model the config asks for: a tiny random gpt-oss or a checkpoint,
-    with the configured attention, dtype, device, gradient checkpointing and LoRA."""
+    with the configured attention, dtype, device, gradient checkpointing and LoRA.
+
+    ``base``: a gpt-oss model built elsewhere (e.g. a random one with gpt-oss-20b's real
+    config, ``benchmarks/gpt_oss_20b_gpu.py``) to prepare exactly like a tiny one instead
+    of building or loading ``config.model.name``.
+    """
     from trainers.models import (
         GptOssLoadConfig,
         LoraSettings,
@@ -116,18 +122,20 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     m = config.model
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
              "float16": torch.float16}[m.dtype]
-    if m.name == "tiny":
-        cfg = tiny_gpt_oss_config(num_hidden_layers=m.tiny_layers,
-                                  hidden_size=m.tiny_hidden_size,
-                                  num_local_experts=m.tiny_experts)
-        model = build_tiny_gpt_oss(cfg, seed=m.init_seed, sink_scale=m.tiny_sink_scale)
+    if m.name == "tiny" or base is not None:
+        if base is not None:
+            model = base
+        else:
+            cfg = tiny_gpt_oss_config(num_hidden_layers=m.tiny_layers,
+                                      hidden_size=m.tiny_hidden_size,
+                                      num_local_experts=m.tiny_experts)
+            model = build_tiny_gpt_oss(cfg, seed=m.init_seed, sink_scale=m.tiny_sink_scale)
         if m.attn_implementation != "eager":
             register_sink_attention()
             model.config._attn_implementation = m.attn_implementation
         model = model.to(device=m.device, dtype=dtype)
         if m.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
     else:
         model = load_gpt_oss(m.name, GptOssLoadConfig(
             attn_implementation=m.attn_implementation, dtype=m.dtype, device=m.device,
@@ -141,6 +149,17 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
             attention_modules=m.lora_attention_modules,
             expert_parameters=m.lora_expert_parameters))
     return model.train()
+
+
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer in backward (non-reentrant), under either name
+    transformers gives the switch (``activation_checkpointing_enable`` from 5.x)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 class AllowedTokensModel(torch.nn.Module):

@@ -14,10 +14,12 @@ from trainers.models.attention import (
     sdpa_with_sinks,
 )
 from trainers.models.gpt_oss import (
+    GPT_OSS_20B_HPARAMS,
     GPT_OSS_VOCAB_SIZE,
     GptOssLoadConfig,
     ModelLoadError,
     build_tiny_gpt_oss,
+    gpt_oss_20b_config,
     load_gpt_oss,
     tiny_gpt_oss_config,
 )
@@ -25,6 +27,7 @@ from trainers.models.logprobs import ChunkedLogprobs, chunked_logprobs, logprobs
 from trainers.models.lora import LoraConfigError, LoraSettings, apply_lora
 
 __all__ = [
+    "GPT_OSS_20B_HPARAMS",
     "GPT_OSS_VOCAB_SIZE",
     "SINK_AWARE_IMPLEMENTATIONS",
     "ChunkedLogprobs",
@@ -37,6 +40,7 @@ __all__ = [
     "build_tiny_gpt_oss",
     "check_attn_implementation",
     "chunked_logprobs",
+    "gpt_oss_20b_config",
     "load_gpt_oss",
     "logprobs_from_hidden",
     "register_sink_attention",

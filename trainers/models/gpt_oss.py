@@ -22,16 +22,52 @@ if TYPE_CHECKING:
     from transformers import GptOssConfig, GptOssForCausalLM
 
 __all__ = [
+    "GPT_OSS_20B_HPARAMS",
     "GPT_OSS_VOCAB_SIZE",
     "GptOssLoadConfig",
     "ModelLoadError",
     "build_tiny_gpt_oss",
+    "gpt_oss_20b_config",
     "load_gpt_oss",
     "tiny_gpt_oss_config",
 ]
 
 #: The harmony (o200k_harmony) vocabulary size of gpt-oss.
 GPT_OSS_VOCAB_SIZE = 201088
+
+#: The architecture of openai/gpt-oss-20b, as its published ``config.json`` gives it
+#: (the quantization block left out: a model built from this is unquantized).
+GPT_OSS_20B_HPARAMS: dict[str, Any] = {
+    "num_hidden_layers": 24,
+    "hidden_size": 2880,
+    "intermediate_size": 2880,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "num_local_experts": 32,
+    "num_experts_per_tok": 4,
+    "experts_per_token": 4,
+    "vocab_size": GPT_OSS_VOCAB_SIZE,
+    "sliding_window": 128,
+    "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(24)],
+    "max_position_embeddings": 131072,
+    "initial_context_length": 4096,
+    "rope_theta": 150000.0,
+    "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                     "truncate": False, "original_max_position_embeddings": 4096},
+    "rms_norm_eps": 1e-05,
+    "swiglu_limit": 7.0,
+    "hidden_act": "silu",
+    "attention_bias": True,
+    "attention_dropout": 0.0,
+    "router_aux_loss_coef": 0.9,
+    "output_router_logits": False,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+    "pad_token_id": 199999,
+    "eos_token_id": 200002,
+    "use_cache": True,
+}
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
@@ -93,6 +129,28 @@ def tiny_gpt_oss_config(
     }
     kwargs.update(overrides)
     return GptOssConfig(**kwargs)
+
+
+def gpt_oss_20b_config(**overrides: Any) -> GptOssConfig:
+    """``transformers.GptOssConfig`` with gpt-oss-20b's real hyperparameters.
+
+    Works across transformers releases: 5.x takes rope settings as ``rope_parameters``
+    (``rope_theta`` inside), 4.x as ``rope_theta`` + ``rope_scaling``. ``overrides`` replace
+    entries of :data:`GPT_OSS_20B_HPARAMS` (e.g. ``num_hidden_layers=2`` for a slice of
+    the model with its real widths; ``layer_types`` is cut to the new depth).
+    """
+    import transformers
+    from transformers import GptOssConfig
+
+    hp = {**GPT_OSS_20B_HPARAMS, **overrides}
+    if "num_hidden_layers" in overrides and "layer_types" not in overrides:
+        hp["layer_types"] = ["sliding_attention" if i % 2 == 0 else "full_attention"
+                             for i in range(hp["num_hidden_layers"])]
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        rope = dict(hp.pop("rope_scaling"))
+        rope["rope_theta"] = hp.pop("rope_theta")
+        hp["rope_parameters"] = rope
+    return GptOssConfig(**hp)
 
 
 def build_tiny_gpt_oss(config: GptOssConfig | None = None, *, seed: int = 0,
