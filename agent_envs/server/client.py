@@ -258,9 +258,10 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                 try:
                     await self._connect()
                 except ServerUnavailableError as e:
-                    if isinstance(e.__cause__, InvalidStatus) or time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(delay)  # the listen backlog may be full: retry
+                    if (isinstance(e.__cause__, (InvalidStatus, ConnectionRefusedError))
+                            or time.monotonic() > deadline):
+                        raise  # nothing listens there, or it is not our server
+                    await asyncio.sleep(delay)  # a full listen backlog times out: retry
                     delay = min(delay * 2, 1.0)
                     continue
             try:

@@ -1,0 +1,226 @@
+"""Faults over a real server: bad messages, the session cap, idle reaping, hanging steps,
+a corrupted delta and a server killed mid-episode. Each gives a clear in-band answer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+import agent_envs
+from agent_envs.envs.toy import ToyDigitEnv
+from agent_envs.errors import EnvStateError, InvalidActionError
+from agent_envs.harmony import get_codec
+from agent_envs.server.protocol import ServerBusyError, ServerUnavailableError
+
+CODEC = get_codec()
+HANG = CODEC.encode("hang")  # SlowToyEnv sleeps on this action
+
+
+class SlowToyEnv(ToyDigitEnv):
+    """toy-digit whose step sleeps ``delay_s`` on the ``HANG`` action; records closes."""
+
+    closed: list[int] = []  # noqa: RUF012 - a record shared with the test
+
+    def __init__(self, *, delay_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    def step(self, action: Any) -> Any:
+        if list(action) == HANG:
+            time.sleep(self.delay_s)
+        return super().step(action)
+
+    def close(self) -> None:
+        SlowToyEnv.closed.append(id(self))
+        super().close()
+
+
+def _answer(env: Any) -> list[int]:
+    return CODEC.encode(env.task.answer) + [200002]
+
+
+def _ws(url: str) -> Any:
+    return connect(url.replace("http://", "ws://") + "/ws", open_timeout=10)
+
+
+def _ask(ws: Any, message: Any) -> dict[str, Any]:
+    ws.send(message if isinstance(message, str) else json.dumps(message))
+    return json.loads(ws.recv(timeout=10))
+
+
+def test_bad_messages_get_clear_in_band_errors_and_the_session_goes_on(serve) -> None:
+    server = serve("toy-digit", env_kwargs={"max_turns": 2})
+    with _ws(server.url) as ws:
+        r = _ask(ws, "{not json")
+        assert r["type"] == "error" and r["data"]["code"] == "INVALID_JSON"
+        r = _ask(ws, {"type": "teleport"})
+        assert r["type"] == "error" and r["data"]["code"] == "UNKNOWN_TYPE"
+        assert "teleport" in r["data"]["message"]
+        r = _ask(ws, {"type": "step", "data": {"tokens": [200005, 99999999]}})
+        assert r["data"]["code"] == "VALIDATION_ERROR"
+        (err,) = r["data"]["errors"]
+        assert err["loc"] == ["tokens", 1] and err["input"] == 99999999
+        assert "less than 201088" in err["msg"]
+        r = _ask(ws, {"type": "step", "data": {}})
+        assert r["data"]["code"] == "VALIDATION_ERROR"
+        assert "exactly one of 'tokens'" in r["data"]["errors"][0]["msg"]
+        r = _ask(ws, {"type": "step", "data": {"tokens": [17196]}})  # before any reset
+        assert r["type"] == "observation"
+        assert r["data"]["observation"]["error"]["type"] == "EnvStateError"
+        assert "send a reset message" in r["data"]["observation"]["error"]["message"]
+        r = _ask(ws, {"type": "reset", "data": {"seed": 1, "colour": "red"}})
+        assert "unknown reset field(s) ['colour']" in r["data"]["observation"]["error"]["message"]
+        r = _ask(ws, {"type": "reset", "data": {"env_id": "python-tool"}})
+        msg = r["data"]["observation"]["error"]["message"]
+        assert "serves 'toy-digit-v0', not 'python-tool'" in msg
+        r = _ask(ws, {"type": "reset", "data": {"env_kwargs": {"max_turns": 5}}})
+        msg = r["data"]["observation"]["error"]["message"]
+        assert "['max_turns'] are pinned by the server" in msg
+        # after all that, the same session still plays an episode
+        r = _ask(ws, {"type": "reset", "data": {"seed": 1}})
+        obs = r["data"]["observation"]
+        assert obs["error"] is None and obs["tokens"]
+        r = _ask(ws, {"type": "step", "data": {"tokens": CODEC.encode("7") + [200002]}})
+        assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
+
+
+def test_remote_client_raises_the_in_process_exception_types(serve) -> None:
+    server = serve("toy-digit")
+    env = agent_envs.remote(server.url, "toy-digit")
+    local = agent_envs.make("toy-digit")
+    try:
+        with pytest.raises(EnvStateError, match="before reset"):
+            env.step([1, 2])
+        with pytest.raises(ValueError, match="serves 'toy-digit-v0', not 'python-tool'"):
+            agent_envs.remote(server.url, "python-tool").reset(seed=0)
+        with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+            agent_envs.remote(server.url, "toy-digit", colour="red").reset(seed=0)
+        with pytest.raises(TypeError, match="not JSON: {'task_source': 'object'}"):
+            agent_envs.remote(server.url, "toy-digit", task_source=object())
+        env.reset(seed=0)
+        local.reset(seed=0)
+        with pytest.raises(InvalidActionError, match=r"tokens\.0: .*less than 201088.*300000"):
+            env.step([300000])
+        with pytest.raises(InvalidActionError, match="found 1.5 of type float"):
+            env.step([1.5])
+        with pytest.raises(InvalidActionError, match="found 1.5 of type float"):
+            local.step([1.5])
+        # a text action is encoded by the server, as in-process
+        obs, reward, *_ = env.step("7<|return|>")
+        lobs, lreward, *_ = local.step("7<|return|>")
+        assert obs.tolist() == lobs.tolist() and reward == lreward == 1.0
+        with pytest.raises(EnvStateError, match="after the episode ended"):
+            env.step([1])
+    finally:
+        env.close()
+        local.close()
+
+
+def test_at_the_session_cap_a_new_session_is_refused_in_band_or_waits(serve) -> None:
+    server = serve("toy-digit", max_sessions=2)
+    a, b = agent_envs.remote(server.url, "toy-digit"), agent_envs.remote(server.url, "toy-digit")
+    a.reset(seed=0)
+    b.reset(seed=1)
+    with _ws(server.url) as ws:  # a raw third session: refused in-band, then closed
+        r = json.loads(ws.recv(timeout=10))
+        assert r["type"] == "error" and r["data"]["code"] == "CAPACITY_REACHED"
+        assert r["data"]["max_sessions"] == 2
+    c = agent_envs.remote(server.url, "toy-digit", busy_timeout_s=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(ServerBusyError, match=r"session cap \(2 sessions, --max-sessions\)"):
+        c.reset(seed=2)
+    assert 0.3 <= time.monotonic() - t0 < 5
+    # a patient client waits until a slot frees
+    threading.Timer(0.8, a.close).start()
+    d = agent_envs.remote(server.url, "toy-digit", busy_timeout_s=20)
+    t0 = time.monotonic()
+    _, info = d.reset(seed=3)
+    waited = time.monotonic() - t0
+    assert 0.6 < waited < 10 and info["env_id"] == "toy-digit-v0"
+    assert server.env_server.active_sessions == 2
+    for env in (b, d):
+        env.close()
+
+
+def test_idle_sessions_are_reaped_with_their_env_but_never_mid_step(serve) -> None:
+    server = serve("toy-digit", env_factory=SlowToyEnv, idle_timeout_s=0.3, step_timeout_s=10)
+    env = agent_envs.remote(server.url, "toy-digit", delay_s=1.0)
+    env.reset(seed=0)
+    # a step longer than the idle timeout is work, not idleness
+    obs, reward, terminated, truncated, info = env.step(HANG)
+    assert info["infra_error"] is None and not truncated and obs[-len(HANG):].tolist() != HANG
+    before = len(SlowToyEnv.closed)
+    time.sleep(1.5)
+    assert server.env_server.active_sessions == 0
+    assert len(SlowToyEnv.closed) == before + 1  # the session's env was closed
+    _, reward, terminated, truncated, info = env.step(_answer(env))
+    assert truncated and not terminated and reward == 0.0
+    assert "idle for more than 0.3 s" in info["infra_error"]
+    assert info["truncated_reason"] == "infra"
+    # reset opens a new session by itself
+    _, info = env.reset(seed=0)
+    assert info["infra_error"] is None
+    _, reward, terminated, *_ = env.step(_answer(env))
+    assert terminated and reward == 1.0
+    env.close()
+
+
+def test_a_hanging_step_times_out_in_band_and_the_session_recovers(serve) -> None:
+    server = serve("toy-digit", env_factory=SlowToyEnv, step_timeout_s=0.5)
+    env = agent_envs.remote(server.url, "toy-digit", delay_s=2.0)
+    obs0, _ = env.reset(seed=0)
+    closed = len(SlowToyEnv.closed)
+    t0 = time.monotonic()
+    obs, reward, terminated, truncated, info = env.step(HANG)
+    assert time.monotonic() - t0 < 3
+    assert truncated and not terminated and reward == 0.0
+    assert "ran longer than the server's step timeout (0.5 s)" in info["infra_error"]
+    assert obs.tolist() == obs0.tolist() + HANG
+    assert server.env_server.active_sessions == 1  # same session, fresh env next reset
+    with pytest.raises(EnvStateError):
+        env.step(_answer(env))
+    obs, info = env.reset(seed=4)
+    _, reward, terminated, *_ = env.step(_answer(env))
+    assert terminated and reward == 1.0
+    deadline = time.monotonic() + 10
+    while len(SlowToyEnv.closed) == closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(SlowToyEnv.closed) > closed  # the hung env was closed
+    env.close()
+
+
+def test_a_delta_that_does_not_extend_the_clients_tokens_is_flagged(serve) -> None:
+    server = serve("toy-digit", env_kwargs={"max_turns": 3})
+    env = agent_envs.remote(server.url, "toy-digit")
+    env.reset(seed=0)
+    env._obs = env._obs.copy()
+    env._obs[3] += 1  # this client's copy no longer matches the server's
+    obs, reward, terminated, truncated, info = env.step(CODEC.encode("4"))  # cut: a delta
+    assert truncated and not terminated and reward == 0.0 and obs[3] == env._obs[3]
+    assert "observation delta does not match" in info["infra_error"]
+    assert "hash" in info["infra_error"]
+    env.close()
+
+
+def test_killing_the_server_mid_episode_flags_the_step_and_reset_fails_fast(
+        serve_process) -> None:
+    server = serve_process("toy-digit", "--env-arg", "max_turns=3")
+    env = agent_envs.remote(server.url, "toy-digit")
+    obs0, _ = env.reset(seed=0)
+    server.kill()
+    t0 = time.monotonic()
+    obs, reward, terminated, truncated, info = env.step(CODEC.encode("4"))
+    assert time.monotonic() - t0 < 5
+    assert truncated and not terminated and reward == 0.0
+    assert "lost the connection to the env server" in info["infra_error"]
+    assert np.array_equal(obs, np.concatenate([obs0, CODEC.encode("4")]))
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnavailableError, match="no agent-envs server answers"):
+        env.reset(seed=1)
+    assert time.monotonic() - t0 < 5
