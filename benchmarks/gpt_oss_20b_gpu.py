@@ -239,7 +239,8 @@ def run_train(plan: Plan, trainer: Trainer, report: Report, clock: Clock) -> Non
             step += 1
             clock.say(f"train: L={length} step {rep + 1}/{plan.steps}")
             row: dict[str, Any] = {"length": length, "step": rep + 1,
-                                   "samples": 2, "tokens": 2 * length}
+                                   "samples": 2, "tokens": 2 * length,
+                                   "attn": trainer.model.config._attn_implementation}
             try:
                 episodes = synthetic_episodes(length, plan.completion_tokens, step=step,
                                               seed=plan.seed, score=trainer.score_tokens)
@@ -261,7 +262,17 @@ def run_train(plan: Plan, trainer: Trainer, report: Report, clock: Clock) -> Non
             except Exception as e:  # noqa: BLE001 - report and go on to the next size
                 row["error"] = "out of memory" if _is_oom(e) else f"{type(e).__name__}: {e}"
                 report.errors.append(f"train L={length}: {row['error']}")
+                trainer.optimizer.zero_grad(set_to_none=True)
                 _reset_peak(plan.device)
+                impl = trainer.model.config._attn_implementation
+                if not _is_oom(e) and impl != "fused_sinks":
+                    # A kernel that fails here (e.g. flex-attention's compile) should not
+                    # cost the whole section: the remaining steps use fused_sinks.
+                    register_sink_attention()
+                    trainer.model.config._attn_implementation = "fused_sinks"
+                    report.meta["attn_fallback"] = f"{impl} failed ({row['error'][:200]}); "\
+                                                   "later steps use fused_sinks"
+                    clock.say(f"  !! {impl} failed, falling back to fused_sinks")
             report.train.append(row)
             clock.say(f"  -> {_fmt_train(row)}")
     after = lora_snapshot(trainer.model)

@@ -147,3 +147,40 @@ def test_microbatches_give_one_pass_gradient(tmp_path: Path, algo: str, agg: str
     # per-chunk means would not have matched.
     sizes = [len(r["samples"]) for r in many.last_update_log]
     assert sorted(sizes) == [2, 3, 3]
+
+
+def test_transformers_policy_rescoring_replaces_the_kv_cached_logprobs() -> None:
+    from trainers.models import build_tiny_gpt_oss, tiny_gpt_oss_config
+    from trainers.policies.base import SampleRequest, SamplingParams
+    from trainers.policies.errors import PolicyConfigError
+    from trainers.policies.hf import TransformersPolicy
+    from trainers.train import token_logprobs
+
+    model = build_tiny_gpt_oss(tiny_gpt_oss_config())
+    seen: list[list[int]] = []
+
+    def score(ids: torch.Tensor) -> torch.Tensor:
+        seen.append(ids[0].tolist())
+        logp, _, _ = token_logprobs(model, ids, torch.ones_like(ids))
+        return logp
+
+    plain = TransformersPolicy(model, pad_token_id=199999, seed=3)
+    exact = TransformersPolicy(model, pad_token_id=199999, seed=3, score_fn=score)
+    prompts = [[200006, 1, 2, 3], [200006, 4, 5, 6, 7, 8, 9]]  # different lengths: padding
+    reqs = [SampleRequest(prompt=p, max_tokens=5, params=SamplingParams(seed=11 + i))
+            for i, p in enumerate(prompts)]
+    a, b = plain.sample(reqs), exact.sample(reqs)
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]  # same draws
+    # The scorer saw each prompt + completion alone (no padding), and its values are used.
+    assert seen == [p + s.token_ids for p, s in zip(prompts, b)]
+    for p, s in zip(prompts, b):
+        ids = torch.tensor([p + s.token_ids])
+        with torch.no_grad():
+            ref, _, _ = token_logprobs(model, ids, torch.ones_like(ids))
+        assert torch.equal(torch.tensor(s.logprobs), ref[0, len(p):])
+    kv_gap = max(abs(x - y) for sa, sb in zip(a, b) for x, y in zip(sa.logprobs, sb.logprobs))
+    assert exact.last_rescore_max_abs_diff == pytest.approx(kv_gap, abs=1e-12)
+    assert kv_gap < 1e-4
+    with pytest.raises(PolicyConfigError, match="re-scores the full distribution"):
+        exact.sample([SampleRequest(prompt=prompts[0], max_tokens=2,
+                                    params=SamplingParams(top_p=0.5))])
