@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,15 +40,18 @@ class ScriptedAgent:
         hedge: Give a first final answer with no extractable answer (an env with
             ``answer_retries > 0`` then asks again in a new segment).
         fail_tasks: Task ids whose requests the server answers with HTTP 500.
+        wrong_when: ``wrong_when(seed)`` True makes the retried answer (after a hedge) wrong.
     """
 
     def __init__(self, tasks: Sequence[Task], *, warmups: int = 2, hedge: bool = False,
-                 fail_tasks: Sequence[str] = ()) -> None:
+                 fail_tasks: Sequence[str] = (),
+                 wrong_when: Callable[[int | None], bool] | None = None) -> None:
         self.codec = get_codec()
         self.by_prompt = {t.prompt: t for t in tasks}
         self.warmups = warmups
         self.hedge = hedge
         self.fail_tasks = set(fail_tasks)
+        self.wrong_when = wrong_when
         self.oracle = Oracle(self.codec)
 
     def task_of(self, prompt: Sequence[int]) -> Task:
@@ -56,14 +59,17 @@ class ScriptedAgent:
                  if m.author.role == oh.Role.USER]
         return self.by_prompt[message_text(users[0])]
 
-    def text(self, prompt: Sequence[int]) -> str:
-        """The completion text for ``prompt``."""
+    def text(self, prompt: Sequence[int], seed: int | None = None) -> str:
+        """The completion text for ``prompt`` (``seed``: the request's sampling seed)."""
         msgs = self.codec.parse_conversation(list(prompt))
         users = [m for m in msgs if m.author.role == oh.Role.USER]
         tools = [m for m in msgs if m.author.role == oh.Role.TOOL]
         task = self.by_prompt[message_text(users[0])]
         if len(users) > 1:
-            return f"<|channel|>final<|message|>Again: \\boxed{{{task.answer}}}.<|return|>"
+            answer = task.answer
+            if self.wrong_when is not None and self.wrong_when(seed):
+                answer = f"{answer}1"  # exact-match answers: never right
+            return f"<|channel|>final<|message|>Again: \\boxed{{{answer}}}.<|return|>"
         if len(tools) < self.warmups:
             return ("<|channel|>analysis<|message|>Let me warm up the interpreter.<|end|>"
                     "<|start|>assistant<|channel|>analysis to=python code<|message|>"
@@ -79,7 +85,7 @@ class ScriptedAgent:
     def complete(self, prompt: Sequence[int], seed: int | None, max_tokens: int
                  ) -> tuple[list[int], list[float], str]:
         """(token ids, log-probs, vLLM finish reason) for one request."""
-        ids = self.codec.encode(self.text(prompt))
+        ids = self.codec.encode(self.text(prompt, seed))
         rng = random.Random(f"{seed}/{len(prompt)}")
         lps = [-round(rng.uniform(0.001, 2.0), 6) for _ in ids]
         if len(ids) > max_tokens:

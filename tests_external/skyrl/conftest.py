@@ -30,7 +30,11 @@ ENV_ID = "python-tool"
 
 @pytest.fixture(scope="session")
 def tasks() -> list[Task]:
-    """Six python-tool training tasks with reference code (distinct prompts)."""
+    """Six python-tool training tasks with reference code and non-text answers, distinct prompts.
+
+    Non-text answers: a final answer of plain words ("I computed it above.") then has nothing
+    to extract, so an env with ``answer_retries`` asks again (a second segment).
+    """
     env = agent_envs.make(ENV_ID)
     try:
         out: list[Task] = []
@@ -39,7 +43,7 @@ def tasks() -> list[Task]:
         while len(out) < 6:
             t = env.task_source.sample(derive_seed(11, "skyrl-test", i), "train")
             i += 1
-            if t.solution_code and t.prompt not in seen:
+            if t.solution_code and t.answer_kind != "str" and t.prompt not in seen:
                 seen.add(t.prompt)
                 out.append(t)
         return out

@@ -380,3 +380,71 @@ def test_import_pulls_no_train_extra_modules() -> None:
                          timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"
+
+
+# -- SkyRL's own trainer math on our rows ---------------------------------------------------------
+
+
+class _Tokenizer:
+    pad_token_id = 200017  # <|reserved_200017|>: never sampled, only pads
+
+
+class _OneRank:
+    """``WorkerDispatch`` stand-in: the batch is padded to a multiple of 1 data-parallel rank."""
+
+    def get_lcm_dp_size(self) -> int:
+        return 1
+
+
+def test_skyrl_trainer_broadcasts_each_episode_advantage_to_all_its_segments(
+        tasks: list[Task]) -> None:
+    """RayPPOTrainer's own postprocess / batch conversion / GRPO step-wise advantages.
+
+    Episodes with two segments (answer_retries=1), some right and some wrong within a
+    group, and one masked group: every token of every segment gets its episode's GRPO
+    advantage, and the masked group none.
+    """
+    from skyrl.train.trainer import RayPPOTrainer
+
+    agent = ScriptedAgent(tasks, warmups=1, hedge=True, fail_tasks=[tasks[5].id],
+                          wrong_when=lambda seed: seed is not None and seed % 2 == 0)
+    env_kwargs = {"answer_retries": 1}
+    batch = skyrl_input(tasks, 2)
+    with VLLMGenerateServer(agent) as server:
+        gen, out = generate_via_engine(server.url, batch,
+                                       AgentEnvsConfig(env_kwargs=env_kwargs, concurrency=12))
+    validate_generator_output(len(batch["prompts"]), out, step_wise=True)
+    eps = gen.last_episodes
+    spread = [g for g in range(5) if eps[2 * g].reward != eps[2 * g + 1].reward]
+    assert spread, "the seeds gave no group with both outcomes; change wrong_when"
+
+    cfg = load_config(EXAMPLE, [f"trainer.train_batch_size={len(tasks)}",
+                                f"trainer.policy_mini_batch_size={len(tasks)}",
+                                "generator.n_samples_per_prompt=2"])
+    trainer = object.__new__(RayPPOTrainer)  # its methods below use cfg/tokenizer/metrics only
+    trainer.cfg, trainer.tokenizer, trainer.all_metrics = cfg, _Tokenizer(), {}
+    trainer.dispatch = _OneRank()
+    uids = [t.instance_id for t in out["trajectory_ids"]]
+    post, uids = trainer.postprocess_generator_output(dict(out), uids)
+    data = trainer.convert_to_training_input(post, uids)
+    data["values"] = None
+    data = trainer.compute_advantages_and_returns(data)
+    adv, loss_mask = data["advantages"], data["loss_mask"]
+
+    for g, task in enumerate(tasks):
+        rewards = [eps[2 * g + i].reward for i in (0, 1)]
+        for i in (0, 1):
+            rows = rows_of(out, f"uid-{task.id}", i)
+            if g == 5:  # the failed group: one placeholder row, nothing to learn
+                assert len(rows) == 1 and loss_mask[rows[0]].sum() == 0
+                assert float(adv[rows[0]].abs().max()) == 0.0
+                continue
+            assert len(rows) == 2  # two segments, two rows
+            mean = sum(rewards) / 2
+            std = (sum((r - mean) ** 2 for r in rewards) / 1) ** 0.5  # torch.std: unbiased
+            want = (rewards[i] - mean) / (std + 1e-6)
+            for k in rows:
+                on = loss_mask[k].bool()
+                assert int(on.sum()) == sum(out["loss_masks"][k]) > 0
+                assert adv[k][on].tolist() == pytest.approx([want] * int(on.sum()), abs=1e-5)
+    assert any(abs(float(adv[k].abs().max())) > 0.5 for k in range(len(out["rewards"])))
