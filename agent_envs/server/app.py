@@ -86,6 +86,7 @@ class ServerSettings:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 seconds or None, got {v!r}")
+        agent_envs.spec(self.env_id)  # an unknown id fails here, with "did you mean"
 
     @property
     def served_id(self) -> str:
@@ -422,11 +423,13 @@ def make_uvicorn_server(settings: ServerSettings, *, log_level: str = "warning")
 def run_server(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000,
                log_level: str = "warning", ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted; ``ready(url)`` is called once the socket listens."""
+    server = make_uvicorn_server(settings, log_level=log_level)  # bad settings fail here
     sock = bind_socket(host, port)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{bound}"
-    server = make_uvicorn_server(settings, log_level=log_level)
-    if ready is not None:
-        ready(url)
-    server.run(sockets=[sock])
+    try:
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        if ready is not None:
+            ready(f"http://{shown}:{bound}")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

@@ -207,3 +207,14 @@ def test_async_twins_drive_many_sessions_from_one_loop(serve) -> None:
         return await asyncio.gather(*(episode(s) for s in range(16)))
 
     assert asyncio.run(main()) == [1.0] * 16
+
+
+def test_serve_cli_rejects_bad_settings_with_the_fix(capsys) -> None:
+    from agent_envs.cli import main
+
+    assert main(["serve", "toy-digits"]) == 2
+    assert "Did you mean 'toy-digit'" in capsys.readouterr().err
+    assert main(["serve", "toy-digit", "--max-sessions", "0"]) == 2
+    assert "max_sessions must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["serve", "toy-digit", "--env-arg", "oops"]) == 2
+    assert "--env-arg expects KEY=VALUE, got 'oops'" in capsys.readouterr().err
