@@ -11,6 +11,7 @@ text to task that the test builds (it stands in for the model's knowledge): it m
 ``warmups`` python calls, then one with the task's reference code, then answers from the
 tool's output. Its log-probs are a pure function of (seed, prompt length, position), so an
 in-process run of the same agent (``as_policy``) must give the same floats.
+``policy_engine`` serves one of our policies instead (the tiny random gpt-oss sampler).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import openai_harmony as oh
 from agent_envs.harmony import get_codec, message_text
 from agent_envs.oracle import Oracle
 from agent_envs.tasks.base import Task
-from trainers.policies.base import Sample, SampleRequest
+from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
 from trainers.policies.function import FunctionPolicy
 
 
@@ -92,6 +93,13 @@ class ScriptedAgent:
             return ids[:max_tokens], lps[:max_tokens], "length"
         return ids, lps, "stop"
 
+    def engine(self, prompt: list[int], params: dict[str, Any]
+               ) -> tuple[list[int], list[float], str]:
+        """What the server answers; an injected failure raises ``EngineFailure``."""
+        if self.task_of(prompt).id in self.fail_tasks:
+            raise EngineFailure("engine worker died (injected)")
+        return self.complete(prompt, params.get("seed"), params["max_tokens"])
+
     def as_policy(self) -> FunctionPolicy:
         """The same agent as an in-process ``Policy`` (the reference the adapter must match)."""
 
@@ -103,16 +111,44 @@ class ScriptedAgent:
         return FunctionPolicy(fn, policy_id="scripted-agent")
 
 
+class EngineFailure(RuntimeError):
+    """Answered as HTTP 500, the way vLLM reports a failed request."""
+
+
+Engine = Callable[[list[int], dict[str, Any]], tuple[list[int], list[float], str]]
+
+
+def policy_engine(policy: Policy) -> Engine:
+    """Serve one of our policies: vLLM's sampling params -> a ``SampleRequest``."""
+
+    def engine(prompt: list[int], p: dict[str, Any]) -> tuple[list[int], list[float], str]:
+        params = SamplingParams(temperature=p["temperature"], top_p=p.get("top_p", 1.0),
+                                top_k=p.get("top_k", -1), seed=p.get("seed"))
+        [s] = policy.sample([SampleRequest(prompt=prompt, max_tokens=p["max_tokens"],
+                                           params=params,
+                                           stop_token_ids=tuple(p["stop_token_ids"]))])
+        if s.finish_reason == "error":
+            raise EngineFailure(s.error or "sampling failed")
+        return s.token_ids, s.logprobs, s.finish_reason
+
+    return engine
+
+
 class VLLMGenerateServer:
-    """vLLM's ``/inference/v1/generate`` and ``/detokenize`` on 127.0.0.1, from a ScriptedAgent.
+    """vLLM's ``/inference/v1/generate`` and ``/detokenize`` on 127.0.0.1.
+
+    Args:
+        engine: ``engine(prompt ids, vLLM sampling params) -> (ids, log-probs, finish
+            reason)``: a ``ScriptedAgent``'s ``engine`` or ``policy_engine(policy)``.
 
     Attributes:
         url: ``http://127.0.0.1:PORT``.
         requests: ``(X-Session-ID, body, response choice)`` of every generate call.
     """
 
-    def __init__(self, agent: ScriptedAgent) -> None:
-        self.agent = agent
+    def __init__(self, engine: Engine | ScriptedAgent) -> None:
+        self.engine = engine.engine if isinstance(engine, ScriptedAgent) else engine
+        self.codec = get_codec()
         self.requests: list[tuple[str | None, dict[str, Any], dict[str, Any]]] = []
         self._lock = threading.Lock()
         server = self
@@ -138,13 +174,13 @@ class VLLMGenerateServer:
     def answer(self, path: str, body: dict[str, Any], session: str | None
                ) -> tuple[int, dict[str, Any]]:
         if path == "/detokenize":
-            return 200, {"prompt": self.agent.codec.decode(body["tokens"])}
+            return 200, {"prompt": self.codec.decode(body["tokens"])}
         if path != "/inference/v1/generate":
             return 404, {"error": f"no route {path}"}
-        prompt, params = body["token_ids"], body["sampling_params"]
-        if self.agent.task_of(prompt).id in self.agent.fail_tasks:
-            return 500, {"error": {"message": "engine worker died (injected)", "code": 500}}
-        ids, lps, reason = self.agent.complete(prompt, params.get("seed"), params["max_tokens"])
+        try:
+            ids, lps, reason = self.engine(body["token_ids"], body["sampling_params"])
+        except EngineFailure as e:
+            return 500, {"error": {"message": str(e), "code": 500}}
         choice = {"index": 0, "token_ids": ids, "finish_reason": reason,
                   "logprobs": {"content": [{"token": f"token_id:{t}", "logprob": lp}
                                            for t, lp in zip(ids, lps)]}}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _engine import ScriptedAgent, VLLMGenerateServer, dataset_rows
+from _engine import ScriptedAgent, VLLMGenerateServer, dataset_rows, policy_engine
 from skyrl.backends.skyrl_train.inference_servers.engine_utils import (
     get_sampling_params_for_backend,
 )
@@ -40,7 +40,7 @@ from trainers.adapters.skyrl import (
     write_task_dataset,
 )
 from trainers.episode import Episode
-from trainers.policies.base import Policy
+from trainers.policies.base import Policy, SamplingParams
 from trainers.policies.oracle import OraclePolicy
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
@@ -64,12 +64,13 @@ def skyrl_input(tasks: list[Task], reps: int, *, step: int = STEP,
 
 
 def reference(policy: Policy, tasks: list[Task], reps: int, *, step: int = STEP,
-              env_kwargs: dict[str, Any] | None = None) -> list[Episode]:
+              env_kwargs: dict[str, Any] | None = None, max_tokens: int = 768,
+              **kw: Any) -> list[Episode]:
     """The same episodes collected in-process: one per row, in row order."""
     cfg = RolloutConfig(env_id=ENV_ID, env_kwargs=dict(env_kwargs or {}), num_groups=len(tasks),
-                        group_size=reps, max_tokens=768, seed=batch_seed(0, "train", step),
+                        group_size=reps, max_tokens=max_tokens, seed=batch_seed(0, "train", step),
                         task_ids=tuple(t.id for t in tasks),
-                        group_keys=tuple(f"uid-{t.id}" for t in tasks), progress=False)
+                        group_keys=tuple(f"uid-{t.id}" for t in tasks), progress=False, **kw)
     return RolloutCollector(policy, cfg).collect()
 
 
@@ -169,6 +170,43 @@ def test_engine_client_rows_match_in_process_episodes(tasks: list[Task]) -> None
     m = out["rollout_metrics"]
     assert m["agent_envs/tool_calls"] == 3.0 and m["agent_envs/mean_reward"] == 1.0
     assert m["agent_envs/masked_groups"] == 0.0
+
+
+def test_tiny_gpt_oss_sampler_through_skyrl_client(tasks: list[Task]) -> None:
+    """A real (tiny, random) gpt-oss sampled behind the engine: its log-probs arrive unchanged.
+
+    The random model never stops by itself: each turn is cut at max_turn_tokens, the env
+    appends its notice (masked), and the turn budget ends the episode with reward 0.
+    """
+    from trainers.models.gpt_oss import build_tiny_gpt_oss
+    from trainers.policies.hf import TransformersPolicy
+
+    model = build_tiny_gpt_oss(seed=0)
+    env_kwargs = {"max_turns": 2}
+    batch = skyrl_input(tasks[:2], 2)
+    served = TransformersPolicy(model, max_batch_size=1, pad_token_id=199999)
+    with VLLMGenerateServer(policy_engine(served)) as server:
+        _, out = generate_via_engine(
+            server.url, batch,
+            AgentEnvsConfig(env_kwargs=env_kwargs, max_turn_tokens=12, concurrency=4))
+    validate_generator_output(len(batch["prompts"]), out, step_wise=True)
+    eps = reference(TransformersPolicy(model, max_batch_size=1, pad_token_id=199999), tasks[:2],
+                    2, env_kwargs=env_kwargs, max_tokens=12, max_batch_size=1,
+                    sampling=SamplingParams(temperature=0.7))
+    for ep in eps:
+        (k,) = rows_of(out, f"uid-{tasks[ep.group_id].id}", ep.index)
+        seg = ep.segments[0]
+        assert out["prompt_token_ids"][k] == seg.prompt
+        assert out["response_ids"][k] == seg.completion
+        assert out["loss_masks"][k] == seg.loss_mask
+        assert out["rollout_logprobs"][k] == pytest.approx(seg.logprobs, abs=1e-6)
+        mask = out["loss_masks"][k]
+        assert [b - a for a, b in runs(mask, 1)] == [12, 12] and len(runs(mask, 0)) == 1
+        sampled_lps = [x for x, m in zip(out["rollout_logprobs"][k], mask) if m]
+        assert all(x < 0 for x in sampled_lps)  # real log-probs, not the oracle's 0.0
+        assert out["stop_reasons"][k] == "length" and out["rewards"][k] == 0.0
+    # Different seeds, different samples: the four episodes are not copies of each other.
+    assert len({tuple(r) for r in out["response_ids"]}) == 4
 
 
 def test_engine_failure_masks_the_whole_group(tasks: list[Task]) -> None:
