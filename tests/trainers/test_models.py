@@ -92,6 +92,27 @@ def test_fused_sinks_equals_eager_in_forward_and_gradient(tiny_dir: Path) -> Non
                                    msg=name)
 
 
+@pytest.mark.parametrize("train_sinks", [True, False])
+def test_fused_sinks_gives_the_same_bits_with_and_without_grad(tiny_dir: Path,
+                                                                train_sinks: bool) -> None:
+    """No-grad scoring and the training forward run one SDPA kernel (bitwise equal).
+
+    With trainable sinks the mask requires grad, which on CPU would send SDPA to its math
+    kernel in training but to a fused one under no_grad; ``sdpa_with_sinks`` pins it.
+    """
+    ids, attn = batch(seed=3)
+    ids, attn = ids[:1], attn[:1]  # one unpadded row
+    model = load_gpt_oss(tiny_dir, GptOssLoadConfig(attn_implementation="fused_sinks",
+                                                    dtype=F32))
+    for layer in model.model.layers:
+        layer.self_attn.sinks.requires_grad_(train_sinks)
+    with torch.no_grad():
+        scored = chunked_logprobs(model, ids, attn).logprobs
+    trained = chunked_logprobs(model, ids, attn).logprobs
+    assert trained.requires_grad
+    assert torch.equal(scored, trained.detach())
+
+
 def test_ignoring_sinks_changes_the_model(tiny_dir: Path) -> None:
     """Why the refusal exists: the same weights without sinks give other log-probs."""
     ids, attn = batch()

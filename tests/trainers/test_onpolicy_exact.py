@@ -49,13 +49,15 @@ def mask_of(t: Trainer) -> torch.Tensor:
     return t.last_update_tensors["loss_mask"] != 0
 
 
-@pytest.mark.parametrize("algo", ["grpo", "ppo"])
-@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("algo,lora,attn", [
+    ("grpo", False, "eager"), ("grpo", True, "eager"), ("ppo", False, "eager"),
+    ("ppo", True, "eager"), ("grpo", False, "fused_sinks"), ("ppo", True, "fused_sinks")])
 def test_ratio_and_correction_weights_are_exactly_one(tmp_path: Path, algo: str,
-                                                      lora: bool) -> None:
+                                                      lora: bool, attn: str) -> None:
     # One minibatch of 8 samples, accumulated over 8 microbatches of one sample each.
     t = trainer(tmp_path, f"algo.name={algo}", f"model.lora={str(lora).lower()}",
-                "algo.minibatches=1", f"algo.microbatches={EPISODES}")
+                f"model.attn_implementation={attn}", "algo.minibatches=1",
+                f"algo.microbatches={EPISODES}")
     m = t.step()
     assert m["train/optimizer_steps"] == 1.0 and m["train/microbatches"] == EPISODES
     assert m["ppo/ratio_max_abs_dev"] == 0.0

@@ -24,8 +24,11 @@ Sink-aware implementations:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 __all__ = [
     "SINK_AWARE_IMPLEMENTATIONS", "SinkUnsupportedError", "check_attn_implementation",
@@ -127,8 +130,14 @@ def sdpa_with_sinks(
         zeros = torch.zeros(b, h, 1, d, dtype=key.dtype, device=key.device)
         key = torch.cat([key, zeros], dim=2)
         value = torch.cat([value, zeros], dim=2)
-    out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    # On CPU a mask that requires grad (trainable sinks) sends SDPA to its math kernel,
+    # a mask that does not to a fused one: the no-grad scoring of a sequence would then
+    # differ in the last bits from the training forward. Pin the kernel to what training
+    # uses, whatever the grad mode, so both compute the same floats.
+    pin = (sinks is not None and sinks.requires_grad and query.device.type == "cpu")
+    with sdpa_kernel([SDPBackend.MATH]) if pin else nullcontext():
+        out = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
 
 
