@@ -535,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 k: getattr(trainer.model.config, k, None) for k in (
                     "num_hidden_layers", "hidden_size", "num_local_experts",
                     "num_experts_per_tok", "num_attention_heads", "num_key_value_heads",
-                    "head_dim", "sliding_window", "vocab_size")}
+                    "head_dim", "sliding_window", "vocab_size", "_attn_implementation",
+                    "_experts_implementation")}
             clock.say(f"  -> {report.meta['model_params'] / 1e9:.2f}B parameters, "
                       f"{report.meta['trainable_params'] / 1e6:.1f}M trainable (LoRA)")
         if trainer is not None and "train" not in args.skip:
