@@ -13,9 +13,10 @@
 #                                             already matches the lock is left alone)
 #        bash scripts/setup_skyrl.sh --lock   re-resolve in a throwaway venv, rewrite the lock
 set -euo pipefail
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 VENV="${SKYRL_VENV:-.venv-skyrl}"  # SKYRL_VENV: build elsewhere (e.g. to test a fresh build)
-LOCK=locks/skyrl.lock
+LOCK="${SKYRL_LOCK:-locks/skyrl.lock}"  # SKYRL_LOCK: write/read another lock file
 PY="${PYTHON:-python3}"
 REQS=(
     "torch==2.13.0" "skyrl==0.3.0"
@@ -57,7 +58,7 @@ fi
 
 [ -f "$LOCK" ] || { log "error: $LOCK is missing; run: bash scripts/setup_skyrl.sh --lock" >&2; exit 1; }
 STAMP="$VENV/.agent-envs-skyrl-stamp"
-WANT="$(cat "$LOCK" "$0" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "$LOCK" "$SELF" | sha256sum | cut -d' ' -f1)"
 check() {
     TIKTOKEN_ENCODINGS_BASE="${TIKTOKEN_ENCODINGS_BASE:-$PWD/../shared/vocab}" \
         "$VENV/bin/python" -c "import trainers.adapters.skyrl, skyrl, torch; \
