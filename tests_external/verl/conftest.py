@@ -57,12 +57,12 @@ def compose_config(overrides: list[str]) -> Any:
 
 def make_worker_fn(model_dir: Path, sampler: Any, *, prompt_length: int = 1024,
                    response_length: int = 256, loop: dict[str, Any] | None = None,
-                   ) -> tuple[Any, Any]:
+                   server_cls: Any = None) -> tuple[Any, Any]:
     """verl's ``AgentLoopWorker`` whose ``LLMServerClient`` reaches a fake vLLM server.
 
     The config is our example config with the tiny model and these lengths; ``loop``
-    overrides keys of the agent_envs entry of ``configs/verl/agent_loop.yaml`` (in a copy).
-    Returns ``(worker, server)``.
+    overrides keys of the agent_envs entry of ``configs/verl/agent_loop.yaml`` (in a copy);
+    ``server_cls`` replaces ``FakeVLLMServer``. Returns ``(worker, server)``.
     """
     import yaml
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
@@ -83,6 +83,6 @@ def make_worker_fn(model_dir: Path, sampler: Any, *, prompt_length: int = 1024,
         f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loop_yaml}",
         "actor_rollout_ref.rollout.agent.num_workers=1",
     ])
-    server = FakeVLLMServer(sampler)
+    server = (server_cls or FakeVLLMServer)(sampler)
     client = LLMServerClient(cfg, load_balancer_handle=FakeLoadBalancer(server))
     return AgentLoopWorker(cfg, client), server

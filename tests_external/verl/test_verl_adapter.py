@@ -390,6 +390,21 @@ def test_data_cli_writes_rows_verls_dataset_reads(tiny_model_dir: Path, tmp_path
     assert len(test_rows) == 2 and "/test/" in episode_spec(test_rows[0], VerlLoopConfig()).task_id
 
 
+def test_server_without_logprobs_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from conftest import make_worker_fn
+    from verl_fakes import FakeVLLMServer
+
+    class NoLogprobsServer(FakeVLLMServer):
+        async def _generate(self, **kw: Any) -> Any:
+            out = await super()._generate(**kw)
+            return out.model_copy(update={"log_probs": None})
+
+    worker, _ = make_worker_fn(tiny_model_dir, ScriptedSampler(lambda p: "1<|return|>"),
+                               server_cls=NoLogprobsServer)
+    with pytest.raises(VerlAdapterError, match=re.escape("returned 2 tokens with no log-probs")):
+        verl_batch(task_rows("toy-digit", 1), worker, tmp_path)
+
+
 def test_row_errors_name_the_value_and_the_fix() -> None:
     with pytest.raises(VerlAdapterError, match="no env id for this row"):
         episode_spec({"extra_info": {"task_id": "x"}}, VerlLoopConfig())

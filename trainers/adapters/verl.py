@@ -35,7 +35,7 @@ Policies:
   prompt) stops at ``rollout.response_length``: each turn's ``max_tokens`` is capped
   by the room left, and the episode ends as truncated (``truncated_reason
   "response_length"``, reward 0) when none is left. Env tokens that overflow the last
-  turn are cut off (``extra_fields["env_response_cut"]``). A first prompt longer than
+  turn are cut off (``extra_fields["env_response_cut"]``). A segment prompt longer than
   ``rollout.prompt_length`` raises: cutting it would train on a context the sampler
   never saw.
 - Sampling settings are verl's (``rollout.temperature`` / ``top_p`` / ``top_k``,
