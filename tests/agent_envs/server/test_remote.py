@@ -218,3 +218,21 @@ def test_serve_cli_rejects_bad_settings_with_the_fix(capsys) -> None:
     assert "max_sessions must be >= 1, got 0" in capsys.readouterr().err
     assert main(["serve", "toy-digit", "--env-arg", "oops"]) == 2
     assert "--env-arg expects KEY=VALUE, got 'oops'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_id", ["functions", "browser"])
+def test_other_families_match_in_process_and_rebuild_their_task_types(serve, env_id) -> None:
+    """Tasks of family subclasses come back as those classes, so family oracles work remotely."""
+    server = serve(env_id)
+    oracle = Oracle()
+    remote = agent_envs.remote(server.url, env_id)
+    local = agent_envs.make(env_id)
+    try:
+        for seed in (0, 1):
+            got, want = _run(remote, seed, oracle.act), _run(local, seed, oracle.act)
+            assert type(remote.task) is type(local.task) and remote.task == local.task
+            assert type(remote.task) is not Task
+            assert got == want and got[-1][1] == 1.0
+    finally:
+        remote.close()
+        local.close()
