@@ -45,8 +45,9 @@ PY_KWARGS = {"max_turns": 3, "difficulty": 1}
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def verl_batch(rows: list[dict[str, Any]], worker: Any, tmp_path: Path) -> Any:
-    """Rows -> Parquet -> verl's RLHFDataset/collate_fn -> AgentLoopWorker.generate_sequences."""
+def verl_batch(rows: list[dict[str, Any]], worker: Any, tmp_path: Path, n: int = 1) -> Any:
+    """Rows -> Parquet -> verl's RLHFDataset/collate_fn -> ``n`` copies of each row, as
+    verl's trainer makes for ``rollout.n`` -> AgentLoopWorker.generate_sequences."""
     import datasets
     from verl.protocol import DataProto
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
@@ -55,6 +56,8 @@ def verl_batch(rows: list[dict[str, Any]], worker: Any, tmp_path: Path) -> Any:
     datasets.Dataset.from_list(rows).to_parquet(str(path))
     ds = RLHFDataset(str(path), worker.tokenizer, worker.config.data)
     batch = DataProto.from_single_dict(collate_fn([ds[i] for i in range(len(ds))]))
+    if n > 1:
+        batch = batch.repeat(repeat_times=n, interleave=True)
     batch.meta_info = {"global_steps": 1, "validate": False}
     return asyncio.run(worker.generate_sequences(batch))
 
@@ -253,6 +256,22 @@ def test_reward_is_carried_to_rm_scores(tiny_model_dir: Path, tmp_path: Path) ->
     assert out.batch["rm_scores"].sum(-1).tolist() == rewards
     assert out.non_tensor_batch["env_solved"].tolist() == rewards  # reward_extra_info
     assert "env_solved" in out.meta_info["reward_extra_keys"]
+
+
+def test_copies_of_a_row_are_one_grpo_group(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from conftest import make_worker_fn
+
+    sampler = ScriptedSampler(_digit_script({0, 2, 4, 6, 8}))
+    worker, _ = make_worker_fn(tiny_model_dir, sampler)
+    rows = task_rows("toy-digit", 2, seed=1, env_kwargs={"fixed_target": None})
+    out = verl_batch(rows, worker, tmp_path, n=3)
+    assert len(out) == 6
+    prompts = [tuple(unpad(out, i)["prompt"]) for i in range(6)]
+    tasks = out.non_tensor_batch["env_task_id"].tolist()
+    for g in range(2):  # interleaved: rows 0,0,0,1,1,1
+        assert len(set(prompts[3 * g : 3 * g + 3])) == 1
+        assert tasks[3 * g : 3 * g + 3] == [rows[g]["extra_info"]["task_id"]] * 3
+    assert prompts[0] != prompts[3]
 
 
 def test_infra_episode_comes_back_fully_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
