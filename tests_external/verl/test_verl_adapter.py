@@ -407,6 +407,9 @@ def test_data_cli_writes_rows_verls_dataset_reads(tiny_model_dir: Path, tmp_path
     test_rows = RLHFDataset(str(tmp_path / "toy-digit-test.parquet"), worker.tokenizer,
                             worker.config.data)
     assert len(test_rows) == 2 and "/test/" in episode_spec(test_rows[0], VerlLoopConfig()).task_id
+    with pytest.raises(SystemExit):
+        main(["--env", "pyhton-tool", "--out", str(tmp_path)])
+    assert "Did you mean 'python-tool'" in capsys.readouterr().err
 
 
 def test_server_without_logprobs_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:

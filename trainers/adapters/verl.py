@@ -520,9 +520,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--env-kwargs is not valid JSON ({e}): {args.env_kwargs!r}")
     if not isinstance(kwargs, dict):
         ap.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    from agent_envs.errors import UnknownEnvError
+
     for split, n in (("train", args.train), ("test", args.test)):
-        path = write_task_parquet(f"{args.out}/{args.env}-{split}.parquet", args.env, n,
-                                  seed=args.seed, split=split, env_kwargs=kwargs)
+        try:
+            path = write_task_parquet(f"{args.out}/{args.env}-{split}.parquet", args.env, n,
+                                      seed=args.seed, split=split, env_kwargs=kwargs)
+        except (UnknownEnvError, VerlAdapterError, TypeError, ValueError) as e:
+            ap.error(str(e))
         print(f"wrote {n} {split} rows to {path}")
     return 0
 
