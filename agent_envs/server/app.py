@@ -220,8 +220,10 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self._episode_id = episode_id
         self._steps = 0
         task = getattr(self._env, "task", None)
+        allowed = getattr(self._env, "allowed_token_ids", None)
         return TokenObservation(
             tokens=self._last_obs.tolist(), info=self._last_info,
+            allowed_token_ids=None if allowed is None else [int(t) for t in allowed()],
             task=None if task is None else to_jsonable(task),
             task_class=None if task is None else f"{type(task).__module__}:"
                                                  f"{type(task).__qualname__}")

@@ -149,6 +149,8 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         self._active = False
         self._task_data: tuple[str | None, dict[str, Any] | None] = (None, None)
         self._task: Task | None = None
+        self._allowed: list[int] | None = None
+        self._reset_once = False
 
     # -- gymnasium API ---------------------------------------------------------------------
 
@@ -190,6 +192,19 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._task is None and self._task_data[1] is not None:
             self._task = _rebuild_task(*self._task_data)
         return self._task
+
+    def allowed_token_ids(self) -> tuple[int, ...]:
+        """The served env's ``allowed_token_ids()`` (toy envs); resets once if none ran yet.
+
+        Raises:
+            RemoteEnvError: the served env does not restrict its tokens.
+        """
+        if not self._reset_once:
+            self.reset(seed=0)
+        if self._allowed is None:
+            raise RemoteEnvError(f"the env {self.env_id!r} served at {self.url} has no "
+                                 "allowed_token_ids() (only toy envs restrict their tokens)")
+        return tuple(self._allowed)
 
     @property
     def tokens(self) -> np.ndarray:
@@ -304,6 +319,8 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             self._info = obs.get("info") or {}
             self._active = True
             self._task_data = (obs.get("task_class"), obs.get("task"))
+            self._allowed = obs.get("allowed_token_ids")
+            self._reset_once = True
             self._task = None
             return self._obs.copy(), dict(self._info)
 

@@ -64,6 +64,9 @@ class TokenObservation(Observation):
                                   "never needs them)")
     task_class: str | None = Field(default=None,
                                    description="on reset: 'module:Class' of the task")
+    allowed_token_ids: list[int] | None = Field(
+        default=None, description="on reset, for envs that restrict their tokens (toy-digit): "
+                                  "the tokens a policy needs (trainers may restrict sampling)")
     error: dict[str, Any] | None = Field(
         default=None, description="None, or {code, type, message}: bad_request (the caller's "
                                   "mistake), infra, step_timeout or session_closed")

@@ -88,6 +88,11 @@ def test_remote_env_passes_gymnasiums_env_checker(serve, env_id) -> None:
     env = agent_envs.remote(server.url, env_id)
     try:
         check_env(env, skip_render_check=True)
+        if env_id == "toy-digit":
+            assert env.allowed_token_ids() == agent_envs.make(env_id).allowed_token_ids()
+        else:
+            with pytest.raises(agent_envs.RemoteEnvError, match="has no allowed_token_ids"):
+                env.allowed_token_ids()
     finally:
         env.close()
 
@@ -169,15 +174,19 @@ def test_collector_and_cli_run_episodes_on_the_server(serve, capsys) -> None:
 
 
 def test_trainer_config_env_url_makes_remote_envs(serve) -> None:
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from trainers.config import load_config
     from trainers.train import Trainer
 
     server = serve("toy-digit")
-    cfg = load_config(None, [f"env.url={server.url}", "env.id=toy-digit"])
+    cfg = load_config(None, [f"env.url={server.url}", "env.id=toy-digit",
+                             "rollout.allowed_tokens=env"])
     assert cfg.env.url == server.url
     trainer = Trainer.__new__(Trainer)  # only _make_env is exercised: no model needed
     trainer.config, trainer.env_factory = cfg, None
+    trainer.device = torch.device("cpu")
+    local = agent_envs.make("toy-digit")
+    assert trainer._allowed_tokens().tolist() == sorted(local.allowed_token_ids())
     env = trainer._make_env()
     try:
         assert type(env).__name__ == "RemoteEnv"
