@@ -18,11 +18,13 @@ Three sections, one command, progress on stdout, a table at the end and a JSON f
    sampler log-probs are the trainer's own no-grad scoring, so
    ``rollout_corr/is_weight_max_abs_dev`` shows whether the training forward reproduces
    it bit for bit on this GPU).
-2. **attention**: a 2-layer slice with the real widths (one sliding, one full layer),
-   forward and backward with each sink-aware implementation against transformers'
+2. **attention**: a 2-layer slice with the real widths (one sliding, one full layer;
+   routing fixed so that expert choice cannot flip on last-bit differences), forward
+   and backward with each sink-aware implementation against transformers'
    ``eager`` reference at the same lengths: max / relative error of the output, relative
    error of the gradients, seconds and peak memory (eager's ``T x T`` scores may not fit
-   at 16k: an out-of-memory is reported as such).
+   at 16k: an out-of-memory is reported as such); up to 4k also every implementation's
+   (bf16 eager's too) error against a float32 eager reference.
 3. **logprob gap**: the transformers sampler (KV cache, eval mode) samples from a random
    prompt; the trainer scores prompt + completion (full forward, train mode, gradient
    checkpointing, chunked log-probs). Max and mean ``|logp_sampler - logp_trainer|``.
@@ -39,6 +41,7 @@ vocabulary) in float32 on CPU, with ``fused_sinks`` attention; the tests run it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -86,6 +89,7 @@ class Plan:
     gap_prompt: int
     gap_new_tokens: int
     budget_s: float
+    fp32_ref_max_len: int = 0
     seed: int = 0
 
 
@@ -182,9 +186,10 @@ def synthetic_episodes(length: int, completion: int, *, step: int, seed: int,
                        score: Callable[[torch.Tensor], torch.Tensor]) -> list[Episode]:
     """Two single-turn episodes of ``length`` tokens (one group; rewards 1 and 0).
 
-    The last ``completion`` tokens are the "sampled" ones; their sampler log-probs are
-    ``score`` (the trainer's own no-grad scoring) of the sequence.
+    The last ``completion`` tokens (at most half the sequence) are the "sampled" ones;
+    their sampler log-probs are ``score`` (the trainer's own no-grad scoring).
     """
+    completion = max(1, min(completion, length // 2))
     gen = torch.Generator().manual_seed(seed * 1000 + step)
     out = []
     for i, reward in enumerate((1.0, 0.0)):
@@ -308,14 +313,37 @@ def run_attention(plan: Plan, report: Report, clock: Clock) -> None:
     register_sink_attention()
     model = random_gpt_oss(model_config(plan, num_hidden_layers=2), device=plan.device,
                            dtype=getattr(torch, plan.dtype), seed=plan.seed + 1)
+    # Fixed routing (router weights 0, distinct biases: every token takes the same top-k
+    # experts). With random routers, last-bit differences flip the top-k choice of
+    # near-tied tokens and the expert outputs swamp what this section measures.
+    with torch.no_grad():
+        for layer in model.model.layers:
+            router = layer.mlp.router
+            router.weight.zero_()
+            router.bias.copy_(torch.linspace(1.0, 0.0, router.bias.numel()).to(router.bias))
     model.train()
     enable_checkpointing(model)
     hidden_size = int(model.config.hidden_size)
+    # A float32 eager reference where it fits: is bf16 eager itself any closer to the
+    # truth than the sink-aware kernels?
+    model32 = None
+    if plan.dtype != "float32" and any(n <= plan.fp32_ref_max_len for n in plan.lengths):
+        model32 = copy.deepcopy(model).float()
     for length in plan.lengths:
         gen = torch.Generator().manual_seed(plan.seed + length)
         ids = torch.randint(0, 199998, (1, length), generator=gen).to(plan.device)
         proj = torch.randn(1, length, hidden_size, generator=gen).to(plan.device)
         ref: dict[str, Any] | None = None
+        ref32: dict[str, Any] | None = None
+        if model32 is not None and length <= plan.fp32_ref_max_len and clock.left() > 0:
+            clock.say(f"attention: L={length} eager float32 (reference)")
+            try:
+                ref32 = _attn_case(plan, model32, "eager", ids, proj)
+            except Exception as e:  # noqa: BLE001 - then rows carry no fp32 errors
+                report.errors.append(f"attention L={length} fp32 reference: "
+                                     f"{'out of memory' if _is_oom(e) else e}")
+                model32.zero_grad(set_to_none=True)
+                _reset_peak(plan.device)
         for impl in ["eager", *plan.compare_impls]:
             if clock.left() < 0:
                 report.skipped.append(f"attention L={length} {impl}: over budget")
@@ -337,6 +365,10 @@ def run_attention(plan: Plan, report: Report, clock: Clock) -> None:
                     })
                 else:
                     row["note"] = "no eager reference at this length"
+                if ref32 is not None:
+                    row["fwd_rel_fp32"] = _rel(res["hidden"], ref32["hidden"])
+                    row["grad_rel_fp32"] = max(_rel(res["grads"][n], g)
+                                               for n, g in ref32["grads"].items())
                 del res
             except Exception as e:  # noqa: BLE001 - an OOM of eager is a finding
                 row["error"] = "out of memory" if _is_oom(e) else f"{type(e).__name__}: {e}"
@@ -346,8 +378,8 @@ def run_attention(plan: Plan, report: Report, clock: Clock) -> None:
                 _reset_peak(plan.device)
             report.attention.append(row)
             clock.say(f"  -> {_fmt_attn(row)}")
-        ref = None
-    del model
+        ref = ref32 = None
+    del model, model32
     _reset_peak(plan.device)
 
 
@@ -429,16 +461,17 @@ def table(report: Report) -> str:
                      f"{_f(r['loss'])} | {_f(r['grad_norm'])} | "
                      f"{_f(r['ratio_max_abs_dev'])} | {_f(r['is_weight_max_abs_dev'])} |")
     lines += ["", "attention vs eager (2-layer slice, forward + backward)", "",
-              "| L | impl | s | x eager | peak GiB | fwd max abs | fwd rel | grad rel |",
-              "|---|---|---|---|---|---|---|---|"]
+              ("| L | impl | s | x eager | peak GiB | fwd max abs | fwd rel | grad rel | "
+               "fwd rel fp32 | grad rel fp32 |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report.attention:
         if "error" in r:
-            lines.append(f"| {r['length']} | {r['impl']} | {r['error']} ||||||")
+            lines.append(f"| {r['length']} | {r['impl']} | {r['error']} ||||||||")
             continue
         lines.append(f"| {r['length']} | {r['impl']} | {r['seconds']:.2f} | "
                      f"{_f(r.get('speedup_vs_eager'), '.2f')} | "
                      f"{_f(r['peak_mem_gib'], '.1f')} | {_f(r.get('fwd_max_abs'))} | "
-                     f"{_f(r.get('fwd_rel'))} | {_f(r.get('grad_rel_max'))} |")
+                     f"{_f(r.get('fwd_rel'))} | {_f(r.get('grad_rel_max'))} | "
+                     f"{_f(r.get('fwd_rel_fp32'))} | {_f(r.get('grad_rel_fp32'))} |")
     g = report.logprob_gap
     if g:
         lines += ["", (f"logprob gap (sampler KV cache vs trainer forward, "
@@ -465,7 +498,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(dry_run=False, device="cuda", dtype="bfloat16", attn=args.attn,
                 lengths=args.lengths or [4096, 8192, 16384], steps=args.steps or 2,
                 completion_tokens=1024, compare_impls=["fused_sinks", "flex_attention"],
-                gap_prompt=1024, gap_new_tokens=64, budget_s=args.budget_s)
+                gap_prompt=1024, gap_new_tokens=64, budget_s=args.budget_s,
+                fp32_ref_max_len=4096)
 
 
 def main(argv: list[str] | None = None) -> int:

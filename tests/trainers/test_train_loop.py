@@ -45,6 +45,7 @@ def test_on_policy_step_has_ratio_exactly_one_and_no_clipping(tmp_path: Path, al
     assert m["ppo/ratio_mean"] == 1.0 and m["ppo/ratio_min"] == 1.0
     assert m["ppo/ratio_max"] == 1.0
     assert m["ppo/clip_frac"] == 0.0 and m["ppo/approx_kl"] == 0.0
+    assert m["ppo/ratio_max_abs_dev"] == 0.0
     assert m["grad/norm"] > 0  # a real update happened
 
 
@@ -55,6 +56,7 @@ def test_later_epochs_are_off_policy_so_the_ratio_moves(tmp_path: Path) -> None:
     m = trainer.step()
     assert m["train/optimizer_steps"] == 6.0
     assert m["ppo/ratio_max"] > 1.0 or m["ppo/ratio_min"] < 1.0
+    assert m["ppo/ratio_max_abs_dev"] > 0.0
 
 
 def test_a_step_changes_parameters_and_every_metric_is_finite(tmp_path: Path) -> None:
