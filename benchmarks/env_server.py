@@ -1,7 +1,7 @@
 """Env server overhead: a step over ``agent-envs serve`` (loopback) vs the same step in-process.
 
     python benchmarks/env_server.py [--quick] [--steps N] [--sizes 1000,8000,32000]
-                                    [--out benchmarks/results/env_server.png]
+                                    [--out benchmarks/results/env_server.png] [--replot]
 
 For each env (``toy-digit``; ``python-tool`` with the ``local`` sandbox) a server runs in a
 subprocess (``agent-envs serve ENV --port 0``) and this process holds two envs: one made
@@ -130,7 +130,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     x = np.arange(len(results))
     w = 0.2
     for i, (side, q, color) in enumerate([("local", "p50", "#4c72b0"), ("local", "p95", "#a1b9e0"),
@@ -140,15 +140,16 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.bar(x + (i - 1.5) * w, vals, w, color=color,
                label=f"{'in-process' if side == 'local' else 'over the server'} {q}")
     top = max(max(r["remote"]["p95_ms"], r["local"]["p95_ms"]) for r in results)
+    low = min(min(r["remote"]["p50_ms"], r["local"]["p50_ms"]) for r in results)
     for xi, r in zip(x, results, strict=True):
-        ax.text(xi, top * 1.6, f"server/in-process\nx{r['ratio_p50']:.1f} p50, "
+        ax.text(xi, top * 1.5, f"server / in-process\nx{r['ratio_p50']:.1f} p50, "
                 f"x{r['ratio_p95']:.1f} p95", ha="center", fontsize=8)
-    ax.set_ylim(top=top * 8)
     ax.set_xticks(x, [f"{r['env']}\n{int(r['context'])} tokens" for r in results])
     ax.set_ylabel("ms per step")
     ax.set_yscale("log")
+    ax.set_ylim(low / 2, top * 6)
     ax.set_title("env.step over agent-envs serve (loopback WebSocket) vs in-process")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -161,7 +162,11 @@ def main() -> None:
     ap.add_argument("--envs", default="toy-digit,python-tool")
     ap.add_argument("--quick", action="store_true", help="100 steps per case")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/env_server.png"))
+    ap.add_argument("--replot", action="store_true", help="redraw the plot from the JSON")
     a = ap.parse_args()
+    if a.replot:
+        plot(json.loads(a.out.with_suffix(".json").read_text())["results"], a.out)
+        return
     steps = 100 if a.quick else a.steps
     load0 = os.getloadavg()[0]
     say(f"env step over agent-envs serve (loopback) vs in-process, {steps} steps per case; "
