@@ -486,3 +486,61 @@ def test_skyrl_trainer_broadcasts_each_episode_advantage_to_all_its_segments(
                 assert int(on.sum()) == sum(out["loss_masks"][k]) > 0
                 assert adv[k][on].tolist() == pytest.approx([want] * int(on.sum()), abs=1e-5)
     assert any(abs(float(adv[k].abs().max())) > 0.5 for k in range(len(out["rewards"])))
+
+
+class _HarmonyDecoder(_HarmonyChatTokenizer):
+    def decode(self, ids: list[int], **kw: Any) -> str:
+        return get_codec().decode(ids)
+
+    def batch_decode(self, batch: list[list[int]], **kw: Any) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+
+def test_skyrl_eval_loop_scores_the_last_segment_of_each_episode(
+        tasks: list[Task], tmp_path: Path) -> None:
+    """SkyRL's own ``evaluate_step_wise`` (eval-only: global_step None) drives the generator."""
+    from skyrl.train.evaluate import evaluate_step_wise
+
+    agent = ScriptedAgent(tasks, warmups=0, hedge=True,
+                          wrong_when=lambda seed: seed is not None and seed % 2 == 0)
+    cfg = load_config(EXAMPLE, ["generator.eval_n_samples_per_prompt=2",
+                                f"trainer.export_path={tmp_path}",
+                                "generator.agent_envs.env_kwargs.answer_retries=1"])
+    rows = dataset_rows(tasks)
+    for row in rows:
+        row["env_extras"]["data_source"] = "python-tool"
+    loader = [rows[:3], rows[3:]]  # two eval batches
+    gen = AgentEnvsGenerator.from_skyrl_config(cfg, agent.as_policy())
+    episodes: list[Episode] = []
+    generate_batch = gen.generate
+
+    async def recording(batch: GeneratorInput) -> Any:
+        out = await generate_batch(batch)
+        episodes.extend(gen.last_episodes)
+        meta = batch["batch_metadata"]
+        assert meta is not None and meta.training_phase == "eval" and meta.global_step is None
+        return out
+
+    gen.generate = recording  # type: ignore[method-assign]
+    metrics = asyncio.run(evaluate_step_wise(loader, gen, cfg, None, _HarmonyDecoder()))
+    assert len(episodes) == 12 and all(len(e.segments) == 2 for e in episodes)
+    rewards = [e.reward for e in episodes]
+    assert 0 < sum(rewards) < 12  # both outcomes occur, so the mean is informative
+    assert metrics["eval/all/avg_score"] == pytest.approx(sum(rewards) / 12)
+    assert metrics["eval/python-tool/avg_score"] == pytest.approx(sum(rewards) / 12)
+    dumped = list((tmp_path / "dumped_evals" / "eval_only").glob("*.jsonl"))
+    assert dumped, "SkyRL dumped no eval results"
+
+
+def test_skyrl_non_step_wise_eval_loop(tasks: list[Task], tmp_path: Path) -> None:
+    """SkyRL's ``evaluate`` (one row per prompt) with the oracle and its wrong twin."""
+    from skyrl.train.evaluate import evaluate
+
+    cfg = load_config(EXAMPLE, ["generator.step_wise_trajectories=false",
+                                f"trainer.export_path={tmp_path}"])
+    for policy, score in ((OraclePolicy(), 1.0), (OraclePolicy(wrong=True), 0.0)):
+        gen = AgentEnvsGenerator.from_skyrl_config(cfg, policy)
+        assert gen.step_wise is False
+        metrics = asyncio.run(evaluate([dataset_rows(tasks[:4])], gen, cfg, 7, _HarmonyDecoder()))
+        assert metrics["eval/all/avg_score"] == score
+        assert metrics["eval/all/pass_at_1"] == score

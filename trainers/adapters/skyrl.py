@@ -320,7 +320,8 @@ def _our_sampling(params: Mapping[str, Any]) -> SamplingParams:
 
 
 _ROW_KEYS = ("prompt_token_ids", "response_ids", "rewards", "loss_masks", "rollout_logprobs",
-             "stop_reasons", "trajectory_ids", "is_last_step", "env_metrics")
+             "stop_reasons", "trajectory_ids", "is_last_step", "env_metrics",
+             "trajectory_generation_times")
 
 
 def _segment_stop_reason(ep: Episode, seg_index: int) -> str:
@@ -366,13 +367,16 @@ def episodes_to_skyrl(episodes: Sequence[Episode], trajectory_ids: Sequence[Traj
         out["trajectory_ids"].append(tid)
         out["is_last_step"].append(last)
         out["env_metrics"].append(metrics)
+        # One entry per row, the trajectory's time on each of its rows (as SkyRL's own
+        # step-wise generator does: its step-wise eval filters every list by is_last_step).
+        out["trajectory_generation_times"].append(float(metrics["episode_s"]))
 
     for ep, tid, mask_it in zip(episodes, trajectory_ids, masked):
         metrics = {"env_id": ep.env_id, "task_id": ep.task_id, "episode_id": ep.episode_id,
                    "reward": float(ep.reward), "solved": bool(ep.solved),
                    "turns": len(ep.turns), "tool_calls": sum(1 for t in ep.turns if t.tool_outcome),
                    "segments": len(ep.segments), "infra_error": ep.infra_error,
-                   "masked": bool(mask_it)}
+                   "masked": bool(mask_it), "episode_s": float(ep.total_s)}
         segments: list[tuple[int, Segment]] = [(k, s) for k, s in enumerate(ep.segments)
                                                if s.completion]
         if mask_it or not segments:
@@ -392,7 +396,6 @@ def episodes_to_skyrl(episodes: Sequence[Episode], trajectory_ids: Sequence[Traj
                 _segment_stop_reason(ep, k), tid, last, metrics)
     result: dict[str, Any] = dict(out)
     result["rollout_metrics"] = _rollout_metrics(episodes, masked)
-    result["trajectory_generation_times"] = [float(ep.total_s) for ep in episodes]
     result["rollout_expert_indices"] = None
     result["pixel_values"] = None
     result["image_grid_thw"] = None
@@ -561,7 +564,8 @@ class AgentEnvsGenerator(GeneratorInterface):
         groups, tids = self._groups(input_batch)
         sampling = dict(input_batch.get("sampling_params") or {})
         meta = input_batch.get("batch_metadata")
-        step = int(meta.global_step) if meta is not None else self._calls
+        # SkyRL's eval-only runs pass global_step None; then the call count stands in.
+        step = self._calls if meta is None or meta.global_step is None else int(meta.global_step)
         phase = str(meta.training_phase) if meta is not None else "train"
         self._calls += 1
         seed = batch_seed(self.config.seed, phase, step)
