@@ -223,6 +223,29 @@ def test_rollout_correction_weights_are_one_on_policy(tiny_run: dict[str, Any]) 
     assert torch.allclose(w, torch.ones_like(w), atol=1e-4), (w.min(), w.max())
     assert torch.equal(new_mask, mask)  # nothing rejected on-policy
     assert abs(metrics["rollout_corr/kl"]) < 1e-5 and abs(metrics["rollout_corr/k3_kl"]) < 1e-5
+    # The example config's bypass path, as verl's trainer runs it: old_log_probs := our sampler
+    # log-probs, then the bypass_mode policy loss. On-policy the ratio is 1: nothing clipped or
+    # rejected, and the loss is minus the masked mean advantage.
+    from tensordict import TensorDict
+    from verl.protocol import DataProto
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+    from verl.trainer.ppo.rollout_corr_helper import apply_bypass_mode
+    from verl.utils.config import omega_conf_to_dataclass
+
+    cfg = compose_config([])
+    data = DataProto(batch=TensorDict({"rollout_log_probs": b["rollout_log_probs"],
+                                       "response_mask": mask}, batch_size=len(mask)))
+    apply_bypass_mode(data, rollout_corr_config=cfg.algorithm.rollout_correction,
+                      policy_loss_config=cfg.actor_rollout_ref.actor.policy_loss)
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert actor.policy_loss.loss_mode == "bypass_mode"
+    adv = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))
+    loss, pg = get_policy_loss_fn(actor.policy_loss.loss_mode)(
+        old_log_prob=data.batch["old_log_probs"], log_prob=trainer_logprobs(tiny_run["model"]),
+        advantages=adv, response_mask=mask, loss_agg_mode=actor.loss_agg_mode, config=actor)
+    assert float(loss) == pytest.approx(float(-(adv * mask).sum() / mask.sum()), abs=1e-4)
+    assert pg["actor/pg_clipfrac"] == 0.0 and pg["rollout_corr/rollout_rs_masked_fraction"] == 0
+    assert pg["rollout_corr/rollout_is_mean"] == pytest.approx(1.0, abs=1e-4)
     # The check can fail: another model's log-probs are far from the sampler's.
     other, _, _ = compute_rollout_correction_and_rejection_mask(
         old_log_prob=trainer_logprobs(build_tiny_gpt_oss(seed=1)),
