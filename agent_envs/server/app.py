@@ -42,7 +42,7 @@ from agent_envs.server.protocol import (
     ERROR_INFRA,
     ERROR_SESSION_CLOSED,
     ERROR_STEP_TIMEOUT,
-    prefix_hash,
+    RunningHash,
     to_jsonable,
 )
 
@@ -118,6 +118,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self._kwargs: dict[str, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._last_obs: np.ndarray | None = None
+        self._hash: RunningHash | None = None  # of _last_obs
         self._last_info: dict[str, Any] = {}
         self._active = False
         self._episode_id: str | None = None
@@ -169,7 +170,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
             env_id=self.settings.served_id, env_kwargs=to_jsonable(self._kwargs or {}),
             task_id=None if task is None else task.id, active=self._active,
             obs_len=0 if self._last_obs is None else len(self._last_obs),
-            obs_hash=None if self._last_obs is None else prefix_hash(self._last_obs))
+            obs_hash=None if self._hash is None else self._hash.hexdigest())
 
     def get_metadata(self) -> EnvironmentMetadata:
         """Name (the versioned env id), description and version of the served env."""
@@ -215,6 +216,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         obs, info = await self._run(functools.partial(self._env.reset, seed=seed,
                                                       options=options), what="reset")
         self._last_obs = np.asarray(obs, dtype=np.int32)
+        self._hash = RunningHash(self._last_obs)
         self._last_info = to_jsonable(info)
         self._active = True
         self._episode_id = episode_id
@@ -245,14 +247,17 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         out = TokenObservation(reward=float(reward), done=bool(terminated or truncated),
                                terminated=bool(terminated), truncated=bool(truncated),
                                info=self._last_info)
-        if action.tokens is not None and not info.get("new_segment"):
+        if action.tokens is not None and not info.get("new_segment") and self._hash is not None:
             n = len(prev) + len(action.tokens)
             if (len(new) >= n and np.array_equal(new[: len(prev)], prev)
                     and np.array_equal(new[len(prev): n], np.asarray(action.tokens, np.int32))):
+                h = self._hash.update(new[len(prev): n])
                 out.appended = new[n:].tolist()
                 out.prefix_len = n
-                out.prefix_hash = prefix_hash(new[:n])
+                out.prefix_hash = h.hexdigest()
+                h.update(new[n:])
                 return out
+        self._hash = RunningHash(new)
         out.tokens = new.tolist()
         return out
 
@@ -314,6 +319,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
     def _abandon(self) -> None:
         """Drop the env and its (maybe stuck) thread; close the env off the event loop."""
         self._active = False
+        self._hash = None
         env, pool, self._env, self._kwargs, self._pool = self._env, self._pool, None, None, None
         threading.Thread(target=_close_env, args=(env, pool), daemon=True,
                          name="agent-env-close").start()

@@ -43,9 +43,9 @@ from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_SESSION_CLOSED,
     RemoteEnvError,
+    RunningHash,
     ServerBusyError,
     ServerUnavailableError,
-    prefix_hash,
 )
 from agent_envs.tasks.base import Task
 
@@ -145,6 +145,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         self.codec = get_codec()
         self._ws: Any = None
         self._obs: np.ndarray | None = None
+        self._hash: RunningHash | None = None  # of _obs, fed only new tokens
         self._info: dict[str, Any] = {}
         self._active = False
         self._task_data: tuple[str | None, dict[str, Any] | None] = (None, None)
@@ -316,6 +317,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                 raise RemoteEnvError(f"reset failed on the server at {self.url}: "
                                      f"{err['message']} ({err['code']})")
             self._obs = np.asarray(obs["tokens"], dtype=np.int32)
+            self._hash = RunningHash(self._obs)
             self._info = obs.get("info") or {}
             self._active = True
             self._task_data = (obs.get("task_class"), obs.get("task"))
@@ -356,17 +358,22 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             return self._with_action(ids), 0.0, False, True, _flag_info(info, err["message"])
         if obs.get("tokens") is not None:
             new = np.asarray(obs["tokens"], dtype=np.int32)
+            h = RunningHash(new)
         else:
+            assert self._hash is not None
             prefix = self._with_action(ids)
+            h = self._hash.copy().update(prefix[len(self._obs):])
             n, want = obs.get("prefix_len"), obs.get("prefix_hash")
-            if len(prefix) != n or prefix_hash(prefix) != want:
+            if len(prefix) != n or h.hexdigest() != want:
                 return await self._flagged(
                     ids, f"observation delta does not match this client's tokens: the server "
                          f"extended a prefix of {n} tokens (hash {want}) but the client holds "
-                         f"{len(prefix)} tokens (hash {prefix_hash(prefix)}); the session was "
+                         f"{len(prefix)} tokens (hash {h.hexdigest()}); the session was "
                          "closed", info=info)
-            new = np.concatenate([prefix, np.asarray(obs.get("appended") or [], np.int32)])
-        self._obs, self._info = new, info
+            appended = np.asarray(obs.get("appended") or [], np.int32)
+            h.update(appended)
+            new = np.concatenate([prefix, appended])
+        self._obs, self._hash, self._info = new, h, info
         terminated, truncated = bool(obs.get("terminated")), bool(obs.get("truncated"))
         self._active = not (terminated or truncated)
         return new.copy(), float(data.get("reward") or 0.0), terminated, truncated, dict(info)

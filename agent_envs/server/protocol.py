@@ -29,7 +29,8 @@ from agent_envs.errors import AgentEnvsError
 
 __all__ = [
     "ERROR_BAD_REQUEST", "ERROR_INFRA", "ERROR_SESSION_CLOSED", "ERROR_STEP_TIMEOUT",
-    "RemoteEnvError", "ServerBusyError", "ServerUnavailableError", "prefix_hash", "to_jsonable",
+    "RemoteEnvError", "RunningHash", "ServerBusyError", "ServerUnavailableError", "prefix_hash",
+    "to_jsonable",
 ]
 
 #: The caller's mistake (a bad action type, step before reset, an unknown env kwarg): the
@@ -60,8 +61,38 @@ class ServerUnavailableError(RemoteEnvError, ConnectionError):
 
 def prefix_hash(tokens: Any) -> str:
     """BLAKE2b-128 hex digest of token ids as int32 little-endian bytes (what both sides hash)."""
-    arr = np.ascontiguousarray(np.asarray(tokens, dtype="<i4"))
-    return hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest()
+    return RunningHash(tokens).hexdigest()
+
+
+class RunningHash:
+    """``prefix_hash`` of a growing token stream, fed only the new tokens (O(delta) a step).
+
+    ``RunningHash(a).update(b).hexdigest() == prefix_hash(a + b)``.
+    """
+
+    __slots__ = ("_h", "n")
+
+    def __init__(self, tokens: Any = ()) -> None:
+        self._h = hashlib.blake2b(digest_size=16)
+        self.n = 0
+        self.update(tokens)
+
+    def update(self, tokens: Any) -> RunningHash:
+        """Feed more tokens; returns self."""
+        arr = np.ascontiguousarray(np.asarray(tokens, dtype="<i4"))
+        self._h.update(arr.tobytes())
+        self.n += len(arr)
+        return self
+
+    def copy(self) -> RunningHash:
+        """An independent copy (to hash a prefix and go on from it)."""
+        other = RunningHash.__new__(RunningHash)
+        other._h, other.n = self._h.copy(), self.n
+        return other
+
+    def hexdigest(self) -> str:
+        """The digest of every token fed so far."""
+        return self._h.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:

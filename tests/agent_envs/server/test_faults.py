@@ -16,7 +16,7 @@ import agent_envs
 from agent_envs.envs.toy import ToyDigitEnv
 from agent_envs.errors import EnvStateError, InvalidActionError
 from agent_envs.harmony import get_codec
-from agent_envs.server.protocol import ServerBusyError, ServerUnavailableError
+from agent_envs.server.protocol import RunningHash, ServerBusyError, ServerUnavailableError
 
 CODEC = get_codec()
 HANG = CODEC.encode("hang")  # SlowToyEnv sleeps on this action
@@ -200,7 +200,8 @@ def test_a_delta_that_does_not_extend_the_clients_tokens_is_flagged(serve) -> No
     env = agent_envs.remote(server.url, "toy-digit")
     env.reset(seed=0)
     env._obs = env._obs.copy()
-    env._obs[3] += 1  # this client's copy no longer matches the server's
+    env._obs[3] += 1  # this client's tokens (and their hash) no longer match the server's
+    env._hash = RunningHash(env._obs)
     obs, reward, terminated, truncated, info = env.step(CODEC.encode("4"))  # cut: a delta
     assert truncated and not terminated and reward == 0.0 and obs[3] == env._obs[3]
     assert "observation delta does not match" in info["infra_error"]
