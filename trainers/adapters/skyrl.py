@@ -40,6 +40,10 @@ Rewards and failures:
   replaced by one placeholder row (one masked ``<|return|>`` token, reward 0.0,
   ``stop_reason="infra_error"``): the whole group adds no gradient, and the healthy
   episodes of the group do not get an advantage computed against a fake 0.
+- SkyRL's ``zero_variance_filter`` (sequence-level rewards) looks at every row: with
+  multi-segment episodes in step-wise mode it also sees the 0.0 of earlier rows, so a group
+  whose episodes all scored the same is not filtered. Leave it off there, or keep
+  ``answer_retries=0`` (one segment per episode, the python-tool default).
 - Without ``step_wise_trajectories`` SkyRL wants exactly one row per trajectory: an
   episode with several segments (an env that re-renders the prompt, e.g.
   ``answer_retries > 0``) raises :class:`SkyRLAdapterError` then.
