@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -377,6 +378,18 @@ def test_cli_check_and_dataset(tmp_path: Path) -> None:
                          check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: env class 'gsm8k' is not an agent_envs environment")
+    out = tmp_path / "d" / "test.jsonl"
+    ds = subprocess.run([sys.executable, "-m", "trainers.adapters.skyrl", "dataset", "--env",
+                         ENV_ID, "--num", "3", "--split", "test", "--out", str(out)],
+                        check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert ds.returncode == 0, ds.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["env_class"] for r in rows] == [ENV_ID] * 3
+    assert all("/test/" in r["task_id"] and r["prompt"][0]["role"] == "user" for r in rows)
+    env = agent_envs.make(ENV_ID)
+    assert [env.task_source.get(r["task_id"]).prompt for r in rows] == \
+        [r["prompt"][0]["content"] for r in rows]
+    env.close()
 
 
 class _HarmonyChatTokenizer:
