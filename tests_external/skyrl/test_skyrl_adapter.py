@@ -361,6 +361,16 @@ def test_example_config_parses_and_validates_with_skyrl() -> None:
     agent_envs.make(ENV_ID, **ae.env_kwargs).close()  # the env takes its kwargs
     gen = AgentEnvsGenerator.from_skyrl_config(cfg, OraclePolicy())
     assert gen.step_wise and gen.default_env_id == ENV_ID and gen.config is ae
+    # The entrypoint's experiment is SkyRL's BasePPOExp with this generator.
+    from skyrl.train.entrypoints.main_base import BasePPOExp
+
+    from trainers.adapters.skyrl import _ppo_exp_class
+
+    exp_cls = _ppo_exp_class()
+    assert issubclass(exp_cls, BasePPOExp)
+    exp = object.__new__(exp_cls)  # __init__ would load the HF tokenizer and datasets
+    made = exp.get_generator(cfg, None, OraclePolicy())
+    assert isinstance(made, AgentEnvsGenerator) and made.model_name == "openai/gpt-oss-20b"
     with pytest.raises(ValueError, match="concurency"):
         load_config(EXAMPLE, ["generator.agent_envs.concurency=3"])
     with pytest.raises(SkyRLAdapterError, match="does not exist"):
