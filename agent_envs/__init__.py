@@ -5,6 +5,8 @@
     >>> obs, info = env.reset(seed=7)
 
 Also available through gymnasium as ``gymnasium.make("agent_envs/python-tool-v0")``.
+``agent_envs.remote("http://HOST:PORT", "python-tool")`` is the same env running on an
+``agent-envs serve`` server (the ``[server]`` extra).
 """
 
 from __future__ import annotations
