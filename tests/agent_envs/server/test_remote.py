@@ -245,3 +245,37 @@ def test_other_families_match_in_process_and_rebuild_their_task_types(serve, env
     finally:
         remote.close()
         local.close()
+
+
+def test_the_collector_reads_the_env_url_from_the_environment(monkeypatch) -> None:
+    """AGENT_ENVS_ENV_URL (what `agent-envs eval --env-url` sets) sends envs to the server."""
+    from trainers.policies.oracle import OraclePolicy
+    from trainers.rollout import RolloutCollector, RolloutConfig
+
+    monkeypatch.setenv("AGENT_ENVS_ENV_URL", "http://127.0.0.1:9")  # nothing listens there
+    eps = RolloutCollector(OraclePolicy(), RolloutConfig(
+        env_id="toy-digit", num_groups=2, progress=False)).collect()
+    assert [e.truncated_reason for e in eps] == ["infra", "infra"]
+    assert all("no agent-envs server answers at http://127.0.0.1:9" in e.infra_error
+               for e in eps)
+
+
+@pytest.mark.slow
+def test_eval_cli_runs_a_suite_on_the_server(serve, tmp_path, capsys) -> None:
+    import os
+
+    from agent_envs.cli import main
+
+    made: list[dict[str, Any]] = []
+
+    def factory(**kw: Any) -> Any:
+        made.append(kw)
+        return agent_envs.make("functions", **kw)
+
+    server = serve("functions", env_factory=factory)
+    rc = main(["eval", "functions", "--env-url", server.url, "--trials", "1", "--quiet",
+               "--out", str(tmp_path / "bundle")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "functions: accuracy 1.000" in out and "100 episodes" in out
+    assert made and all(kw["task_source"] for kw in made)  # the suite's envs ran remotely
+    assert "AGENT_ENVS_ENV_URL" not in os.environ
