@@ -1,4 +1,4 @@
-"""toy-digit-v0: prefilled final channel, exact-digit reward, notices, check_env."""
+"""toy-digit-v0 and toy-pattern-v0: prefilled final channel, rewards, notices, check_env."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from gymnasium.utils.env_checker import check_env
 
 import agent_envs
 from agent_envs import UnknownTaskError
-from agent_envs.envs.toy import PREFILL_TEXT, DigitTaskSource, ToyDigitEnv
+from agent_envs.envs.toy import (
+    PREFILL_TEXT,
+    DigitTaskSource,
+    PatternTaskSource,
+    ToyDigitEnv,
+    ToyPatternEnv,
+    pattern_score,
+)
 from agent_envs.harmony import RETURN, get_codec
 
 CODEC = get_codec()
@@ -111,3 +118,81 @@ def test_task_source_validation_and_lookup() -> None:
     assert src.get("toy-digit/test/4").answer == "4"
     with pytest.raises(UnknownTaskError, match="toy-digit/train/7"):
         DigitTaskSource(3).get("toy-digit/train/7")
+
+
+# --------------------------------------------------------------------------- toy-pattern
+
+
+def digits(text: str) -> list[int]:
+    return [DIGIT[int(c)] for c in text]
+
+
+def test_pattern_env_is_registered_and_passes_check_env() -> None:
+    env = agent_envs.make("toy-pattern")
+    assert isinstance(env, ToyPatternEnv) and env.spec is not None
+    check_env(env, skip_render_check=False)
+
+
+def test_pattern_prompt_hides_the_pattern_unless_asked() -> None:
+    env = agent_envs.make("toy-pattern", pattern="37", length=12)
+    obs, info = env.reset(seed=5)
+    assert info["task_id"] == "toy-pattern/train/37x12"
+    text = CODEC.decode(obs)
+    assert "Reply with 12 digits" in text and "37" not in text
+    assert obs[-len(env.prefill):].tolist() == CODEC.encode(PREFILL_TEXT)
+    shown = agent_envs.make("toy-pattern", pattern="37", length=12, show_pattern=True)
+    assert "digits 37 repeated" in CODEC.decode(shown.reset(seed=5)[0])
+
+
+@pytest.mark.parametrize(("answer", "reward", "correct"), [
+    ("01010101", 1.0, True),     # exact
+    ("01010111", 7 / 8, False),  # one position wrong
+    ("0101", 0.5, False),        # short: the missing positions count as wrong
+    ("0101010199", 1.0, False),  # characters past the length are ignored by the score
+    ("", 0.0, False),
+])
+def test_pattern_reward_is_the_fraction_of_positions_right(answer: str, reward: float,
+                                                           correct: bool) -> None:
+    env = agent_envs.make("toy-pattern", length=8, max_turns=1)
+    obs, _ = env.reset(seed=0)
+    nxt, r, terminated, truncated, info = env.step(digits(answer) + [RETURN])
+    assert (r, terminated, truncated) == (pytest.approx(reward), True, False)
+    assert info["verdict"]["correct"] is correct
+    assert nxt[: len(obs) + len(answer) + 1].tolist() == obs.tolist() + digits(answer) + [RETURN]
+
+
+@pytest.mark.parametrize("cut", ["notice", "end"])
+def test_a_cut_answer_that_ends_the_episode_is_scored_on_what_it_wrote(cut: str) -> None:
+    env = agent_envs.make("toy-pattern", length=8, max_turns=1, cut_completion=cut)
+    env.reset(seed=0)
+    _, r, terminated, truncated, info = env.step(digits("010101010"))  # no <|return|>
+    assert not terminated and truncated
+    assert info["truncated_reason"] == ("turns" if cut == "notice" else "length")
+    assert r == 1.0
+    env.reset(seed=0)
+    assert env.step(digits("0111"))[1] == pytest.approx(3 / 8)  # 0, 1 and 3 right
+
+
+def test_a_cut_turn_with_turns_left_goes_on_and_the_final_answer_counts() -> None:
+    env = agent_envs.make("toy-pattern", length=4, max_turns=2)
+    env.reset(seed=0)
+    nxt, r, terminated, truncated, info = env.step(digits("1111"))
+    assert (r, terminated, truncated) == (0.0, False, False) and "cut" in info["model_error"]
+    assert nxt[-len(env.prefill):].tolist() == list(env.prefill)
+    _, r2, terminated2, _, _ = env.step(digits("0101") + [RETURN])
+    assert terminated2 and r2 == 1.0
+
+
+def test_pattern_allowed_tokens_and_validation() -> None:
+    env = agent_envs.make("toy-pattern")
+    ids = env.allowed_token_ids()
+    assert ids[-1] == RETURN and [CODEC.decode([t]) for t in ids[:10]] == list("0123456789")
+    with pytest.raises(ValueError, match=re.escape("pattern='0x' is invalid")):
+        PatternTaskSource("0x")
+    with pytest.raises(ValueError, match=re.escape("length=0 is invalid")):
+        PatternTaskSource("01", 0)
+    src = PatternTaskSource("7", 5)
+    assert src.target == "77777" and src.get("toy-pattern/test/7x5").answer == "77777"
+    with pytest.raises(UnknownTaskError, match=re.escape("toy-pattern/train/7x5")):
+        src.get("toy-pattern/train/01x5")
+    assert pattern_score("0110", "0101") == 0.5
