@@ -54,6 +54,8 @@ def remote(url: str, env_id: str, **kwargs: Any) -> Any:
 register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
          description="gpt-oss's built-in stateful python tool on computational tasks")
 register("toy-digit-v0", "agent_envs.envs.toy:ToyDigitEnv", description="one digit (smoke tests)")
+register("toy-pattern-v0", "agent_envs.envs.toy:ToyPatternEnv",
+         description="a digit pattern L tokens long (long-sequence trainer tests)")
 register("functions-v0", "agent_envs.envs.functions:FunctionsEnv", extra="functions",
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
 register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv", extra="browser",
