@@ -190,19 +190,53 @@ class RolloutCorrectionConfig:
 
 
 #: The named estimators as config fields (``RolloutCorrectionConfig.preset(name)``).
+#:
+#: Bands are set for the mismatch a real run sees. A healthy bf16 engine differs from the
+#: trainer by a per-token KL(pi_rollout || pi_train) of ~1e-4..1e-3; a broken kernel (the
+#: sink-ignoring attention of early gpt-oss runs, FP8 rollouts) by ~1e-2 and more. Per
+#: token, log rho_t then has a spread of ~sqrt(2 KL) (0.05 at 1e-3, 0.14 at 1e-2); a
+#: sequence of T tokens has sum_t log rho_t ~ -T KL +- sqrt(2 T KL) and the geometric mean
+#: ~ -KL +- sqrt(2 KL / T). A preset must keep nearly all data at those levels (a
+#: correction that rejects everything is no correction) and reject most of it when the
+#: mismatch is gross (KL ~ 0.1 and up). ``tests/trainers/test_rollout_correction.py``
+#: holds each preset to that on a synthetic mismatch; ``benchmarks/rollout_correction.py``
+#: shows them in training.
 PRESETS: dict[str, dict[str, object]] = {
     "none": {"is_level": "none", "reject": "none"},
+    # Token TIS (Yao et al., "Your efficient RL framework secretly brings you off-policy RL
+    # training"; verl's rollout_is_threshold default): w_t = min(rho_t, 2). Rejects nothing;
+    # |log rho_t| > log 2 = 0.69 is ~5 spreads out even at KL 1e-2, so the cap only bites
+    # on outliers.
     "token_tis": {"is_level": "token", "is_cap": 2.0},
+    # Token mask: drop tokens with rho_t outside [0.5, 2] (verl's token rejection default:
+    # upper 2, lower 1/upper). Same 5-spread argument: <1% dropped at KL 1e-2.
     "token_mask": {"is_level": "none", "reject": "token", "reject_low": 0.5, "reject_high": 2.0},
-    # IcePop: weight by the token ratio, and drop tokens outside the band.
-    "icepop": {"is_level": "token", "is_cap": 2.0, "reject": "token",
-               "reject_low": 0.5, "reject_high": 2.0},
+    # IcePop (Ring-1T; INTELLECT-3 uses the same defaults): the weight is rho_t itself
+    # inside [0.5, 5] and 0 outside; the cap of 5 leaves the weight uncut inside the band.
+    "icepop": {"is_level": "token", "is_cap": 5.0, "reject": "token",
+               "reject_low": 0.5, "reject_high": 5.0},
+    # Sequence TIS (verl's default cap 2): w = min(rho_i, 2) for every token of sequence i.
     "seq_tis": {"is_level": "sequence", "is_cap": 2.0},
+    # Sequence MIS: the same weights, and drop sequences with rho_i outside [0.1, 2]. The
+    # upper bound 2 is the literature's C (Qwen's mismatch analysis, verl's default). The
+    # lower bound is 0.1, not verl's 1/2: sum_t log rho_t drifts by -T KL, so [0.5, 2]
+    # drops over half the sequences at T=64 and KL 1e-2, or T=512 and KL 1e-3; a sequence
+    # below 0.1 already weighs < 0.1, so dropping it changes the gradient little.
     "seq_mis": {"is_level": "sequence", "is_cap": 2.0, "reject": "sequence",
-                "reject_low": 0.5, "reject_high": 2.0},
+                "reject_low": 0.1, "reject_high": 2.0},
+    # Geometric-mean rejection: drop sequences whose per-token geometric ratio is off 1 by
+    # more than ~5% (a mean log ratio beyond +-0.05, i.e. a per-token KL of ~5e-2). verl's
+    # default +-0.1% assumes thousands of tokens at bf16-noise KL (~1e-4); at T=64 and a
+    # KL of 1e-3 it rejects ~80% of sequences (the spread of the mean is 0.006).
     "geo_mask": {"is_level": "none", "reject": "geometric",
-                 "reject_low": 0.999, "reject_high": 1.001},
-    "k3_mask": {"is_level": "none", "reject": "k3", "k3_max": 1e-2},
+                 "reject_low": 0.95, "reject_high": 1.05},
+    # k3 rejection: drop sequences whose mean k3 = rho - 1 - log rho (about the sequence's
+    # per-token KL) exceeds 0.05, five times the broken-kernel level. verl's default 0.01
+    # sits at that level and drops ~20% of sequences at KL 1e-2.
+    "k3_mask": {"is_level": "none", "reject": "k3", "k3_max": 5e-2},
+    # Token veto (verl's default threshold): drop a sequence if any rho_t < 1e-4, i.e. a
+    # token the trainer finds 10^4 times less likely than the sampler did: catastrophic
+    # outliers only (log rho < -9.2, ~65 spreads out at KL 1e-2).
     "token_veto": {"is_level": "none", "veto_threshold": 1e-4},
 }
 

@@ -262,3 +262,106 @@ def test_presets() -> None:
         RolloutCorrectionConfig.preset("token_tis", is_capp=3.0)
     with pytest.raises(AttributeError):
         cfg.is_cap = 5.0  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- preset bands
+#
+# A synthetic trainer/sampler mismatch with a known per-token KL: trainer logits z (a
+# peaked distribution over V tokens), sampler logits z + eps * noise; tokens are drawn from
+# the sampler, as in a real rollout. eps = 0.05 gives KL(rollout || train) ~ 1e-3 (a healthy
+# bf16 engine), 0.15 ~ 1e-2 (a broken kernel such as the sink-ignoring attention), 2.0 ~ 1
+# (gross: the engine samples a different policy).
+
+
+def mismatched_batch(eps: float, *, seq_len: int, batch: int = 256, vocab: int = 32,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """(logp_train, logp_rollout, mask, exact mean per-token KL(rollout || train))."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, seq_len, vocab, generator=gen, dtype=torch.float64) * 2.0
+    z_rollout = z + torch.randn(batch, seq_len, vocab, generator=gen, dtype=torch.float64) * eps
+    lp_train, lp_rollout = z.log_softmax(-1), z_rollout.log_softmax(-1)
+    tokens = torch.multinomial(lp_rollout.exp().reshape(-1, vocab), 1, generator=gen)
+    tokens = tokens.reshape(batch, seq_len, 1)
+    kl = float((lp_rollout.exp() * (lp_rollout - lp_train)).sum(-1).mean())
+    return (lp_train.gather(-1, tokens)[..., 0].float(),
+            lp_rollout.gather(-1, tokens)[..., 0].float(), torch.ones(batch, seq_len), kl)
+
+
+def rejected(name: str, eps: float, seq_len: int) -> tuple[float, dict[str, float]]:
+    train, rollout, mask, _ = mismatched_batch(eps, seq_len=seq_len)
+    res = compute_rollout_correction(train, rollout, mask, RolloutCorrectionConfig.preset(name))
+    return res.metrics["rollout_corr/rejected_token_frac"], res.metrics
+
+
+REJECTING = ("token_mask", "icepop", "seq_mis", "geo_mask", "k3_mask")
+
+
+@pytest.mark.parametrize(("eps", "seq_len", "kl_range"), [
+    (0.05, 64, (5e-4, 2e-3)), (0.15, 64, (5e-3, 2e-2)), (0.05, 512, (5e-4, 2e-3)),
+])
+def test_the_synthetic_mismatch_has_the_intended_kl(eps: float, seq_len: int,
+                                                    kl_range: tuple[float, float]) -> None:
+    train, rollout, mask, kl = mismatched_batch(eps, seq_len=seq_len)
+    assert kl_range[0] < kl < kl_range[1]
+    # The low-variance estimator the trainer logs agrees with the exact KL.
+    res = compute_rollout_correction(train, rollout, mask, RolloutCorrectionConfig())
+    assert res.metrics["rollout_corr/k3_kl"] == pytest.approx(kl, rel=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(("eps", "seq_len"), [(0.05, 64), (0.15, 64), (0.05, 512)])
+def test_presets_keep_nearly_everything_at_a_realistic_mismatch(name: str, eps: float,
+                                                                seq_len: int) -> None:
+    # Token-level rules and length-normalised sequence rules: < 1% dropped. Sequence MIS
+    # compares a product of seq_len ratios, whose spread grows as sqrt(seq_len * KL): it
+    # may drop more, but must keep most.
+    limit = 0.25 if name == "seq_mis" else 0.01
+    frac, metrics = rejected(name, eps, seq_len)
+    assert frac < limit, (name, frac)
+    # Weighting presets keep the weights near 1 (sequence weights, products of seq_len
+    # ratios, spread more).
+    floor = {"token_tis": 0.9, "icepop": 0.9, "seq_tis": 0.5, "seq_mis": 0.5}.get(name)
+    if floor is not None:
+        assert metrics["rollout_corr/weight_mean"] > floor, (name, metrics)
+
+
+@pytest.mark.parametrize("name", REJECTING)
+def test_rejecting_presets_drop_most_of_a_gross_mismatch(name: str) -> None:
+    frac, _ = rejected(name, 2.0, 64)
+    assert frac > 0.6, (name, frac)
+
+
+def test_tis_presets_shrink_the_weights_of_a_gross_mismatch() -> None:
+    # Truncation rejects nothing; the weights carry the correction instead.
+    for name, limit in (("token_tis", 0.7), ("seq_tis", 0.05)):
+        frac, metrics = rejected(name, 2.0, 64)
+        assert frac == 0.0
+        assert metrics["rollout_corr/weight_mean"] < limit, (name, metrics)
+        assert rejected(name, 0.05, 64)[1]["rollout_corr/weight_mean"] > 0.9
+
+
+def test_token_veto_drops_only_catastrophic_sequences() -> None:
+    assert rejected("token_veto", 2.0, 64)[0] < 0.2  # gross but not catastrophic: kept
+    # A sampler whose logits are unrelated to the trainer's puts mass where the trainer
+    # has almost none (rho_t < 1e-4 somewhere in most sequences): vetoed.
+    assert rejected("token_veto", 24.0, 64)[0] > 0.6
+
+
+def test_verl_tight_geometric_band_rejects_a_healthy_mismatch_at_short_lengths() -> None:
+    # Why geo_mask is not verl's [0.999, 1.001]: at 64 tokens and KL ~ 1e-3 the geometric
+    # mean spreads by ~0.006, so that band drops most sequences.
+    train, rollout, mask, _ = mismatched_batch(0.05, seq_len=64)
+    tight = RolloutCorrectionConfig(is_level="none", reject="geometric", reject_low=0.999,
+                                    reject_high=1.001)
+    res = compute_rollout_correction(train, rollout, mask, tight)
+    assert res.metrics["rollout_corr/rejected_token_frac"] > 0.5
+    assert rejected("geo_mask", 0.05, 64)[0] < 0.01
+
+
+def test_icepop_weights_are_the_ratio_inside_its_band() -> None:
+    cfg = RolloutCorrectionConfig.preset("icepop")
+    assert (cfg.reject_low, cfg.reject_high, cfg.is_cap) == (0.5, 5.0, 5.0)
+    train = t([lp(0.9, 0.4, 0.3, 0.05)])
+    rollout = t([lp(0.3, 0.2, 0.9, 0.5)])  # ratios 3, 2, 1/3, 1/10
+    res = compute_rollout_correction(train, rollout, torch.ones(1, 4), cfg)
+    close(res.weights, [[3.0, 2.0, 0.0, 0.0]])
