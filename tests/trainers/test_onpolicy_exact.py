@@ -142,8 +142,11 @@ def test_microbatches_give_one_pass_gradient(tmp_path: Path, algo: str, agg: str
     assert g_one.keys() == g_many.keys() and g_one
     assert any(float(g.abs().max()) > 0 for g in g_one.values())
     for name, g in g_one.items():
-        # Float32 sums in another order: equal to ~1e-6 relative, not bit for bit.
-        torch.testing.assert_close(g_many[name], g, rtol=1e-4, atol=1e-6, msg=name)
+        # Float32 sums in another order: equal to ~1e-6 relative, not bit for bit
+        # (measured: 2e-6 of the largest entry at most).
+        scale = float(g.abs().max())
+        torch.testing.assert_close(g_many[name], g, rtol=1e-5, atol=1e-5 * scale + 1e-12,
+                                   msg=name)
     assert m_many["grad/norm"] == pytest.approx(m_one["grad/norm"], rel=1e-5)
     # The chunks really differ in size (3 chunks of 8 samples), so a plain average of
     # per-chunk means would not have matched.
