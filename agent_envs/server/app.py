@@ -10,7 +10,8 @@ Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata
   error (the episode ends, truncated, ``infra_error`` set) and the session's env is closed
   and replaced, so the session stays usable;
 - idle reaping with a sub-second poll (OpenEnv polls every 5 s at least) that never reaps a
-  session in the middle of a step; a reaped session answers ``session_closed`` in-band;
+  session in the middle of a step: the env is closed, the client gets an in-band
+  ``SESSION_CLOSED`` error and the server closes the socket;
 - backpressure: at ``max_sessions`` a new WebSocket is refused in-band (OpenEnv's
   ``CAPACITY_REACHED`` error, then the socket closes); ``agent_envs.remote`` waits and retries
   until its ``busy_timeout_s``.
@@ -19,8 +20,11 @@ Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import functools
+import json
 import logging
 import socket
 import threading
@@ -126,6 +130,8 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self.busy = False
         #: Why the server closed this session (reaped), or None while it is open.
         self.closed_reason: str | None = None
+        #: The /ws connection the session serves (the reaper closes it), if any.
+        self.connection: _Connection | None = None
 
     # -- OpenEnv's interface ----------------------------------------------------------------
 
@@ -354,8 +360,78 @@ def _close_env(env: Any, pool: ThreadPoolExecutor | None) -> None:
         pool.shutdown(wait=False)
 
 
+class _Connection:
+    """One ``/ws`` connection, as the idle reaper sees it: it can be told to close."""
+
+    def __init__(self) -> None:
+        self.closed_reason: str | None = None
+        self.wakeup = asyncio.Event()
+
+    def close(self, reason: str) -> None:
+        self.closed_reason = reason
+        self.wakeup.set()
+
+
+_CONNECTION: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
+    "agent_envs_ws_connection", default=None)
+
+
+class _ClosableWebSockets:
+    """ASGI middleware: a ``/ws`` connection whose session was reaped is closed by the server.
+
+    OpenEnv's handler waits in ``receive()`` and has no way to be told its session is gone.
+    This wraps ``receive`` so that, once the reaper closes the connection, the client first
+    gets an in-band ``error`` (``code: "SESSION_CLOSED"``, the reason) and the handler then
+    sees a disconnect, ends the session and closes the socket as it always does.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket" or scope.get("path") != "/ws":
+            await self.app(scope, receive, send)
+            return
+        conn = _Connection()
+        token = _CONNECTION.set(conn)
+        pending: asyncio.Future | None = None
+        waiter = asyncio.ensure_future(conn.wakeup.wait())
+
+        async def closable_receive() -> Any:
+            nonlocal pending
+            if conn.closed_reason is None:
+                if pending is None:
+                    pending = asyncio.ensure_future(receive())
+                await asyncio.wait((pending, waiter), return_when=asyncio.FIRST_COMPLETED)
+                if pending.done():
+                    message, pending = pending.result(), None
+                    return message
+            if pending is not None:
+                pending.cancel()
+                pending = None
+            notice = {"type": "error", "data": {"code": "SESSION_CLOSED",
+                                                "message": conn.closed_reason}}
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await send({"type": "websocket.send", "text": json.dumps(notice)})
+            return {"type": "websocket.disconnect", "code": 1001}
+
+        try:
+            await self.app(scope, closable_receive, send)
+        finally:
+            waiter.cancel()
+            if pending is not None:
+                pending.cancel()
+            _CONNECTION.reset(token)
+
+
 class AgentEnvServer(HTTPEnvServer):
-    """OpenEnv's ``HTTPEnvServer`` with a finer idle reaper that skips busy sessions."""
+    """OpenEnv's ``HTTPEnvServer`` with a finer idle reaper that skips busy sessions and
+    closes the reaped session's socket (after an in-band notice)."""
+
+    async def _create_session(self) -> tuple[str, Any]:
+        session_id, env = await super()._create_session()
+        env.connection = _CONNECTION.get()  # set by _ClosableWebSockets for /ws
+        return session_id, env
 
     async def _reap_idle_sessions(self) -> None:
         timeout = self._session_idle_timeout_s
@@ -372,8 +448,11 @@ class AgentEnvServer(HTTPEnvServer):
                     env = self._sessions.get(sid)
                     if env is None or getattr(env, "busy", False):
                         continue  # still starting, or in a step (the step timeout bounds it)
-                    env.closed_reason = f"the session was idle for more than {timeout:g} s"
+                    reason = f"the session was idle for more than {timeout:g} s"
+                    env.closed_reason = reason
                     await self._destroy_session(sid)
+                    if getattr(env, "connection", None) is not None:
+                        env.connection.close(reason)
             except asyncio.CancelledError:
                 break
             except Exception as e:  # noqa: BLE001 - the reaper must keep running
@@ -403,6 +482,7 @@ def create_app(settings: ServerSettings) -> Any:
     # Ours is registered after OpenEnv's /schema: move it first so it answers.
     routes = app.router.routes
     routes.insert(0, routes.pop(len(routes) - 1))
+    app.add_middleware(_ClosableWebSockets)
     app.state.env_server = server
     return app
 

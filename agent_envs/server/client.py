@@ -303,6 +303,9 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
+                if data.get("code") == "SESSION_CLOSED" and reconnects < 3:
+                    reconnects += 1  # the server closed this idle session: open a new one
+                    continue
                 raise RemoteEnvError(f"the server at {self.url} refused reset: "
                                      f"{data.get('message')} (code {data.get('code')})")
             obs = data.get("observation") or {}

@@ -159,11 +159,14 @@ def test_idle_sessions_are_reaped_with_their_env_but_never_mid_step(serve) -> No
     time.sleep(1.5)
     assert server.env_server.active_sessions == 0
     assert len(SlowToyEnv.closed) == before + 1  # the session's env was closed
+    assert env._ws.state.name == "CLOSED"  # and the server closed the socket
     _, reward, terminated, truncated, info = env.step(_answer(env))
     assert truncated and not terminated and reward == 0.0
     assert "idle for more than 0.3 s" in info["infra_error"]
     assert info["truncated_reason"] == "infra"
-    # reset opens a new session by itself
+    # reset opens a new session by itself, also right after a reap it has not yet noticed
+    _, info = env.reset(seed=0)
+    time.sleep(1.0)
     _, info = env.reset(seed=0)
     assert info["infra_error"] is None
     _, reward, terminated, *_ = env.step(_answer(env))
