@@ -40,7 +40,7 @@ from openenv.core.env_server.types import ConcurrencyConfig, EnvironmentMetadata
 
 import agent_envs
 from agent_envs.errors import AgentEnvsError, EnvStateError, InvalidActionError, UnknownTaskError
-from agent_envs.server.models import EnvSessionState, TokenAction, TokenObservation
+from agent_envs.server.models import EnvSessionState, ResetData, TokenAction, TokenObservation
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_INFRA,
@@ -474,10 +474,11 @@ def create_app(settings: ServerSettings) -> Any:
     server.register_routes(app)
 
     @app.get("/schema", include_in_schema=False)
-    async def schema() -> dict[str, Any]:  # OpenEnv's, with our state model
+    async def schema() -> dict[str, Any]:  # OpenEnv's, with our state and reset models
         return {"action": TokenAction.model_json_schema(),
                 "observation": TokenObservation.model_json_schema(),
-                "state": EnvSessionState.model_json_schema()}
+                "state": EnvSessionState.model_json_schema(),
+                "reset": ResetData.model_json_schema()}
 
     # Ours is registered after OpenEnv's /schema: move it first so it answers.
     routes = app.router.routes

@@ -9,14 +9,30 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from openenv.core.env_server.types import Action, Observation, State
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent_envs.harmony import VOCAB_SIZE
 
-__all__ = ["EnvSessionState", "TokenAction", "TokenObservation"]
+__all__ = ["EnvSessionState", "ResetData", "TokenAction", "TokenObservation"]
 
 TokenId = Annotated[int, Field(ge=0, lt=VOCAB_SIZE)]
+
+
+class ResetData(BaseModel):
+    """The ``data`` of a ``reset`` message (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int | None = Field(default=None, description="the env seed (task and tool behaviour)")
+    options: dict[str, Any] | None = Field(
+        default=None, description="the env's reset options: task_id (a specific task), split")
+    env_kwargs: dict[str, Any] | None = Field(
+        default=None, description="env arguments added to the server's pinned --env-arg ones "
+                                  "(the session's env is rebuilt when they change)")
+    env_id: str | None = Field(default=None, description="the env the client expects; a "
+                                                         "mismatch is refused")
+    episode_id: str | None = Field(default=None, description="a label echoed in state")
 
 
 class TokenAction(Action):

@@ -144,6 +144,12 @@ def test_health_metadata_and_schema_describe_the_token_protocol(serve) -> None:
     assert {"appended", "prefix_len", "prefix_hash", "info", "error"} <= set(
         schema["observation"]["properties"])
     assert {"env_id", "obs_hash", "active"} <= set(schema["state"]["properties"])
+    import inspect
+
+    from agent_envs.server.app import HarmonyEnvironment
+
+    takes = set(inspect.signature(HarmonyEnvironment.reset_async).parameters) - {"self", "extra"}
+    assert set(schema["reset"]["properties"]) == takes  # the documented fields are the real ones
 
 
 def test_collector_and_cli_run_episodes_on_the_server(serve, capsys) -> None:
