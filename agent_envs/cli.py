@@ -240,22 +240,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         max_infra_retries=args.retries, allow_modified=args.allow_modified,
                         reasoning_effort=args.reasoning_effort, temperature=args.temperature,
                         top_p=args.top_p, max_tokens=args.max_tokens, model=args.model,
-                        progress=not args.quiet)
+                        progress=not args.quiet, env_url=args.env_url)
     out = args.out or str(Path("runs") / "eval" / target / (
         re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"))
-    saved = os.environ.get("AGENT_ENVS_ENV_URL")
-    if args.env_url:  # the eval runner's collector makes its envs on this server
-        os.environ["AGENT_ENVS_ENV_URL"] = args.env_url
-    try:
-        bundle = ev.run_eval(target, policy, out, cfg)
-    finally:
-        if args.env_url:
-            if saved is None:
-                os.environ.pop("AGENT_ENVS_ENV_URL", None)
-            else:
-                os.environ["AGENT_ENVS_ENV_URL"] = saved
+    bundle = ev.run_eval(target, policy, out, cfg)
     m = json.loads((bundle / "metrics.json").read_text())["overall"]
     acc = m["accuracy"]
+    if acc["value"] is None:  # nothing scored: every episode was excluded as infra
+        excluded = json.loads((bundle / "metrics.json").read_text()).get("excluded_infra", {})
+        print(f"error: no task of {target} was scored: all {excluded.get('count', 0)} "
+              f"episode(s) were excluded as infra errors (first: {excluded.get('keys', ['?'])[:1]})"
+              f". The bundle is at {bundle}; fix the environment (sandbox, --env-url server) "
+              f"and run again.", file=sys.stderr)
+        return 1
     print(f"{target}: accuracy {acc['value']:.3f} (95% CI {acc['ci'][0]:.3f} .. "
           f"{acc['ci'][1]:.3f}) over {m['tasks']} tasks, {m['episodes']} episodes")
     print(f"bundle: {bundle}  (and {bundle}.tar.gz); check it with: agent-envs eval verify "

@@ -194,9 +194,10 @@ def _plots(out: Path, metrics: dict[str, Any], header: dict[str, Any]) -> None:
     ks = [k for k in range(1, header["trials"] + 1) if f"pass@{k}" in overall]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, color in (("pass@", "#4c72b0"), ("pass^", "#dd8452")):
-        ys = [overall[f"{name}{k}"]["value"] for k in ks]
-        los = [overall[f"{name}{k}"]["ci"][0] for k in ks]
-        his = [overall[f"{name}{k}"]["ci"][1] for k in ks]
+        # None (no task scored, e.g. every episode excluded as infra) plots as a gap.
+        ys = [_nan(overall[f"{name}{k}"]["value"]) for k in ks]
+        los = [_nan(overall[f"{name}{k}"]["ci"][0]) for k in ks]
+        his = [_nan(overall[f"{name}{k}"]["ci"][1]) for k in ks]
         ax.plot(ks, ys, marker="o", color=color, label=f"{name}k")
         ax.fill_between(ks, los, his, color=color, alpha=0.2)
     ax.set_xlabel("k")
@@ -208,6 +209,10 @@ def _plots(out: Path, metrics: dict[str, Any], header: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(out / "pass_at_k.png", dpi=110)
     plt.close(fig)
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
 
 
 # -- reading --------------------------------------------------------------------------------

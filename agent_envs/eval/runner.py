@@ -56,6 +56,8 @@ class EvalConfig:
         max_tokens: Cap on one completion.
         model: Model id for the header (default: the policy id).
         progress: Show a progress bar with the running score.
+        env_url: Run the suite's envs on the ``agent-envs serve`` server at this URL
+            (default: in this process). The env code there must match the pin, as here.
     """
 
     trials: int | None = None
@@ -69,6 +71,7 @@ class EvalConfig:
     max_tokens: int = 4096
     model: str | None = None
     progress: bool = True
+    env_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.trials is not None and self.trials < 1:
@@ -235,7 +238,7 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
                                    num_groups=len(tasks), group_size=trials,
                                    concurrency=cfg.concurrency, max_tokens=cfg.max_tokens,
                                    sampling=sampling, seed=cfg.seed, task_ids=tasks,
-                                   group_keys=tasks, progress=False)
+                                   group_keys=tasks, progress=False, env_url=cfg.env_url)
                 RolloutCollector(policy, rc, on_episode=record).collect()
                 if new == 0:
                     raise EvalRunError(f"a round of {len(wanted)} pending episodes recorded "

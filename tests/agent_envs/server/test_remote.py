@@ -285,3 +285,15 @@ def test_eval_cli_runs_a_suite_on_the_server(serve, tmp_path, capsys) -> None:
     assert rc == 0 and "functions: accuracy 1.000" in out and "100 episodes" in out
     assert made and all(kw["task_source"] for kw in made)  # the suite's envs ran remotely
     assert "AGENT_ENVS_ENV_URL" not in os.environ
+
+
+def test_eval_cli_says_so_when_nothing_was_scored(tmp_path, capsys) -> None:
+    """A dead --env-url excludes every episode as infra: a clear error and exit 1, not a crash."""
+    from agent_envs.cli import main
+
+    rc = main(["eval", "functions", "--env-url", "http://127.0.0.1:9", "--retries", "0",
+               "--quiet", "--out", str(tmp_path / "bundle")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "no task of functions was scored: all 200 episode(s) were excluded" in err
+    assert (tmp_path / "bundle" / "metrics.json").exists()  # the run's record is kept
