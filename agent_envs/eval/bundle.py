@@ -416,7 +416,7 @@ def board(paths: Sequence[str | Path]) -> tuple[str, str]:
             "episodes", "effort", "status", "infra excluded", "date"]
 
     def cells(i: int, r: dict[str, Any]) -> list[str]:
-        return [str(i), r["model"], f"{r['accuracy']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
+        return [str(i), r["model"], f"{_fmt(r['accuracy'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]",
                 _fmt(r["pass@k"]), _fmt(r["pass^k"]), str(r["tasks"]), str(r["episodes"]),
                 r["effort"], r["status"], str(r["excluded"]), r["date"]]
 
