@@ -243,6 +243,39 @@ class _Plan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def coerce_token_ids(action: Any) -> list[int]:
+    """A token-id action (1-D integer array, or list/tuple of ints) as a list of ints.
+
+    Raises:
+        InvalidActionError: anything else (text actions are the env's to encode), or an id
+            that does not fit in int32.
+    """
+    if isinstance(action, np.ndarray):
+        if action.ndim != 1 or not np.issubdtype(action.dtype, np.integer):
+            raise InvalidActionError(
+                f"action array must be 1-D integer token ids, got shape {action.shape} "
+                f"dtype {action.dtype}; pass the sampled completion ids")
+        ids = action.tolist()
+    elif isinstance(action, (list, tuple)):
+        bad = next((t for t in action
+                    if not isinstance(t, (int, np.integer)) or isinstance(t, bool)), None)
+        if bad is not None:
+            raise InvalidActionError(
+                f"action must be token ids (ints); found {bad!r} of type "
+                f"{type(bad).__name__}; pass a list/array of ints or a str")
+        ids = [int(t) for t in action]
+    else:
+        raise InvalidActionError(
+            f"action must be token ids (np.ndarray/list of int) or a str, got "
+            f"{type(action).__name__}")
+    if ids and not -2**31 <= min(ids) <= max(ids) < 2**31:
+        bad = next(t for t in ids if not -2**31 <= t < 2**31)
+        raise InvalidActionError(
+            f"action token id {bad} does not fit in int32 (observations are int32 arrays); "
+            f"token ids are in [0, {VOCAB_SIZE})")
+    return ids
+
+
 class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     """Base class of the harmony environments (see the module docstring for the contract).
 
@@ -381,31 +414,7 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     def _coerce_action(self, action: Any) -> list[int]:
         if isinstance(action, str):
             return self.codec.encode(action)
-        if isinstance(action, np.ndarray):
-            if action.ndim != 1 or not np.issubdtype(action.dtype, np.integer):
-                raise InvalidActionError(
-                    f"action array must be 1-D integer token ids, got shape {action.shape} "
-                    f"dtype {action.dtype}; pass the sampled completion ids")
-            ids = action.tolist()
-        elif isinstance(action, (list, tuple)):
-            if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool)
-                       for t in action):
-                bad = next(t for t in action
-                           if not isinstance(t, (int, np.integer)) or isinstance(t, bool))
-                raise InvalidActionError(
-                    f"action must be token ids (ints); found {bad!r} of type "
-                    f"{type(bad).__name__}; pass a list/array of ints or a str")
-            ids = [int(t) for t in action]
-        else:
-            raise InvalidActionError(
-                f"action must be token ids (np.ndarray/list of int) or a str, got "
-                f"{type(action).__name__}")
-        if ids and not -2**31 <= min(ids) <= max(ids) < 2**31:
-            bad = next(t for t in ids if not -2**31 <= t < 2**31)
-            raise InvalidActionError(
-                f"action token id {bad} does not fit in int32 (observations are int32 arrays); "
-                f"token ids are in [0, {VOCAB_SIZE})")
-        return ids
+        return coerce_token_ids(action)
 
     def _plan(self, action: Any) -> _Plan:
         if not self._active:

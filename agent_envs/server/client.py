@@ -37,6 +37,7 @@ import numpy as np
 from gymnasium import spaces
 
 from agent_envs import errors as _errors
+from agent_envs.core import coerce_token_ids
 from agent_envs.errors import EnvStateError, InvalidActionError, MissingDependencyError
 from agent_envs.harmony import VOCAB_SIZE, get_codec
 from agent_envs.server.protocol import (
@@ -409,23 +410,7 @@ def _action_payload(action: Any) -> tuple[list[int] | None, dict[str, Any]]:
     """The step message's data, and the token ids when the action is token ids."""
     if isinstance(action, str):
         return None, {"text": action}
-    if isinstance(action, np.ndarray):
-        if action.ndim != 1 or not np.issubdtype(action.dtype, np.integer):
-            raise InvalidActionError(
-                f"action array must be 1-D integer token ids, got shape {action.shape} "
-                f"dtype {action.dtype}; pass the sampled completion ids")
-        ids = action.tolist()
-    elif isinstance(action, (list, tuple)):
-        bad = next((t for t in action
-                    if not isinstance(t, (int, np.integer)) or isinstance(t, bool)), None)
-        if bad is not None:
-            raise InvalidActionError(
-                f"action must be token ids (ints); found {bad!r} of type "
-                f"{type(bad).__name__}; pass a list/array of ints or a str")
-        ids = [int(t) for t in action]
-    else:
-        raise InvalidActionError(f"action must be token ids (np.ndarray/list of int) or a "
-                                 f"str, got {type(action).__name__}")
+    ids = coerce_token_ids(action)  # the same checks and errors as the in-process env
     return ids, {"tokens": ids}
 
 
