@@ -36,7 +36,7 @@ decoupled mode, and ``token_mask_bypass`` (IcePop-style masking in bypass mode).
 
 Run::
 
-    python benchmarks/rollout_correction.py        # the full grid, ~12 min on 2 cores
+    python benchmarks/rollout_correction.py        # the full grid: 547 s on 2 cores
     python benchmarks/rollout_correction.py --steps 10 --seeds 0 --head-gains 8 \
         --arms none none_bypass token_tis
 
