@@ -40,18 +40,20 @@ class ScriptedAgent:
         warmups: Python calls before the one that solves the task.
         hedge: Give a first final answer with no extractable answer (an env with
             ``answer_retries > 0`` then asks again in a new segment).
-        fail_tasks: Task ids whose requests the server answers with HTTP 500.
+        fail_tasks: Task ids whose requests the server answers with HTTP ``fail_status``.
+        fail_status: The HTTP status of those answers (500: vLLM's failed request).
         wrong_when: ``wrong_when(seed)`` True makes the retried answer (after a hedge) wrong.
     """
 
     def __init__(self, tasks: Sequence[Task], *, warmups: int = 2, hedge: bool = False,
-                 fail_tasks: Sequence[str] = (),
+                 fail_tasks: Sequence[str] = (), fail_status: int = 500,
                  wrong_when: Callable[[int | None], bool] | None = None) -> None:
         self.codec = get_codec()
         self.by_prompt = {t.prompt: t for t in tasks}
         self.warmups = warmups
         self.hedge = hedge
         self.fail_tasks = set(fail_tasks)
+        self.fail_status = fail_status
         self.wrong_when = wrong_when
         self.oracle = Oracle(self.codec)
 
@@ -97,7 +99,7 @@ class ScriptedAgent:
                ) -> tuple[list[int], list[float], str]:
         """What the server answers; an injected failure raises ``EngineFailure``."""
         if self.task_of(prompt).id in self.fail_tasks:
-            raise EngineFailure("engine worker died (injected)")
+            raise EngineFailure("engine worker died (injected)", self.fail_status)
         return self.complete(prompt, params.get("seed"), params["max_tokens"])
 
     def as_policy(self) -> FunctionPolicy:
@@ -112,7 +114,11 @@ class ScriptedAgent:
 
 
 class EngineFailure(RuntimeError):
-    """Answered as HTTP 500, the way vLLM reports a failed request."""
+    """Answered as HTTP ``status`` (default 500, the way vLLM reports a failed request)."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 Engine = Callable[[list[int], dict[str, Any]], tuple[list[int], list[float], str]]
@@ -140,14 +146,17 @@ class VLLMGenerateServer:
     Args:
         engine: ``engine(prompt ids, vLLM sampling params) -> (ids, log-probs, finish
             reason)``: a ``ScriptedAgent``'s ``engine`` or ``policy_engine(policy)``.
+        logprobs: Put the log-probs in each choice; False answers ``"logprobs": null``,
+            as a vLLM server that does not return log-probs does.
 
     Attributes:
         url: ``http://127.0.0.1:PORT``.
         requests: ``(X-Session-ID, body, response choice)`` of every generate call.
     """
 
-    def __init__(self, engine: Engine | ScriptedAgent) -> None:
+    def __init__(self, engine: Engine | ScriptedAgent, *, logprobs: bool = True) -> None:
         self.engine = engine.engine if isinstance(engine, ScriptedAgent) else engine
+        self.logprobs = logprobs
         self.codec = get_codec()
         self.requests: list[tuple[str | None, dict[str, Any], dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -180,10 +189,10 @@ class VLLMGenerateServer:
         try:
             ids, lps, reason = self.engine(body["token_ids"], body["sampling_params"])
         except EngineFailure as e:
-            return 500, {"error": {"message": str(e), "code": 500}}
+            return e.status, {"error": {"message": str(e), "code": e.status}}
+        content = [{"token": f"token_id:{t}", "logprob": lp} for t, lp in zip(ids, lps)]
         choice = {"index": 0, "token_ids": ids, "finish_reason": reason,
-                  "logprobs": {"content": [{"token": f"token_id:{t}", "logprob": lp}
-                                           for t, lp in zip(ids, lps)]}}
+                  "logprobs": {"content": content} if self.logprobs else None}
         with self._lock:
             self.requests.append((session, body, choice))
         return 200, {"id": "gen", "choices": [choice]}

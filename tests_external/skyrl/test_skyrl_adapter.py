@@ -233,6 +233,52 @@ def test_engine_failure_masks_the_whole_group(tasks: list[Task]) -> None:
     assert out["rollout_metrics"]["agent_envs/infra_frac"] == pytest.approx(2 / 6)
 
 
+def test_engine_without_logprobs_is_a_setup_error_not_masked_groups(tasks: list[Task]) -> None:
+    """A server that answers tokens with ``"logprobs": null``: every request would fail, so
+    ``generate`` raises (with the fix) after the batch instead of masking every group."""
+    agent = ScriptedAgent(tasks[:3], warmups=1)
+    batch = skyrl_input(tasks[:3], 2)
+    with (VLLMGenerateServer(agent, logprobs=False) as server,
+          pytest.raises(SkyRLAdapterError) as info):
+        generate_via_engine(server.url, batch, AgentEnvsConfig(concurrency=6))
+    msg = str(info.value)
+    assert "no log-probs" in msg and "sampling_params.logprobs=1" in msg
+    assert "logprobs_mode: processed_logprobs" in msg
+    assert "infra-flagged 6 of 6 episodes" in msg
+    # Raised after the collector finished: each of the 6 episodes sent its first request
+    # (and failed on it), each asking for log-probs (skyrl_input's logprobs=1).
+    assert len(server.requests) == 6
+    assert {body["sampling_params"]["logprobs"] for _, body, _ in server.requests} == {1}
+    assert all(choice["logprobs"] is None and choice["token_ids"]
+               for _, _, choice in server.requests)
+
+
+@pytest.mark.parametrize(("status", "failing", "setup_error"), [
+    (404, [1], "ClientResponseError: 404"),
+    (400, [0, 1, 2], "all 6 requests to the inference engine were rejected with HTTP 400"),
+    (400, [1], None),
+])
+def test_http_errors_that_recur_raise_and_others_mask(
+        tasks: list[Task], status: int, failing: list[int], setup_error: str | None) -> None:
+    """404 (e.g. an unknown model name) recurs on every request: an error. A 400 for every
+    request (a bad sampling param) too; a 400 for one task only (one prompt) masks its group."""
+    agent = ScriptedAgent(tasks[:3], warmups=1, fail_tasks=[tasks[i].id for i in failing],
+                          fail_status=status)
+    batch = skyrl_input(tasks[:3], 2)
+    with VLLMGenerateServer(agent) as server:
+        if setup_error is not None:
+            with pytest.raises(SkyRLAdapterError, match=setup_error) as info:
+                generate_via_engine(server.url, batch, AgentEnvsConfig(concurrency=6))
+            assert "engine worker died (injected)" in str(info.value)
+            return
+        _, out = generate_via_engine(server.url, batch, AgentEnvsConfig(concurrency=6))
+    validate_generator_output(len(batch["prompts"]), out, step_wise=True)
+    assert out["rollout_metrics"]["agent_envs/masked_groups"] == 1.0
+    masked = {out["trajectory_ids"][k].instance_id for k, r in enumerate(out["stop_reasons"])
+              if r == INFRA_STOP_REASON}
+    assert masked == {f"uid-{tasks[1].id}"}
+
+
 # -- with one of our policies, in-process ---------------------------------------------------------
 
 

@@ -40,6 +40,15 @@ Rewards and failures:
   replaced by one placeholder row (one masked ``<|return|>`` token, reward 0.0,
   ``stop_reason="infra_error"``): the whole group adds no gradient, and the healthy
   episodes of the group do not get an advantage computed against a fake 0.
+- A setup mistake is not an infra error: it would fail every request, mask every group
+  and leave a run training on nothing (visible only as ``agent_envs/masked_frac=1``). So
+  an engine that returns no (or too few) log-probs, a malformed engine output, a request
+  the client refuses (``ValueError``/``TypeError``, e.g. no LoRA model name) or an
+  answer without vLLM's fields (``KeyError``/``IndexError``), an HTTP
+  401/403/404/405/422, or an HTTP 400 for every request of a call raises
+  :class:`SkyRLAdapterError` (what, the value, the fix) once the batch's episodes have
+  finished. Transient errors (connection loss, HTTP 5xx, timeouts, an aborted request, an
+  HTTP 400 for some requests only, e.g. one over-long prompt) keep masking their groups.
 - SkyRL's ``zero_variance_filter`` (sequence-level rewards) looks at every row: with
   multi-segment episodes in step-wise mode it also sees the 0.0 of earlier rows, so a group
   whose episodes all scored the same is not filtered. Leave it off there, or keep
@@ -237,12 +246,21 @@ class SkyRLEnginePolicy(Policy):
     dropped. The session id is the episode id, so a session-aware router keeps an
     episode's turns on one engine (prefix cache).
 
+    A failed request fails its own episode. When the failure is a setup mistake that
+    every request would hit (see the module docstring), its message is also kept in
+    :attr:`config_error`, which :class:`AgentEnvsGenerator` raises once the batch is done.
+
     Args:
         client: A SkyRL ``InferenceEngineInterface`` (``RemoteInferenceClient``).
         sampling_params: SkyRL's vLLM sampling dict; None = from each request's params.
         model: The name the engine knows the policy by (``resolve_policy_model_name``).
         seeded: Send each request's seed.
         session_prefix: Prepended to episode ids to make session ids.
+
+    Attributes:
+        config_error: The first setup mistake seen (None: none), with its fix.
+        ok_requests: Requests answered with tokens and log-probs.
+        rejected: ``(count, first message)`` of requests answered with HTTP 400.
     """
 
     wants_context = True  # for the episode id (session routing); the task is not used
@@ -259,6 +277,9 @@ class SkyRLEnginePolicy(Policy):
         self.session_prefix = session_prefix
         self.policy_id = str(model or getattr(client, "model_name", None) or "skyrl-engine")
         self.version = str(getattr(client, "weight_version", 0))
+        self.config_error: str | None = None
+        self.ok_requests = 0
+        self.rejected: tuple[int, str | None] = (0, None)
 
     def engine_params(self, request: SampleRequest) -> dict[str, Any]:
         """The vLLM sampling dict sent for ``request``."""
@@ -292,23 +313,84 @@ class SkyRLEnginePolicy(Policy):
         try:
             out = await self.client.generate(batch, model=self.model)
         except Exception as e:  # noqa: BLE001 - one failed request fails its own episode only
-            return Sample.failed(f"SkyRL inference engine call failed: {type(e).__name__}: {e}")
+            msg = f"SkyRL inference engine call failed: {type(e).__name__}: {e}"
+            kind = _engine_error_kind(e)
+            if kind == "config":
+                self._config(f"{msg} (model={self.model!r}); this error recurs on every request: "
+                             "fix the engine/client setup (server URL, served model or LoRA "
+                             "name, generator.sampling_params) before training")
+            elif kind == "rejected":
+                count, first = self.rejected
+                self.rejected = (count + 1, first or msg)
+            return Sample.failed(msg)
         try:
             ids = [int(t) for t in out["response_ids"][0]]
             reason = out["stop_reasons"][0]
             lps = (out.get("response_logprobs") or [None])[0]
         except (KeyError, IndexError, TypeError) as e:
-            return Sample.failed(f"SkyRL inference engine returned a malformed output ({e!r})")
+            msg = f"SkyRL inference engine returned a malformed output ({e!r})"
+            self._config(f"{msg}: {type(out).__name__} {str(out)[:200]}; the adapter needs "
+                         "InferenceEngineOutput's response_ids, stop_reasons and "
+                         "response_logprobs (use SkyRL's RemoteInferenceClient against vLLM)")
+            return Sample.failed(msg)
         if reason == "abort":
             return Sample.failed("the inference engine aborted the request (paused with "
                                  "mode=abort?)")
         if lps is None or len(lps) != len(ids):
             got = "no log-probs" if lps is None else f"{len(lps)} log-probs"
-            return Sample.failed(f"the inference engine returned {len(ids)} tokens and {got}; "
-                                 "the adapter needs one sampler log-prob per token "
-                                 "(generator.sampling_params.logprobs: 0 or 1)")
+            msg = f"the inference engine returned {len(ids)} tokens and {got}"
+            self._config(
+                f"{msg} for a request with sampling_params.logprobs="
+                f"{batch['sampling_params']['logprobs']!r}; the adapter needs the sampler's "
+                "log-prob of every sampled token (the behaviour log-probs of rollout "
+                "correction). Fix: set generator.sampling_params.logprobs: 0 (the sampled "
+                "token's), serve vLLM with log-probs enabled "
+                "(generator.inference_engine.engine_init_kwargs: {logprobs_mode: "
+                "processed_logprobs}) and use a router/proxy that passes each choice's "
+                "'logprobs' on")
+            return Sample.failed(msg)
+        self.ok_requests += 1
         finish = "stop" if ids and ids[-1] in request.stop_token_ids else "length"
         return Sample(token_ids=ids, logprobs=[float(x) for x in lps], finish_reason=finish)
+
+    def _config(self, message: str) -> None:
+        if self.config_error is None:
+            self.config_error = message
+
+    def setup_error(self) -> str | None:
+        """The setup mistake of the requests so far, or None (call when a batch is done).
+
+        That is :attr:`config_error`, or, when no request was answered and some were
+        rejected with HTTP 400, that rejection (a bad sampling parameter, not one prompt).
+        """
+        if self.config_error is not None:
+            return self.config_error
+        count, first = self.rejected
+        if count and not self.ok_requests:
+            return (f"all {count} requests to the inference engine were rejected with HTTP 400 "
+                    f"and none was answered (first: {first}); sampling params sent: "
+                    f"{self.sampling_params!r}. Fix generator.sampling_params or the engine "
+                    "setup (max_model_len vs. the env's max_tokens) before training")
+        return None
+
+
+#: HTTP statuses every request would get again: auth, unknown model or route, bad schema.
+_CONFIG_STATUSES = frozenset({401, 403, 404, 405, 422})
+
+
+def _engine_error_kind(e: BaseException) -> str:
+    """``"config"`` (recurs on every request), ``"rejected"`` (HTTP 400) or ``"transient"``."""
+    import aiohttp
+
+    if isinstance(e, aiohttp.ClientResponseError):
+        if e.status in _CONFIG_STATUSES:
+            return "config"
+        return "rejected" if e.status == 400 else "transient"
+    if isinstance(e, json.JSONDecodeError):  # a proxy's non-JSON error page, retried by SkyRL
+        return "transient"
+    if isinstance(e, (ValueError, TypeError, KeyError, IndexError)):
+        return "config"  # the client refused the request, or the answer lacks vLLM's fields
+    return "transient"
 
 
 def _our_sampling(params: Mapping[str, Any]) -> SamplingParams:
@@ -559,8 +641,10 @@ class AgentEnvsGenerator(GeneratorInterface):
         """Run one episode per input row and return SkyRL's rows (see the module docstring).
 
         Raises:
-            SkyRLAdapterError: No prompts, an unknown env id, inconsistent groups, or a
-                multi-segment episode without step-wise mode.
+            SkyRLAdapterError: No prompts, an unknown env id, inconsistent groups, a
+                multi-segment episode without step-wise mode, or (after the batch's
+                episodes finish) an engine setup mistake such as an engine that returns
+                no log-probs (see the module docstring).
         """
         n = len(input_batch.get("prompts") or [])
         if n == 0:
@@ -609,6 +693,12 @@ class AgentEnvsGenerator(GeneratorInterface):
         episodes = [ep for ep in by_row if ep is not None]
         if len(episodes) != n:  # pragma: no cover - the collector returns every episode
             raise RuntimeError(f"the collector returned {len(episodes)} episodes for {n} rows")
+        setup = getattr(policy, "setup_error", None)
+        error = setup() if callable(setup) else getattr(policy, "config_error", None)
+        if error is not None:
+            raise SkyRLAdapterError(f"{error} (infra-flagged {sum(e.infra for e in episodes)} "
+                                    f"of {n} episodes; a setup mistake fails every batch, so "
+                                    "it is raised instead of masking groups).")
         failed = {g.instance_id for g in groups if any(episodes[r].infra for r in g.rows)}
         masked = [str(t.instance_id) in failed for t in tids]
         self.last_episodes, self.last_seed = episodes, seed
