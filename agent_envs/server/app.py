@@ -8,7 +8,8 @@ Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata
   observations as deltas with a prefix hash;
 - a per-step timeout: a reset or step that runs longer returns an in-band ``step_timeout``
   error (the episode ends, truncated, ``infra_error`` set) and the session's env is closed
-  and replaced, so the session stays usable;
+  and replaced, so the session stays usable; an env whose making timed out is closed once
+  made, and an env whose reset or step timed out is closed again once that call returns;
 - idle reaping with a sub-second poll (OpenEnv polls every 5 s at least) that never reaps a
   session in the middle of a step: the env is closed, the client gets an in-band
   ``SESSION_CLOSED`` error and the server closes the socket;
@@ -30,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -217,7 +218,8 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
             _close_env(self._env, self._pool)
             self._env, self._kwargs = None, None
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-env")
-            env = await self._run(self._make_env, kwargs, what="making the env")
+            env = await self._run(self._make_env, kwargs, what="making the env",
+                                  makes_env=True)
             self._env, self._kwargs = env, kwargs
         obs, info = await self._run(functools.partial(self._env.reset, seed=seed,
                                                       options=options), what="reset")
@@ -294,17 +296,25 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                                 "reconnects on reset)", done=True, truncated=True,
                                 info=self._infra_info(self.closed_reason)))
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, what: str) -> Any:
-        """``fn(*args)`` in the session's thread, under the step timeout; errors in-band."""
+    async def _run(self, fn: Callable[..., Any], *args: Any, what: str,
+                   makes_env: bool = False) -> Any:
+        """``fn(*args)`` in the session's thread, under the step timeout; errors in-band.
+
+        A call that times out goes on in its thread (Python cannot stop it); the session's env
+        is closed at once (that unblocks a step waiting on a sandbox) and what the call leaves
+        behind is closed when it ends: the env it made (``makes_env``), or the session's env
+        once more (a reset or step may have opened something after the first close).
+        """
         assert self._pool is not None
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._pool, fn, *args)
+        call = self._pool.submit(fn, *args)
+        fut = asyncio.wrap_future(call)
         limit = self.settings.step_timeout_s
         try:
             return await asyncio.wait_for(fut, limit) if limit else await fut
         except asyncio.TimeoutError:
             why = (f"{what} ran longer than the server's step timeout ({limit:g} s); the "
                    "episode was ended and its env closed (the next reset makes a fresh one)")
+            _close_when_done(call, None if makes_env else self._env, made=makes_env)
             self._abandon()
             raise _Reply(_error(ERROR_STEP_TIMEOUT, "TimeoutError", why, done=True,
                                 truncated=True, info=self._infra_info(why))) from None
@@ -314,6 +324,10 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
             raise _Reply(_error(ERROR_BAD_REQUEST, type(e).__name__, str(e))) from None
         except Exception as e:  # noqa: BLE001 - any other env failure is infra, in-band
             return self._env_crashed(what, e)
+        except asyncio.CancelledError:  # the handler was cancelled (server shutdown)
+            if makes_env:  # the session never gets this env; close it when it is made
+                _close_when_done(call, None, made=True)
+            raise
 
     def _env_crashed(self, what: str, e: BaseException) -> Any:
         why = f"the env raised during {what}: {type(e).__name__}: {e}"
@@ -358,6 +372,22 @@ def _close_env(env: Any, pool: ThreadPoolExecutor | None) -> None:
             _log.debug("closing a session env failed: %s", e)
     if pool is not None:
         pool.shutdown(wait=False)
+
+
+def _close_when_done(call: Future[Any], env: Any, *, made: bool) -> None:
+    """When an abandoned ``call`` ends, close ``env`` in a thread of its own, or with
+    ``made``, the env the call returned (a make that timed out)."""
+
+    def done(f: Future[Any]) -> None:
+        target = env
+        if made:
+            if f.cancelled() or f.exception() is not None:
+                return
+            target = f.result()
+        threading.Thread(target=_close_env, args=(target, None), daemon=True,
+                         name="agent-env-close").start()
+
+    call.add_done_callback(done)
 
 
 class _Connection:

@@ -3,9 +3,12 @@ a corrupted delta and a server killed mid-episode. Each gives a clear in-band an
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,75 @@ class SlowToyEnv(ToyDigitEnv):
     def close(self) -> None:
         SlowToyEnv.closed.append(id(self))
         super().close()
+
+
+SLOW_SEED = 13  # LeakyToyEnv's reset sleeps on this seed
+ANSWER = CODEC.encode("7") + [200002]  # toy-digit's default target, then <|return|>
+
+
+class LeakyToyEnv(ToyDigitEnv):
+    """toy-digit that is slow to make (``make_delay_s``), to reset (seed ``SLOW_SEED``) and to
+    step (``HANG``), ``delay_s`` each. Like python-tool's sandbox session, reset and step open
+    a handle after their slow part, which ``close`` releases; makes, closes, open handles and
+    slow calls still running are recorded so a test can tell what leaked."""
+
+    made: list[int] = []  # noqa: RUF012 - records shared with the tests
+    closed: set[int] = set()  # noqa: RUF012
+    handles: set[int] = set()  # noqa: RUF012 - envs holding an open handle
+    slow_calls: set[int] = set()  # noqa: RUF012 - slow resets/steps not yet returned
+    _serials = itertools.count()
+
+    def __init__(self, *, make_delay_s: float = 0.0, delay_s: float = 2.0, **kwargs: Any
+                 ) -> None:
+        time.sleep(make_delay_s)
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+        self.serial = next(LeakyToyEnv._serials)
+        LeakyToyEnv.made.append(self.serial)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> Any:
+        with self._slow(seed == SLOW_SEED):
+            return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        with self._slow(list(action) == HANG):
+            return super().step(action)
+
+    @contextlib.contextmanager
+    def _slow(self, slow: bool) -> Iterator[None]:
+        call = next(LeakyToyEnv._serials)
+        LeakyToyEnv.slow_calls.add(call)
+        try:
+            if slow:
+                time.sleep(self.delay_s)
+            LeakyToyEnv.handles.add(self.serial)
+            yield
+        finally:
+            LeakyToyEnv.slow_calls.discard(call)
+
+    def close(self) -> None:
+        LeakyToyEnv.handles.discard(self.serial)
+        LeakyToyEnv.closed.add(self.serial)
+        super().close()
+
+
+def _all_closed_eventually(first: int, n_made: int, within_s: float = 15.0) -> None:
+    """Once every reset and step has returned, every LeakyToyEnv made since
+    ``LeakyToyEnv.made[first]`` (``n_made`` of them) is closed and holds no handle, within
+    ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        made = set(LeakyToyEnv.made[first:])
+        done = (len(made) >= n_made and not LeakyToyEnv.slow_calls and made <= LeakyToyEnv.closed
+                and not made & LeakyToyEnv.handles)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(made) == n_made and not LeakyToyEnv.slow_calls
+    assert made <= LeakyToyEnv.closed, f"made {sorted(made)}, closed only " \
+                                       f"{sorted(made & LeakyToyEnv.closed)}"
+    assert not made & LeakyToyEnv.handles, f"open handles: {sorted(made & LeakyToyEnv.handles)}"
 
 
 def _answer(env: Any) -> list[int]:
@@ -196,6 +268,49 @@ def test_a_hanging_step_times_out_in_band_and_the_session_recovers(serve) -> Non
         time.sleep(0.05)
     assert len(SlowToyEnv.closed) > closed  # the hung env was closed
     env.close()
+
+
+def test_an_env_whose_making_timed_out_is_closed_once_made_and_the_session_goes_on(
+        serve) -> None:
+    server = serve("toy-digit", env_factory=LeakyToyEnv, step_timeout_s=0.5)
+    first = len(LeakyToyEnv.made)
+    with _ws(server.url) as ws:
+        r = _ask(ws, {"type": "reset", "data": {"seed": 0, "env_kwargs": {"make_delay_s": 2.0}}})
+        err = r["data"]["observation"]["error"]
+        assert err["code"] == "step_timeout"
+        assert "making the env ran longer than the server's step timeout (0.5 s)" in \
+            err["message"]
+        assert r["data"]["done"] is True and len(LeakyToyEnv.made) == first  # still making
+        # the same session plays an episode with a fresh env while the slow make goes on
+        r = _ask(ws, {"type": "reset", "data": {"seed": 0}})
+        assert r["data"]["observation"]["error"] is None
+        r = _ask(ws, {"type": "step", "data": {"tokens": ANSWER}})
+        assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
+        assert server.env_server.active_sessions == 1
+    _all_closed_eventually(first, n_made=2)  # the late env and the session's env
+
+
+def test_envs_whose_reset_or_step_timed_out_are_closed_after_the_call_returns(serve) -> None:
+    """The env is closed at the timeout and once more when the call returns, so a handle the
+    call opened after the first close (a sandbox session, in python-tool) is released too."""
+    server = serve("toy-digit", env_factory=LeakyToyEnv, step_timeout_s=0.5)
+    first = len(LeakyToyEnv.made)
+    with _ws(server.url) as ws:
+        assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
+            "error"] is None
+        r = _ask(ws, {"type": "step", "data": {"tokens": HANG}})
+        assert r["data"]["observation"]["error"]["code"] == "step_timeout"
+        assert "step ran longer" in r["data"]["observation"]["error"]["message"]
+        assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
+            "error"] is None  # a second env
+        r = _ask(ws, {"type": "reset", "data": {"seed": SLOW_SEED}})
+        assert r["data"]["observation"]["error"]["code"] == "step_timeout"
+        assert "reset ran longer" in r["data"]["observation"]["error"]["message"]
+        assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
+            "error"] is None  # a third env
+        r = _ask(ws, {"type": "step", "data": {"tokens": ANSWER}})
+        assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
+    _all_closed_eventually(first, n_made=3)
 
 
 def test_a_delta_that_does_not_extend_the_clients_tokens_is_flagged(serve) -> None:
