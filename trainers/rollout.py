@@ -80,7 +80,8 @@ class RolloutConfig:
         progress: Show a tqdm progress bar.
         env_url: Run the envs on the ``agent-envs serve`` server at this URL
             (``agent_envs.remote``) instead of in this process; None: the
-            ``AGENT_ENVS_ENV_URL`` environment variable if set, else local.
+            ``AGENT_ENVS_ENV_URL`` environment variable if set, else local. Either is an
+            error with ``backend="ray"``.
     """
 
     env_id: str
@@ -369,7 +370,14 @@ class RolloutCollector:
 
     async def _make_pool(self) -> tuple[_EnvPool, Callable[[], Any]]:
         cfg = self.config
+        url = cfg.env_url or os.environ.get("AGENT_ENVS_ENV_URL") or None
         if cfg.backend == "ray":
+            if url is not None:  # env_url itself is refused in __post_init__
+                raise RolloutConfigError(
+                    f"the AGENT_ENVS_ENV_URL environment variable is set ({url!r}), but "
+                    "RolloutConfig.backend='ray' runs the envs on Ray workers, not on that "
+                    "server. Unset AGENT_ENVS_ENV_URL, or use backend='local' to run the envs "
+                    "on the server.")
             from trainers.ray_workers import RayEnvPoolFactory
 
             factory = RayEnvPoolFactory(cfg.env_id, dict(cfg.env_kwargs), cfg.ray_workers)
@@ -380,8 +388,6 @@ class RolloutCollector:
                 await factory.ashutdown()
 
             return _EnvPool(factory.new_handle), shutdown
-
-        url = cfg.env_url or os.environ.get("AGENT_ENVS_ENV_URL") or None
 
         def make_local() -> LocalEnvHandle:
             if self.env_factory is not None:
