@@ -266,6 +266,22 @@ def test_the_collector_reads_the_env_url_from_the_environment(monkeypatch) -> No
                for e in eps)
 
 
+def test_the_env_url_from_the_environment_is_refused_with_the_ray_backend(monkeypatch) -> None:
+    """As RolloutConfig.env_url is: Ray workers would run the envs locally, not on the server."""
+    from trainers.policies.oracle import OraclePolicy
+    from trainers.rollout import RolloutCollector, RolloutConfig, RolloutConfigError
+
+    monkeypatch.setenv("AGENT_ENVS_ENV_URL", "http://127.0.0.1:9")
+    collector = RolloutCollector(OraclePolicy(), RolloutConfig(
+        env_id="toy-digit", num_groups=1, backend="ray", progress=False))
+    with pytest.raises(RolloutConfigError, match=r"AGENT_ENVS_ENV_URL environment variable is "
+                       r"set \('http://127\.0\.0\.1:9'\).*Unset AGENT_ENVS_ENV_URL, or use "
+                       r"backend='local'"):
+        collector.collect()
+    with pytest.raises(RolloutConfigError, match="RolloutConfig.env_url"):
+        RolloutConfig(env_id="toy-digit", backend="ray", env_url="http://127.0.0.1:9")
+
+
 @pytest.mark.slow
 def test_eval_cli_runs_a_suite_on_the_server(serve, tmp_path, capsys) -> None:
     import os
