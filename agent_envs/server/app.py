@@ -27,11 +27,12 @@ import dataclasses
 import functools
 import json
 import logging
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self.settings = settings
         self._env: Any = None
         self._kwargs: dict[str, Any] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Worker | None = None
         self._last_obs: np.ndarray | None = None
         self._hash: RunningHash | None = None  # of _last_obs
         self._last_info: dict[str, Any] = {}
@@ -217,7 +218,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         if self._env is None or kwargs != self._kwargs:
             _close_env(self._env, self._pool)
             self._env, self._kwargs = None, None
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-env")
+            self._pool = _Worker()
             env = await self._run(self._make_env, kwargs, what="making the env",
                                   makes_env=True)
             self._env, self._kwargs = env, kwargs
@@ -364,14 +365,52 @@ def _error(code: str, type_name: str, message: str, **fields: Any) -> TokenObser
                             **fields)
 
 
-def _close_env(env: Any, pool: ThreadPoolExecutor | None) -> None:
+def _close_env(env: Any, pool: _Worker | None) -> None:
     if env is not None:
         try:
             env.close()
         except Exception as e:  # noqa: BLE001 - closing is best effort
             _log.debug("closing a session env failed: %s", e)
     if pool is not None:
-        pool.shutdown(wait=False)
+        pool.shutdown()
+
+
+class _Worker:
+    """A session's thread: runs its env calls in order (``submit`` returns a ``Future``).
+
+    A daemon thread, unlike a ``ThreadPoolExecutor``'s: a call that hangs for good (past the
+    step timeout, ignoring close) keeps its thread, but does not keep the server process from
+    exiting (``concurrent.futures`` joins its threads at exit).
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+                                       | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, daemon=True, name="agent-env").start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` after the calls before it."""
+        fut: Future[Any] = Future()
+        self._calls.put((fut, fn, args))
+        return fut
+
+    def shutdown(self) -> None:
+        """End the thread once the calls already submitted have run."""
+        self._calls.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fut, fn, args = item
+            del item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    fut.set_exception(e)
+                else:
+                    fut.set_result(result)
+                    del result
+            del fut, fn, args
 
 
 def _close_when_done(call: Future[Any], env: Any, *, made: bool) -> None:

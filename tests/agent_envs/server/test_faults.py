@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ from agent_envs.envs.toy import ToyDigitEnv
 from agent_envs.errors import EnvStateError, InvalidActionError
 from agent_envs.harmony import get_codec
 from agent_envs.server.protocol import RunningHash, ServerBusyError, ServerUnavailableError
+
+ROOT = Path(__file__).resolve().parents[3]
 
 CODEC = get_codec()
 HANG = CODEC.encode("hang")  # SlowToyEnv sleeps on this action
@@ -311,6 +316,33 @@ def test_envs_whose_reset_or_step_timed_out_are_closed_after_the_call_returns(se
         r = _ask(ws, {"type": "step", "data": {"tokens": ANSWER}})
         assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
     _all_closed_eventually(first, n_made=3)
+
+
+_HUNG_SERVER = """
+from agent_envs.server.app import ServerSettings
+from tests.agent_envs.server.conftest import ThreadServer
+from tests.agent_envs.server.test_faults import HANG, SlowToyEnv, _ask, _ws
+
+server = ThreadServer(ServerSettings(env_id="toy-digit", env_factory=SlowToyEnv,
+                                     step_timeout_s=0.3))
+with _ws(server.url) as ws:
+    _ask(ws, {"type": "reset", "data": {"seed": 0, "env_kwargs": {"delay_s": 3600}}})
+    r = _ask(ws, {"type": "step", "data": {"tokens": HANG}})
+print(r["data"]["observation"]["error"]["code"], flush=True)
+server.stop()
+print("stopped", flush=True)
+"""
+
+
+def test_a_step_that_hangs_for_good_does_not_keep_the_server_process_from_exiting() -> None:
+    """The hung step's thread stays behind (Python cannot stop it), but the process exits."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _HUNG_SERVER], cwd=ROOT, timeout=60,
+                              capture_output=True, text=True, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the server process did not exit: {e.stdout!r}") from None
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["step_timeout", "stopped"]
 
 
 def test_a_delta_that_does_not_extend_the_clients_tokens_is_flagged(serve) -> None:
