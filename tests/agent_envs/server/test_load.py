@@ -131,6 +131,40 @@ def test_killing_the_server_mid_run_flags_episodes_and_the_run_ends(serve_proces
 
 
 @pytest.mark.slow
+def test_killing_the_server_under_256_concurrent_sessions(serve_process) -> None:
+    """The same at the load test's scale: 256 sessions in flight when the server dies."""
+    from trainers.policies.function import FunctionPolicy
+    from trainers.rollout import RolloutCollector, RolloutConfig
+
+    right = FunctionPolicy(lambda req: CODEC.encode("7") + [200002])  # toy-digit's target: 7
+    server = serve_process("toy-digit", "--max-sessions", "256")
+    cfg = RolloutConfig(env_id="toy-digit", env_url=server.url, num_groups=1024, group_size=1,
+                        concurrency=256, progress=False, episode_timeout_s=60)
+    done: list[Any] = []
+
+    def on_episode(ep: Any) -> None:
+        done.append(ep)
+        if len(done) == 300:
+            server.kill()  # ~256 sessions are open, most mid-episode
+
+    t0 = time.monotonic()
+    episodes = RolloutCollector(right, cfg, on_episode=on_episode).collect()
+    wall = time.monotonic() - t0
+    assert len(episodes) == 1024  # none lost
+    assert len({e.episode_id for e in episodes}) == 1024  # none duplicated
+    solved = [e for e in episodes if e.infra_error is None]
+    flagged = [e for e in episodes if e.infra_error is not None]
+    assert len(solved) >= 300 and all(e.reward == 1.0 for e in solved)
+    assert all(e.truncated and e.truncated_reason == "infra" for e in flagged)
+    assert len(solved) + len(flagged) == 1024 and len(flagged) >= 500
+    lost = [e for e in flagged if "lost the connection" in e.infra_error]
+    assert lost, "sessions open when the server died must be flagged, not hang"
+    print(f"\n{len(solved)} solved, {len(lost)} lost mid-episode, {len(flagged) - len(lost)} "
+          f"refused, in {wall:.1f} s")
+    assert wall < 120
+
+
+@pytest.mark.slow
 def test_every_session_waits_its_turn_at_a_small_cap(serve_process) -> None:
     """64 clients on a server capped at 8 sessions: all finish (waiting), none mixed up."""
     server = serve_process("toy-digit", "--max-sessions", "8", "--env-arg",
