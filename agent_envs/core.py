@@ -52,7 +52,9 @@ episodes; the sync methods run the same logic with the sync tool calls.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -241,6 +243,27 @@ class _Plan:
     final_text: str | None = None  # the final answer, when the turn ended
     truncated_reason: TruncatedReason | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: dicts with str keys, lists, str, int, float, bool, None.
+
+    numpy scalars and arrays become Python numbers and lists, tuples become lists,
+    dataclasses become dicts; anything else becomes its ``str``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return str(value)
 
 
 def coerce_token_ids(action: Any) -> list[int]:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from agent_envs.core import to_jsonable
 from trainers.episode import Episode, Segment, Turn, save_episodes
 from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest, SamplingParams
 
@@ -474,7 +475,7 @@ class RolloutCollector:
             new_obs, reward, terminated, truncated, info = await handle.step(sample.token_ids)
             turn.env_s = time.perf_counter() - t
             ep.env_s += turn.env_s
-            turn.tool_outcome = _jsonable(info.get("tool_outcome"))
+            turn.tool_outcome = to_jsonable(info.get("tool_outcome"))
             turn.model_error = info.get("model_error")
             if info.get("infra_error"):
                 ep.infra_error = str(info["infra_error"])
@@ -484,8 +485,8 @@ class RolloutCollector:
                                         (info.get("reward_components") or {}).items()}
                 ep.terminated, ep.truncated = bool(terminated), bool(truncated)
                 ep.truncated_reason = info.get("truncated_reason")
-                ep.verdict = _jsonable(info.get("verdict"))
-                ep.meta["episode"] = _jsonable(info.get("episode"))
+                ep.verdict = to_jsonable(info.get("verdict"))
+                ep.meta["episode"] = to_jsonable(info.get("episode"))
                 return
             if info.get("new_segment"):
                 seg = Segment(prompt=list(new_obs))
@@ -500,23 +501,6 @@ class RolloutCollector:
                 seg.add_env(new_obs[len(expected):])
                 turn.env_tokens = len(new_obs) - len(expected)
             obs = new_obs
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types (numpy scalars/arrays and dataclasses converted)."""
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _jsonable(dataclasses.asdict(x))
-    return str(x)
 
 
 # -- summaries and the CLI ----------------------------------------------------------------------

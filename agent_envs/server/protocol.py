@@ -18,13 +18,12 @@ messages; ``observation``/``state``/``error`` replies). Our payloads carry token
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from agent_envs.core import to_jsonable  # re-exported: the wire's JSON view of info dicts
 from agent_envs.errors import AgentEnvsError
 
 __all__ = [
@@ -94,23 +93,3 @@ class RunningHash:
         """The digest of every token fed so far."""
         return self._h.hexdigest()
 
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dicts with str keys, lists, str, int, float, bool, None.
-
-    numpy scalars and arrays become Python numbers and lists, tuples become lists,
-    dataclasses become dicts; anything else becomes its ``str``.
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return str(value)
