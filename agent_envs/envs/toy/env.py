@@ -39,7 +39,7 @@ from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import RETURN, AnalysisPolicy, HarmonyCodec, SystemConfig, get_codec
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
-__all__ = ["PREFILL_TEXT", "DigitTaskSource", "ToyDigitEnv"]
+__all__ = ["PREFILL_TEXT", "DigitTaskSource", "PrefilledDigitsEnv", "ToyDigitEnv"]
 
 #: What the env writes after ``<|start|>assistant`` before the model's turn.
 PREFILL_TEXT = "<|channel|>final<|message|>"
@@ -111,7 +111,39 @@ class _PrefillCodec(HarmonyCodec):
         return super().parse_completion(list(self.prefill) + ids)
 
 
-class ToyDigitEnv(HarmonyEnv):
+class PrefilledDigitsEnv(HarmonyEnv):
+    """Base of the toy envs: the model answers in digits on a prefilled ``final`` channel.
+
+    The observation ends with ``<|start|>assistant`` + :data:`PREFILL_TEXT` (env tokens),
+    the prompt is a system and a user message, and :meth:`allowed_token_ids` is the digits
+    and ``<|return|>``. Subclasses give the task source, their config defaults and
+    ``verify``.
+    """
+
+    def __init__(self, task_source: TaskSource, *, defaults: dict[str, Any],
+                 split: Split = "train", render_mode: str | None = None,
+                 codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
+        base = codec or get_codec()
+        self.prefill: tuple[int, ...] = tuple(base.encode(PREFILL_TEXT))
+        super().__init__(task_source=task_source, split=split,
+                         config=EnvConfig(**{**defaults, **kwargs}),
+                         render_mode=render_mode, codec=_PrefillCodec(base, self.prefill))
+        self._digit_ids = tuple(self.codec.encode(str(d))[0] for d in range(10))
+
+    def initial_messages(self, task: Task) -> list[oh.Message]:
+        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
+                              conversation_date=self.config.conversation_date)
+        return [self.codec.system_message(system), self.codec.user_message(task.prompt)]
+
+    def allowed_token_ids(self) -> tuple[int, ...]:
+        """The tokens a policy needs here: the digits ``0``-``9`` and ``<|return|>``.
+
+        Trainers may restrict sampling (and, identically, training log-probs) to them.
+        """
+        return self._digit_ids + (RETURN,)
+
+
+class ToyDigitEnv(PrefilledDigitsEnv):
     """Answer with one digit on a prefilled ``final`` channel (see the module docstring).
 
     Args:
@@ -128,17 +160,8 @@ class ToyDigitEnv(HarmonyEnv):
     def __init__(self, *, fixed_target: int | None = 7, split: Split = "train",
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
-        base = codec or get_codec()
-        self.prefill: tuple[int, ...] = tuple(base.encode(PREFILL_TEXT))
-        super().__init__(task_source=DigitTaskSource(fixed_target), split=split,
-                         config=EnvConfig(**{**_TOY_DEFAULTS, **kwargs}),
-                         render_mode=render_mode, codec=_PrefillCodec(base, self.prefill))
-        self._digit_ids = tuple(self.codec.encode(str(d))[0] for d in range(10))
-
-    def initial_messages(self, task: Task) -> list[oh.Message]:
-        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
-                              conversation_date=self.config.conversation_date)
-        return [self.codec.system_message(system), self.codec.user_message(task.prompt)]
+        super().__init__(DigitTaskSource(fixed_target), defaults=_TOY_DEFAULTS, split=split,
+                         render_mode=render_mode, codec=codec, **kwargs)
 
     def verify(self, task: Task, final_text: str) -> Verdict:
         """Exact match of the stripped final text with the task's digit."""
@@ -147,10 +170,3 @@ class ToyDigitEnv(HarmonyEnv):
             return Verdict(correct=True, extracted=got, reason="match")
         return Verdict(correct=False, extracted=got or None,
                        reason=f"expected {task.answer}, got {got!r}")
-
-    def allowed_token_ids(self) -> tuple[int, ...]:
-        """The tokens a policy needs here: the digits ``0``-``9`` and ``<|return|>``.
-
-        Trainers may restrict sampling (and, identically, training log-probs) to them.
-        """
-        return self._digit_ids + (RETURN,)

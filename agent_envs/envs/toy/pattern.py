@@ -25,12 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai_harmony as oh
-
-from agent_envs.core import EnvConfig, HarmonyEnv, _Plan
-from agent_envs.envs.toy.env import PREFILL_TEXT, _PrefillCodec
+from agent_envs.core import _Plan
+from agent_envs.envs.toy.env import PrefilledDigitsEnv
 from agent_envs.errors import UnknownTaskError
-from agent_envs.harmony import RETURN, HarmonyCodec, SystemConfig, get_codec, message_text
+from agent_envs.harmony import HarmonyCodec, message_text
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
 __all__ = ["PatternTaskSource", "ToyPatternEnv", "pattern_score"]
@@ -93,7 +91,7 @@ class PatternTaskSource(TaskSource):
         return self._task(parts[1])  # type: ignore[arg-type]
 
 
-class ToyPatternEnv(HarmonyEnv):
+class ToyPatternEnv(PrefilledDigitsEnv):
     """Write ``pattern`` repeated to ``length`` digits on a prefilled ``final`` channel.
 
     See the module docstring.
@@ -114,19 +112,10 @@ class ToyPatternEnv(HarmonyEnv):
     def __init__(self, *, pattern: str = "01", length: int = 32, show_pattern: bool = False,
                  split: Split = "train", render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
-        base = codec or get_codec()
-        self.prefill: tuple[int, ...] = tuple(base.encode(PREFILL_TEXT))
         defaults = {"max_turns": 4, "max_tokens": 8192, "reasoning_effort": "low"}
-        super().__init__(task_source=PatternTaskSource(pattern, length, show_pattern),
-                         split=split, config=EnvConfig(**{**defaults, **kwargs}),
-                         render_mode=render_mode, codec=_PrefillCodec(base, self.prefill))
-        self._digit_ids = tuple(self.codec.encode(str(d))[0] for d in range(10))
+        super().__init__(PatternTaskSource(pattern, length, show_pattern), defaults=defaults,
+                         split=split, render_mode=render_mode, codec=codec, **kwargs)
         self._cut_text: str | None = None
-
-    def initial_messages(self, task: Task) -> list[oh.Message]:
-        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
-                              conversation_date=self.config.conversation_date)
-        return [self.codec.system_message(system), self.codec.user_message(task.prompt)]
 
     def verify(self, task: Task, final_text: str) -> Verdict:
         """Exact match is ``correct``; the reward is the per-position score (see module)."""
@@ -153,7 +142,3 @@ class ToyPatternEnv(HarmonyEnv):
         comps["correct"] = pattern_score((text or "").strip(), self.task.answer) \
             if infra_error is None else 0.0
         return comps
-
-    def allowed_token_ids(self) -> tuple[int, ...]:
-        """The digits ``0``-``9`` and ``<|return|>`` (trainers may restrict sampling to them)."""
-        return self._digit_ids + (RETURN,)
