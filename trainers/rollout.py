@@ -41,7 +41,8 @@ from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest
 _log = logging.getLogger(__name__)
 
 __all__ = [
-    "RolloutCollector", "RolloutConfig", "RolloutConfigError", "derive_seed", "policy_from_spec",
+    "RolloutCollector", "RolloutConfig", "RolloutConfigError", "derive_seed", "draw_tasks",
+    "policy_from_spec",
     "run_rollout_cli", "summarize",
 ]
 
@@ -145,6 +146,21 @@ def derive_seed(base: int, *keys: object) -> int:
     """A seed in ``[0, 2**31 - 1)`` that depends only on ``base`` and ``keys`` (stable across runs)."""
     h = hashlib.blake2b(repr((int(base),) + keys).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "little") % (2**31 - 1)
+
+
+def draw_tasks(env_id: str, num_tasks: int, *, seed: int = 0, split: str = "train",
+               env_kwargs: Mapping[str, Any] | None = None) -> list[Any]:
+    """The tasks a trainer's dataset holds: task ``i`` is
+    ``env.task_source.sample(derive_seed(seed, "task", i), split)`` of ``env_id`` made with
+    ``env_kwargs`` (the TRL, verl and SkyRL adapters all write their datasets from this)."""
+    import agent_envs
+
+    env = agent_envs.make(env_id, **dict(env_kwargs or {}))
+    try:
+        return [env.task_source.sample(derive_seed(seed, "task", i), split)
+                for i in range(num_tasks)]
+    finally:
+        env.close()
 
 
 # -- env handles --------------------------------------------------------------------------------

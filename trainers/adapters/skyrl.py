@@ -123,7 +123,7 @@ from skyrl.train.generators.base import (
 
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
+from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "AgentEnvsConfig", "AgentEnvsGenerator", "AgentEnvsGeneratorConfig", "AgentEnvsTrainConfig",
@@ -726,23 +726,17 @@ def write_task_dataset(path: str | Path, env_id: str, num_tasks: int, *, seed: i
     """
     if num_tasks < 1:
         raise SkyRLAdapterError(f"write_task_dataset num_tasks must be >= 1, got {num_tasks!r}.")
-    import agent_envs
     from agent_envs.errors import UnknownEnvError
 
     try:
-        env = agent_envs.make(env_id, **dict(env_kwargs or {}))
+        tasks = draw_tasks(env_id, num_tasks, seed=seed, split=split, env_kwargs=env_kwargs)
     except UnknownEnvError as e:
         raise SkyRLAdapterError(f"write_task_dataset: {e}") from e
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            for i in range(num_tasks):
-                task = env.task_source.sample(derive_seed(seed, "task", i), split)
-                f.write(json.dumps({"prompt": [{"role": "user", "content": task.prompt}],
-                                    "env_class": env_id, "task_id": task.id}) + "\n")
-    finally:
-        env.close()
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"prompt": [{"role": "user", "content": t.prompt}],
+                                 "env_class": env_id, "task_id": t.id}) + "\n" for t in tasks)
     return path
 
 

@@ -50,7 +50,7 @@ from transformers import PreTrainedTokenizer
 
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, SamplingParams
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
+from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "EnvRollout", "HarmonyTokenizer", "TRLAdapterConfig", "TRLAdapterError", "episode_reward",
@@ -239,15 +239,8 @@ def task_dataset(env_id: str, num_tasks: int, *, seed: int = 0, split: str = "tr
         raise TRLAdapterError(f"task_dataset num_tasks must be >= 1, got {num_tasks!r}.")
     from datasets import Dataset
 
-    import agent_envs
-
-    env = agent_envs.make(env_id, **dict(env_kwargs or {}))
-    try:
-        ids = [env.task_source.sample(derive_seed(seed, "task", i), split).id
-               for i in range(num_tasks)]
-    finally:
-        env.close()
-    return Dataset.from_dict({"prompt": ids})
+    tasks = draw_tasks(env_id, num_tasks, seed=seed, split=split, env_kwargs=env_kwargs)
+    return Dataset.from_dict({"prompt": [t.id for t in tasks]})
 
 
 # -- the rollout function -------------------------------------------------------------------------

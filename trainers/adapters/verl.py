@@ -64,7 +64,7 @@ from verl.experimental.agent_loop.agent_loop import (
 
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
+from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "AGENT_NAME", "AgentEnvsAgentLoop", "EpisodeSpec", "ServerManagerPolicy", "VerlAdapterError",
@@ -226,15 +226,9 @@ def task_rows(env_id: str, num_tasks: int, *, seed: int = 0, split: str = "train
     """
     if num_tasks < 1:
         raise VerlAdapterError(f"task_rows num_tasks must be >= 1, got {num_tasks!r}.")
-    import agent_envs
-
     kwargs = dict(env_kwargs or {})
-    env = agent_envs.make(env_id, **kwargs)
-    try:
-        ids = [env.task_source.sample(derive_seed(seed, "task", i), split).id
-               for i in range(num_tasks)]
-    finally:
-        env.close()
+    ids = [t.id for t in draw_tasks(env_id, num_tasks, seed=seed, split=split,
+                                    env_kwargs=kwargs)]
     return [{
         "data_source": f"agent_envs/{env_id}",
         "agent_name": agent_name,
