@@ -6,7 +6,7 @@
 # the suite (`bash .ci/run`) before committing the new lock. Usage: scripts/lock.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="dev,train,ray,data,docker,bench,eval,browser,functions,server"
+EXTRAS="dev,train,ray,data,docker,bench,eval,browser,functions,server,docs"
 PY="${PYTHON:-python3}"
 TMP="$(mktemp -d /tmp/agent-envs-lock.XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT

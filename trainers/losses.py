@@ -460,8 +460,10 @@ def ppo_loss_with_correction(
         correction: rollout-correction settings, or None for none.
         entropy: ``[B, T]`` per-token entropy with grad (for ``entropy_coef``).
         logp_ref: ``[B, T]`` reference-policy log-probs (for ``kl_coef``).
-        values, values_old, returns: ``[B, T]`` value head now / at rollout, and GAE
-            returns (for a PPO value loss; all three or none).
+        values: ``[B, T]`` value head now (for a PPO value loss; ``values``,
+            ``values_old`` and ``returns`` come all three or none).
+        values_old: ``[B, T]`` value head at rollout.
+        returns: ``[B, T]`` GAE returns.
 
     Returns:
         A :class:`LossOutput`.

@@ -370,10 +370,11 @@ class HarmonyCodec:
         completion) back into messages. A trailing ``<|start|>assistant`` (the
         open prompt header) is ignored.
 
+        Use this on env output, which is valid by construction; completions
+        from a model go through :meth:`parse_completion` instead.
+
         Raises:
-            openai_harmony.HarmonyError: the stream is not valid harmony. (Use
-            this on env output, which is valid by construction; completions
-            from a model go through :meth:`parse_completion` instead.)
+            openai_harmony.HarmonyError: the stream is not valid harmony.
         """
         ids = [int(t) for t in tokens]
         header = list(self.assistant_header)

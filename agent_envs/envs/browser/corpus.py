@@ -231,7 +231,8 @@ class CorpusBackend(Backend):
         cache_dir: Where indexes are saved (default :func:`default_cache_dir`); None with
             ``persist=False`` keeps the index in memory only.
         persist: Save the index and load it memory-mapped next time.
-        k1, b: BM25 parameters.
+        k1: BM25 term-frequency saturation.
+        b: BM25 length normalisation.
         summary_chars: Length of the summary under each result.
         page_cache: Converted pages kept in memory (LRU).
     """
