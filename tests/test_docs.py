@@ -115,7 +115,7 @@ def test_the_docs_name_no_test_counts() -> None:
                     "(pip install -c requirements.lock -e '.[docs]')")
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", COLUMNS="100")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)

@@ -48,9 +48,9 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 
 def cli_help(command: str) -> str:
-    """The ``--help`` text of ``agent-envs COMMAND``, as a terminal 100 columns wide prints it."""
+    """The ``--help`` text of ``agent-envs COMMAND``, as a terminal 88 columns wide prints it (the width of a page)."""
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    os.environ["COLUMNS"] = "88"
     try:
         if command == "train":  # `agent-envs train` hands its arguments to trainers.cli
             from trainers.cli import build_parser as train_parser
