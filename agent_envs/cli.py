@@ -437,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--protections", action="store_true",
                     help="start each available sandbox backend and print what it isolates")
     ls.set_defaults(func=cmd_list)
+    from agent_envs.viewer.cli import register as register_view
+
+    register_view(sub)
+
     return p
 
 
