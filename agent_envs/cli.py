@@ -56,8 +56,8 @@ async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wr
     from agent_envs.oracle import Oracle
     from agent_envs.transcript import format_transcript
 
-    env = (agent_envs.remote(env_url, env_id, **env_kwargs) if env_url
-           else agent_envs.make(env_id, **env_kwargs))
+    env = (agent_envs.remote(env_url, env_id, full_task=True, **env_kwargs) if env_url
+           else agent_envs.make(env_id, **env_kwargs))  # the oracle reads the full task
     oracle = Oracle(wrong=wrong)
     t0 = time.perf_counter()
     try:
@@ -275,21 +275,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve ENV over OpenEnv's WebSocket protocol until interrupted."""
     try:
         from agent_envs.server.app import ServerSettings, run_server
+        from agent_envs.server.protocol import TOKEN_ENV_VAR
     except ModuleNotFoundError as e:
         print(f"error: agent-envs serve needs the [server] extra ({e.name} is missing): "
               "pip install 'agent-envs[server]'", file=sys.stderr)
         return 2
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV_VAR) or None
     settings = ServerSettings(
         env_id=args.env, env_kwargs=_env_args(args.env_arg), max_sessions=args.max_sessions,
-        idle_timeout_s=args.idle_timeout or None, step_timeout_s=args.step_timeout or None)
+        idle_timeout_s=args.idle_timeout or None, step_timeout_s=args.step_timeout or None,
+        token=token)
 
     def ready(url: str) -> None:
+        auth = "token required" if token else "no token"
         print(f"serving {settings.served_id} on {url} (WebSocket {url}/ws; /health, /metadata, "
               f"/schema); max {settings.max_sessions} sessions, idle timeout "
               f"{settings.idle_timeout_s or 'off'} s, step timeout "
-              f"{settings.step_timeout_s or 'off'} s", flush=True)
+              f"{settings.step_timeout_s or 'off'} s, {auth}", flush=True)
 
-    run_server(settings, host=args.host, port=args.port, log_level=args.log_level, ready=ready)
+    run_server(settings, host=args.host, port=args.port, log_level=args.log_level, ready=ready,
+               check_env=not args.no_env_check)
     return 0
 
 
@@ -412,11 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve ENV over OpenEnv's protocol: a WebSocket session per client at /ws "
                     "(reset/step/state/close with harmony token ids), plus /health, /metadata "
                     "and /schema. Clients: agent_envs.remote(URL, ENV), --env-url URL on "
-                    "rollout/eval, env.url in a train config, or OpenEnv's GenericEnvClient.")
+                    "rollout/eval, env.url in a train config, OpenEnv's GenericEnvClient or "
+                    "verifiers' OpenEnvTaskset. Observations never carry a task's answer, "
+                    "solution or evidence. Before listening, one env is made, reset and closed "
+                    "with the --env-arg values, so a bad one fails here.")
     sv.add_argument("env", help="environment id, e.g. python-tool or toy-digit")
     sv.add_argument("--host", default="127.0.0.1",
                     help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any)")
+    sv.add_argument("--port", type=int, default=8000,
+                    help="TCP port, 0 to 65535 (default 8000; 0: any free port)")
+    sv.add_argument("--token", default=None,
+                    help="clients must present this token (Authorization: Bearer TOKEN; "
+                         "agent_envs.remote(..., token=...) or AGENT_ENVS_SERVER_TOKEN) for "
+                         "anything but /health; default: $AGENT_ENVS_SERVER_TOKEN, else none "
+                         "(a warning when --host is not a loopback address)")
     sv.add_argument("--max-sessions", type=int, default=64,
                     help="most concurrent sessions (one env each); one more is refused "
                          "in-band and agent_envs.remote waits and retries (default 64)")
@@ -429,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="env argument pinned for every session (repeatable; VALUE is JSON "
                          "when it parses), e.g. --env-arg sandbox=bubblewrap")
+    sv.add_argument("--no-env-check", action="store_true",
+                    help="skip making, resetting and closing one env before listening")
     sv.add_argument("--log-level", default="warning",
                     choices=("critical", "error", "warning", "info", "debug"))
     sv.set_defaults(func=cmd_serve)

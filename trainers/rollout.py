@@ -412,7 +412,11 @@ class RolloutCollector:
             import agent_envs
 
             if url is not None:  # envs on an `agent-envs serve` server
-                return LocalEnvHandle(agent_envs.remote(url, cfg.env_id, **dict(cfg.env_kwargs)))
+                # A policy that reads the task (the oracle) asks for it: the server grants
+                # that to holders of its token only (AGENT_ENVS_SERVER_TOKEN).
+                return LocalEnvHandle(agent_envs.remote(
+                    url, cfg.env_id, full_task=bool(self.policy.wants_context),
+                    **dict(cfg.env_kwargs)))
             return LocalEnvHandle(agent_envs.make(cfg.env_id, **dict(cfg.env_kwargs)))
 
         async def nothing() -> None:

@@ -15,7 +15,14 @@ Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata
   ``SESSION_CLOSED`` error and the server closes the socket;
 - backpressure: at ``max_sessions`` a new WebSocket is refused in-band (OpenEnv's
   ``CAPACITY_REACHED`` error, then the socket closes); ``agent_envs.remote`` waits and retries
-  until its ``busy_timeout_s``.
+  until its ``busy_timeout_s``;
+- secrets stay here: observations carry tokens, their text and the task's public metadata,
+  never the answer, solution, evidence or a verdict's reason (:mod:`agent_envs.server.public`),
+  except to a client holding the server's token that asks for the full task;
+- a token (:mod:`agent_envs.server.auth`): without it every request but ``/health`` is refused
+  before any session or env is made; an exception a bad request causes is one log line;
+- start-up checks (:func:`run_server`): the port, and one env made, reset and closed with the
+  pinned kwargs, so a bad ``--env-arg`` fails before the server listens.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
 import numpy as np
@@ -42,17 +50,22 @@ from openenv.core.env_server.types import ConcurrencyConfig, EnvironmentMetadata
 
 import agent_envs
 from agent_envs.errors import AgentEnvsError, EnvStateError, InvalidActionError, UnknownTaskError
+from agent_envs.harmony import get_codec
+from agent_envs.server.auth import AuthGuard, is_loopback
 from agent_envs.server.models import EnvSessionState, ResetData, TokenAction, TokenObservation
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_INFRA,
     ERROR_SESSION_CLOSED,
     ERROR_STEP_TIMEOUT,
+    TOKEN_ENV_VAR,
     RunningHash,
+    ServerStartError,
     to_jsonable,
 )
+from agent_envs.server.public import public_info, public_task
 
-__all__ = ["HarmonyEnvironment", "ServerSettings", "create_app", "run_server"]
+__all__ = ["HarmonyEnvironment", "ServerSettings", "create_app", "preflight", "run_server"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +89,9 @@ class ServerSettings:
             ``step_timeout`` error; None: no limit.
         env_factory: Builds the env from the merged kwargs instead of ``agent_envs.make``
             (tests use it for envs that are not registered).
+        token: Requests must present this token (``Authorization: Bearer TOKEN``) to reach
+            anything but ``/health``; it also gates the full task (``full_task``). None: no
+            authentication (fine on loopback; ``run_server`` warns on other addresses).
     """
 
     env_id: str
@@ -84,8 +100,15 @@ class ServerSettings:
     idle_timeout_s: float | None = 600.0
     step_timeout_s: float | None = 600.0
     env_factory: Callable[..., Any] | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.token is not None and (not isinstance(self.token, str) or not self.token
+                                       or self.token != self.token.strip()
+                                       or not self.token.isprintable()):
+            raise ValueError("the server token must be a non-empty string of printable "
+                             "characters without surrounding spaces (it travels in an HTTP "
+                             "header); e.g. --token \"$(openssl rand -hex 16)\"")
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions!r}")
         for name in ("idle_timeout_s", "step_timeout_s"):
@@ -129,6 +152,7 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self._active = False
         self._episode_id: str | None = None
         self._steps = 0
+        self._full = False  # this episode's client was granted the full task
         self.busy = False
         #: Why the server closed this session (reaped), or None while it is open.
         self.closed_reason: str | None = None
@@ -148,11 +172,16 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
     async def reset_async(self, seed: int | None = None, episode_id: str | None = None,
                           options: dict[str, Any] | None = None,
                           env_kwargs: dict[str, Any] | None = None, env_id: str | None = None,
-                          **extra: Any) -> TokenObservation:
-        """Start an episode; ``env_kwargs`` (added to the server's pinned ones) make the env."""
+                          full_task: bool = False, **extra: Any) -> TokenObservation:
+        """Start an episode; ``env_kwargs`` (added to the server's pinned ones) make the env.
+
+        ``full_task`` asks for the task's every field and unredacted verdicts: granted only
+        by a server with a token (whose guard has already checked this client's).
+        """
         self.busy = True
         try:
-            return await self._reset(seed, episode_id, options, env_kwargs, env_id, extra)
+            return await self._reset(seed, episode_id, options, env_kwargs, env_id, full_task,
+                                     extra)
         except _Reply as r:
             return r.obs
         finally:
@@ -200,12 +229,23 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
     # -- work ------------------------------------------------------------------------------
 
     async def _reset(self, seed: Any, episode_id: Any, options: Any, env_kwargs: Any,
-                     env_id: Any, extra: dict[str, Any]) -> TokenObservation:
+                     env_id: Any, full_task: Any, extra: dict[str, Any]) -> TokenObservation:
         self._check_open()
         if extra:
             raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
                                 f"unknown reset field(s) {sorted(extra)}; a reset message's "
-                                "data may hold seed, options, env_kwargs, env_id, episode_id"))
+                                "data may hold seed, options, env_kwargs, env_id, episode_id, "
+                                "full_task"))
+        if not isinstance(full_task, bool):
+            raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
+                                f"full_task must be true or false, got {full_task!r}"))
+        if full_task and self.settings.token is None:
+            raise _Reply(_error(
+                ERROR_BAD_REQUEST, "ServerAuthError",
+                "this server sends the full task (answer, solution, evidence) only to clients "
+                "holding its token, and it was started without one: start it with `agent-envs "
+                f"serve {self.settings.env_id} --token TOKEN` (or {TOKEN_ENV_VAR}=TOKEN) and "
+                f"give the client the same token (token=TOKEN, or {TOKEN_ENV_VAR})"))
         if env_id is not None and _served(env_id) != self.settings.served_id:
             raise _Reply(_error(ERROR_BAD_REQUEST, "ValueError",
                                 f"this server serves {self.settings.served_id!r}, not "
@@ -230,14 +270,17 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self._active = True
         self._episode_id = episode_id
         self._steps = 0
+        self._full = full_task
         task = getattr(self._env, "task", None)
         allowed = getattr(self._env, "allowed_token_ids", None)
+        give = full_task and task is not None
         return TokenObservation(
-            tokens=self._last_obs.tolist(), info=self._last_info,
+            tokens=self._last_obs.tolist(), text=_decode(self._last_obs),
+            info=self._last_info if full_task else public_info(self._last_info),
             allowed_token_ids=None if allowed is None else [int(t) for t in allowed()],
-            task=None if task is None else to_jsonable(task),
-            task_class=None if task is None else f"{type(task).__module__}:"
-                                                 f"{type(task).__qualname__}")
+            task_meta=public_task(task),
+            task=to_jsonable(task) if give else None,
+            task_class=f"{type(task).__module__}:{type(task).__qualname__}" if give else None)
 
     async def _step(self, action: TokenAction) -> TokenObservation:
         self._check_open()
@@ -255,7 +298,8 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
         self._active = not (terminated or truncated)
         out = TokenObservation(reward=float(reward), done=bool(terminated or truncated),
                                terminated=bool(terminated), truncated=bool(truncated),
-                               info=self._last_info)
+                               info=self._last_info if self._full
+                               else public_info(self._last_info))
         if action.tokens is not None and not info.get("new_segment") and self._hash is not None:
             n = len(prev) + len(action.tokens)
             if (len(new) >= n and np.array_equal(new[: len(prev)], prev)
@@ -265,9 +309,11 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                 out.prefix_len = n
                 out.prefix_hash = h.hexdigest()
                 h.update(new[n:])
+                out.text = _decode(new[n:])
                 return out
         self._hash = RunningHash(new)
         out.tokens = new.tolist()
+        out.text = _decode(new)
         return out
 
     def _make_env(self, kwargs: dict[str, Any]) -> Any:
@@ -351,6 +397,11 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                     infra_error=why, reward_components={}, verdict=None,
                     truncated_reason="infra")
         return base
+
+
+def _decode(tokens: np.ndarray) -> str:
+    """The text of ``tokens``, special tokens written out (what a chat-level harness shows)."""
+    return get_codec().decode(tokens) if len(tokens) else ""
 
 
 def _served(env_id: str) -> str:
@@ -553,19 +604,126 @@ def create_app(settings: ServerSettings) -> Any:
     routes = app.router.routes
     routes.insert(0, routes.pop(len(routes) - 1))
     app.add_middleware(_ClosableWebSockets)
+    app.add_middleware(AuthGuard, token=settings.token)  # added last: runs first
     app.state.env_server = server
     return app
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (port 0: any free port; read it from ``getsockname()``)."""
+    """A listening TCP socket (port 0: any free port; read it from ``getsockname()``).
+
+    Raises:
+        ServerStartError: the port is out of range, in use, or not ours to bind, or the
+            host is no address of this machine (the message says which, and the fix).
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ServerStartError(f"--port must be a TCP port from 0 to 65535 (0: any free "
+                               f"port), got {port!r}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise ServerStartError(_bind_error(host, port, e)) from e
     sock.set_inheritable(True)
     return sock
+
+
+def _bind_error(host: str, port: int, e: OSError) -> str:
+    import errno
+
+    where = f"{host}:{port}"
+    if e.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: the port is in use (another agent-envs serve, or "
+                f"another program); pick another --port, or --port 0 for any free one")
+    if e.errno == errno.EACCES:
+        return (f"cannot listen on {where}: permission denied (ports below 1024 need root); "
+                f"pick a --port from 1024 to 65535, or 0 for any free one")
+    if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(e, socket.gaierror):
+        return (f"cannot listen on {where}: {host!r} is not an address of this machine "
+                f"({e.strerror or e}); use --host 127.0.0.1 (this machine only) or 0.0.0.0 "
+                "(every interface)")
+    return f"cannot listen on {where}: {e.strerror or e}"
+
+
+def preflight(settings: ServerSettings, *, timeout_s: float | None = None) -> None:
+    """Make one env with the pinned kwargs, reset it and close it: a bad ``--env-arg`` (an
+    unknown name, a bad value, a sandbox backend that does not exist or cannot start a
+    session) fails here, at start-up, instead of at every client's reset.
+
+    Raises:
+        ServerStartError: the env could not be made, reset or its sandbox started; the
+            message names the env arguments (the culprit alone when there are several).
+    """
+    limit = timeout_s if timeout_s is not None else settings.step_timeout_s
+    error = _try_env(settings, dict(settings.env_kwargs), limit, deep=True)
+    if error is None:
+        return
+    kwargs = dict(settings.env_kwargs)
+    shown = _env_args_text(kwargs)
+    culprits = []
+    if len(kwargs) > 1:  # name the argument(s) that fail on their own
+        culprits = [k for k in kwargs
+                    if _try_env(settings, {k: kwargs[k]}, limit, deep=False) is not None]
+    blame = (f"; the culprit: {_env_args_text({k: kwargs[k] for k in culprits})}"
+             if culprits else "")
+    with_args = f" with {shown}" if kwargs else ""
+    raise ServerStartError(f"cannot serve {settings.served_id}{with_args}: {error}{blame}. Fix "
+                           f"the --env-arg value(s) (`agent-envs list` shows the envs; "
+                           f"make('{settings.env_id}', ...) takes the same arguments)")
+
+
+def _env_args_text(kwargs: Mapping[str, Any]) -> str:
+    return " ".join(f"--env-arg {k}={json.dumps(v)}" for k, v in kwargs.items())
+
+
+def _try_env(settings: ServerSettings, kwargs: dict[str, Any], limit: float | None,
+             *, deep: bool) -> str | None:
+    """None if the env can be made (and, ``deep``, reset and its sandbox session opened),
+    else what went wrong, as one line."""
+    def attempt() -> None:
+        env = (settings.env_factory(**kwargs) if settings.env_factory is not None
+               else agent_envs.make(settings.env_id, **kwargs))
+        try:
+            if deep:
+                env.reset(seed=0)
+                _open_one_session(env)
+        finally:
+            with contextlib.suppress(Exception):
+                env.close()
+
+    worker = _Worker()
+    try:
+        call = worker.submit(attempt)
+        call.result(timeout=limit)
+    except FutureTimeoutError:
+        return (f"making and resetting one env took longer than the step timeout "
+                f"({limit:g} s)")
+    except Exception as e:  # noqa: BLE001 - reported with the env arguments
+        return f"{type(e).__name__}: {e}"
+    finally:
+        worker.shutdown()
+    return None
+
+
+def _open_one_session(env: Any) -> None:
+    """Start a sandbox session if the env runs code in one (python-tool opens them lazily, at
+    the first call: a backend that does not exist, or limits too small to start a process,
+    would otherwise fail every episode's first tool call)."""
+    sandbox = getattr(type(env), "sandbox", None)
+    if not isinstance(sandbox, property):
+        return
+    session = env.sandbox.open()
+    session.close()
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def make_uvicorn_server(settings: ServerSettings, *, log_level: str = "warning") -> Any:
@@ -579,11 +737,27 @@ def make_uvicorn_server(settings: ServerSettings, *, log_level: str = "warning")
 
 
 def run_server(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000,
-               log_level: str = "warning", ready: Callable[[str], None] | None = None) -> None:
-    """Serve until interrupted; ``ready(url)`` is called once the socket listens."""
+               log_level: str = "warning", ready: Callable[[str], None] | None = None,
+               check_env: bool = True, warn: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted; ``ready(url)`` is called once the socket listens.
+
+    Before listening: the port is bound (a port in use fails here), and with ``check_env``
+    one env is made, reset and closed (:func:`preflight`). ``warn`` gets a warning when the
+    server would be reachable from other machines without a token (default: stderr).
+
+    Raises:
+        ServerStartError: the port cannot be bound, or the env arguments are bad.
+    """
     server = make_uvicorn_server(settings, log_level=log_level)  # bad settings fail here
     sock = bind_socket(host, port)
     try:
+        if check_env:
+            preflight(settings)
+        if settings.token is None and not is_loopback(host):
+            (warn or _stderr)(
+                f"warning: serving on {host} without a token: anyone who can reach this port "
+                "runs code in its sandboxes (and spends any live-browsing keys). Start it with "
+                f"--token TOKEN (or {TOKEN_ENV_VAR}) and give clients the same token.")
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         if ready is not None:

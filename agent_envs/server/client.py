@@ -8,6 +8,11 @@ The env keeps the contract of ``agent_envs.core.HarmonyEnv`` (int32 token observ
 extend ``obs + action``, the same ``info`` keys as JSON, async twins ``areset``/``astep``/
 ``aclose``), so the rollout collector and the trainer use it like a local env.
 
+The server keeps each task's secrets (answer, solution, evidence): ``env.task_meta`` holds
+the task's public metadata, and ``env.task`` is None unless the env was made with
+``full_task=True`` by a client holding the server's token (``token=...`` or the
+``AGENT_ENVS_SERVER_TOKEN`` environment variable), as scripted oracles need.
+
 Faults are flagged, never hung on and never raised out of ``step``: a lost connection (the
 server died), a step past the server's timeout, an env crash on the server, or an observation
 delta whose prefix hash does not match what this client holds all end the episode with
@@ -27,6 +32,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -43,8 +49,10 @@ from agent_envs.harmony import VOCAB_SIZE, get_codec
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_SESSION_CLOSED,
+    TOKEN_ENV_VAR,
     RemoteEnvError,
     RunningHash,
+    ServerAuthError,
     ServerBusyError,
     ServerUnavailableError,
 )
@@ -53,14 +61,19 @@ from agent_envs.tasks.base import Task
 __all__ = ["RemoteEnv", "remote"]
 
 
-def remote(url: str, env_id: str, *, connect_timeout_s: float = 30.0,
-           message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
-           **env_kwargs: Any) -> RemoteEnv:
+def remote(url: str, env_id: str, *, token: str | None = None, full_task: bool = False,
+           connect_timeout_s: float = 30.0, message_timeout_s: float | None = 1800.0,
+           busy_timeout_s: float = 60.0, **env_kwargs: Any) -> RemoteEnv:
     """A gymnasium env backed by the ``agent-envs serve`` server at ``url``.
 
     Args:
         url: ``http://HOST:PORT`` (or ``ws://``) of the server.
         env_id: The env the server serves (checked on reset: a mismatch is an error).
+        token: The server's token (``agent-envs serve --token``); default: the
+            ``AGENT_ENVS_SERVER_TOKEN`` environment variable, if set.
+        full_task: Ask for each episode's full task (``env.task``, answer included) and the
+            verdicts' reasons, as a scripted oracle or a logger needs. Only a server with a
+            token grants it. Never hand such an env's task to a model.
         connect_timeout_s: Most seconds to open the WebSocket.
         message_timeout_s: Most seconds to wait for any reply (the server's own step timeout
             normally answers first); past it the step is infra-flagged. None: no limit.
@@ -72,9 +85,9 @@ def remote(url: str, env_id: str, *, connect_timeout_s: float = 30.0,
         MissingDependencyError: ``websockets`` is not installed (the ``[server]`` extra).
         TypeError: an env kwarg is not JSON (e.g. a ``TaskSource`` object: pass its spec).
     """
-    return RemoteEnv(url, env_id, connect_timeout_s=connect_timeout_s,
-                     message_timeout_s=message_timeout_s, busy_timeout_s=busy_timeout_s,
-                     **env_kwargs)
+    return RemoteEnv(url, env_id, token=token, full_task=full_task,
+                     connect_timeout_s=connect_timeout_s, message_timeout_s=message_timeout_s,
+                     busy_timeout_s=busy_timeout_s, **env_kwargs)
 
 
 class _IOLoop:
@@ -103,7 +116,8 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 1}
 
-    def __init__(self, url: str, env_id: str, *, connect_timeout_s: float = 30.0,
+    def __init__(self, url: str, env_id: str, *, token: str | None = None,
+                 full_task: bool = False, connect_timeout_s: float = 30.0,
                  message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
                  **env_kwargs: Any) -> None:
         try:
@@ -120,6 +134,11 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                             ("busy_timeout_s", busy_timeout_s)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError(f"token must be the server's token (a non-empty string), got "
+                             f"{token!r}")
+        if not isinstance(full_task, bool):
+            raise TypeError(f"full_task must be True or False, got {full_task!r}")
         try:
             json.dumps(env_kwargs, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -139,9 +158,14 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         self.connect_timeout_s = connect_timeout_s
         self.message_timeout_s = message_timeout_s
         self.busy_timeout_s = busy_timeout_s
-        token = spaces.Discrete(VOCAB_SIZE)
-        self.observation_space = spaces.Sequence(token, stack=True)
-        self.action_space = spaces.Sequence(token, stack=True)
+        self.full_task = full_task
+        self._token_given = token is not None
+        if token is None:
+            token = os.environ.get(TOKEN_ENV_VAR) or None
+        self._token = token
+        vocab = spaces.Discrete(VOCAB_SIZE)
+        self.observation_space = spaces.Sequence(vocab, stack=True)
+        self.action_space = spaces.Sequence(vocab, stack=True)
         self.render_mode = None
         self.codec = get_codec()
         self._ws: Any = None
@@ -151,6 +175,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         self._active = False
         self._task_data: tuple[str | None, dict[str, Any] | None] = (None, None)
         self._task: Task | None = None
+        self._task_meta: dict[str, Any] | None = None
         self._allowed: list[int] | None = None
         self._reset_once = False
 
@@ -190,10 +215,16 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     @property
     def task(self) -> Task | None:
-        """The episode's task, rebuilt from what the server sent on reset (for oracles)."""
+        """The episode's full task, rebuilt from what the server sent on reset: only with
+        ``full_task=True`` (a scripted oracle's need); None otherwise."""
         if self._task is None and self._task_data[1] is not None:
             self._task = _rebuild_task(*self._task_data)
         return self._task
+
+    @property
+    def task_meta(self) -> dict[str, Any] | None:
+        """The episode's public task metadata: ``id``, ``family``, ``difficulty``, ``split``."""
+        return None if self._task_meta is None else dict(self._task_meta)
 
     def allowed_token_ids(self) -> tuple[int, ...]:
         """The served env's ``allowed_token_ids()`` (toy envs); resets once if none ran yet.
@@ -228,11 +259,20 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     async def _connect(self) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
 
+        headers = {} if self._token is None else {"Authorization": f"Bearer {self._token}"}
         try:
             self._ws = await connect(self.ws_url, open_timeout=self.connect_timeout_s,
                                      max_size=None, compression=None, ping_interval=20,
-                                     ping_timeout=60, close_timeout=2)
+                                     ping_timeout=60, close_timeout=2,
+                                     additional_headers=headers)
+        except InvalidStatus as e:
+            if e.response.status_code in (401, 403):
+                raise ServerAuthError(self._auth_message()) from e
+            raise ServerUnavailableError(
+                f"{self.url} did not accept an OpenEnv WebSocket at {self.ws_url} (HTTP "
+                f"{e.response.status_code}); is it an `agent-envs serve` server?") from e
         except (OSError, asyncio.TimeoutError) as e:
             raise ServerUnavailableError(
                 f"no agent-envs server answers at {self.url} ({type(e).__name__}: {e}); start "
@@ -241,6 +281,16 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ServerUnavailableError(
                 f"{self.url} did not accept an OpenEnv WebSocket at {self.ws_url} "
                 f"({type(e).__name__}: {e}); is it an `agent-envs serve` server?") from e
+
+    def _auth_message(self) -> str:
+        if self._token is None:
+            return (f"the env server at {self.url} needs a token and this client has none: "
+                    f"pass token=TOKEN to agent_envs.remote, or set {TOKEN_ENV_VAR}=TOKEN "
+                    "(the token the server was started with: agent-envs serve --token)")
+        return (f"the env server at {self.url} refused this client's token (from "
+                f"{'the token argument' if self._token_given else TOKEN_ENV_VAR}): it was "
+                "started with another one; use the token given to `agent-envs serve --token` "
+                f"(or its {TOKEN_ENV_VAR})")
 
     async def _drop(self) -> None:
         ws, self._ws = self._ws, None
@@ -264,9 +314,11 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                       ) -> tuple[np.ndarray, dict[str, Any]]:
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-        message = {"type": "reset", "data": {"seed": seed, "options": options,
-                                             "env_kwargs": self.env_kwargs,
-                                             "env_id": self.env_id}}
+        data: dict[str, Any] = {"seed": seed, "options": options,
+                                "env_kwargs": self.env_kwargs, "env_id": self.env_id}
+        if self.full_task:
+            data["full_task"] = True
+        message = {"type": "reset", "data": data}
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.05
         reconnects = 0
@@ -325,6 +377,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             self._info = obs.get("info") or {}
             self._active = True
             self._task_data = (obs.get("task_class"), obs.get("task"))
+            self._task_meta = obs.get("task_meta")
             self._allowed = obs.get("allowed_token_ids")
             self._reset_once = True
             self._task = None
@@ -411,7 +464,7 @@ def _action_payload(action: Any) -> tuple[list[int] | None, dict[str, Any]]:
     if isinstance(action, str):
         return None, {"text": action}
     ids = coerce_token_ids(action)  # the same checks and errors as the in-process env
-    return ids, {"tokens": ids}
+    return ids, {"text": None, "tokens": ids}
 
 
 def _flag_info(info: dict[str, Any], why: str) -> dict[str, Any]:
@@ -423,6 +476,8 @@ def _flag_info(info: dict[str, Any], why: str) -> dict[str, Any]:
 
 def _caller_error(err: dict[str, Any]) -> Exception:
     """The exception the env raised on the server, raised again here (same type when known)."""
+    if err.get("type") == "ServerAuthError":
+        return ServerAuthError(err.get("message"))
     cls = getattr(_errors, str(err.get("type")), None)
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
         cls = {"TypeError": TypeError, "KeyError": KeyError}.get(str(err.get("type")),

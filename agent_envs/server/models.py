@@ -6,10 +6,11 @@ and serializes them, and OpenEnv clients (``GenericEnvClient``) read them as pla
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from openenv.core.env_server.types import Action, Observation, State
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent_envs.harmony import VOCAB_SIZE
@@ -33,18 +34,49 @@ class ResetData(BaseModel):
     env_id: str | None = Field(default=None, description="the env the client expects; a "
                                                          "mismatch is refused")
     episode_id: str | None = Field(default=None, description="a label echoed in state")
+    full_task: bool = Field(
+        default=False, description="send the full task (answer, solution, evidence) and the "
+                                   "verdict's reason: only for a client holding the server's "
+                                   "token, and never for a model's harness")
 
 
 class TokenAction(Action):
-    """One model turn: the sampled completion's token ids (or its text)."""
+    """One model turn: its text (a raw reply), or ``text: null`` and its token ids.
 
+    ``text`` is the one required field, so a harness that wraps a raw reply as the action's
+    single required field (verifiers' ``OpenEnvTaskset``) sends ``{"text": reply}``.
+    """
+
+    text: str | None = Field(
+        description="the completion as text, harmony special tokens written out (e.g. "
+                    "'<|channel|>final<|message|>42<|return|>'); the server encodes it. null "
+                    "when 'tokens' holds the completion. Any other JSON value (a reply that "
+                    "parsed as JSON, like 2) is taken as its JSON text")
     tokens: list[TokenId] | None = Field(
         default=None, description=f"the sampled completion as token ids in [0, {VOCAB_SIZE}), "
                                   "ending in <|call|> 200012 or <|return|> 200002 unless cut "
-                                  "by a length limit")
-    text: str | None = Field(
-        default=None, description="the completion as text (harmony special tokens written "
-                                  "out); the server encodes it. Give tokens or text, not both")
+                                  "by a length limit (with text: null)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "text" not in data:
+            raise PydanticCustomError(
+                "text_required",
+                "a step action needs a 'text' field: the completion as text, or null when "
+                "'tokens' holds it; e.g. {{\"text\": \"<|channel|>final<|message|>7<|return|>"
+                "\"}} or {{\"text\": null, \"tokens\": [200005, 17196, 200008, 22, 200002]}}")
+        return data
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        try:  # a reply that was JSON (2, true, [1]) is the model's text, not a type error
+            return json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> TokenAction:
@@ -52,8 +84,10 @@ class TokenAction(Action):
             # A PydanticCustomError (not ValueError) keeps the error list JSON-serializable.
             raise PydanticCustomError(
                 "tokens_or_text",
-                "a step action needs exactly one of 'tokens' (token ids) or 'text'; "
-                "e.g. {{\"tokens\": [200005, 17196, 200008, 22, 200002]}}")
+                "a step action needs exactly one of 'text' (the completion as text) or "
+                "'tokens' (token ids, with text null); e.g. {{\"text\": "
+                "\"<|channel|>final<|message|>7<|return|>\"}} or {{\"text\": null, "
+                "\"tokens\": [200005, 17196, 200008, 22, 200002]}}")
         return self
 
 
@@ -71,15 +105,23 @@ class TokenObservation(Observation):
     prefix_hash: str | None = Field(
         default=None, description="BLAKE2b-128 hex of that prefix (int32 little-endian); the "
                                   "client checks it against what it holds")
+    text: str = Field(
+        default="", description="the decoded text of tokens (when sent) or else of appended, "
+                                "special tokens written out: what a chat-level harness shows "
+                                "its model")
     terminated: bool = Field(default=False, description="the model gave its final answer")
     truncated: bool = Field(default=False, description="a budget ran out or infra failed")
-    info: dict[str, Any] = Field(default_factory=dict,
-                                 description="the env's info dict, as JSON")
+    info: dict[str, Any] = Field(
+        default_factory=dict, description="the env's info dict, as JSON; the verdict's reason "
+                                          "is withheld unless full_task was granted")
+    task_meta: dict[str, Any] | None = Field(
+        default=None, description="on reset: the task's public metadata: id, family, "
+                                  "difficulty, split")
     task: dict[str, Any] | None = Field(
-        default=None, description="on reset: the task's fields (for scripted oracles; a model "
-                                  "never needs them)")
-    task_class: str | None = Field(default=None,
-                                   description="on reset: 'module:Class' of the task")
+        default=None, description="on reset, only with full_task (a client holding the "
+                                  "server's token): the task's fields, answer included")
+    task_class: str | None = Field(default=None, description="with task: 'module:Class' of "
+                                                             "the task")
     allowed_token_ids: list[int] | None = Field(
         default=None, description="on reset, for envs that restrict their tokens (toy-digit): "
                                   "the tokens a policy needs (trainers may restrict sampling)")

@@ -4,16 +4,29 @@ The wire format is OpenEnv's WebSocket protocol (``/ws``: ``reset``/``step``/``s
 messages; ``observation``/``state``/``error`` replies). Our payloads carry token ids:
 
 ``step`` data (an *action*)
-    ``{"tokens": [ids...]}`` (the sampled completion) or ``{"text": "..."}`` (encoded by the
-    server with harmony's special tokens allowed).
+    ``{"text": null, "tokens": [ids...]}`` (the sampled completion) or ``{"text": "..."}``
+    (encoded by the server with harmony's special tokens allowed). ``text`` is the one
+    required field, so a generic harness (verifiers' ``OpenEnvTaskset``) sends a raw model
+    reply as ``{"text": reply}``; a reply that parsed as JSON (``2``) is rendered back as text.
 
 ``observation`` data (see ``agent_envs.server.models.TokenObservation`` for the schema)
     ``tokens``: the whole observation, sent on reset, at a segment break and after a text
     action; otherwise None and the client rebuilds it as ``previous_obs + action +
     appended``, after checking that ``prefix_len`` and ``prefix_hash`` (BLAKE2b-128 of the
-    prefix as int32 little-endian bytes) match what it holds. ``reward``, ``done``,
-    ``terminated``, ``truncated`` and ``info`` (the env's info dict as JSON) as in gymnasium.
+    prefix as int32 little-endian bytes) match what it holds. ``text``: the decoded text of
+    ``tokens`` (or of ``appended``), special tokens written out. ``reward``, ``done``,
+    ``terminated``, ``truncated`` and ``info`` (the env's info dict as JSON, the verdict's
+    reason withheld) as in gymnasium. ``task_meta`` (on reset): the task's public metadata.
     ``error`` is None or ``{"code", "type", "message"}``: a failure reported in-band.
+
+What never leaves the server: the task's answer, solution, expected calls, evidence and
+hidden world state, and a verdict's reason (it may name the answer). Only a client holding
+the server's token (``--token``) that asks for it (``full_task``) gets the full task and the
+verdict's reason, e.g. a scripted oracle or a logger; a model's harness never should.
+
+Authentication: a server started with a token refuses every request but ``/health`` unless
+it carries ``Authorization: Bearer TOKEN`` (or HTTP Basic auth with the token as password,
+which URLs like ``http://agent-envs:TOKEN@HOST:PORT`` make any HTTP or WebSocket client send).
 """
 
 from __future__ import annotations
@@ -28,9 +41,13 @@ from agent_envs.errors import AgentEnvsError
 
 __all__ = [
     "ERROR_BAD_REQUEST", "ERROR_INFRA", "ERROR_SESSION_CLOSED", "ERROR_STEP_TIMEOUT",
-    "RemoteEnvError", "RunningHash", "ServerBusyError", "ServerUnavailableError", "prefix_hash",
-    "to_jsonable",
+    "TOKEN_ENV_VAR", "RemoteEnvError", "RunningHash", "ServerAuthError", "ServerBusyError",
+    "ServerStartError", "ServerUnavailableError", "prefix_hash", "to_jsonable",
 ]
+
+#: The environment variable both sides read the server token from when none is passed
+#: (``agent-envs serve --token``, ``agent_envs.remote(..., token=...)``).
+TOKEN_ENV_VAR = "AGENT_ENVS_SERVER_TOKEN"
 
 #: The caller's mistake (a bad action type, step before reset, an unknown env kwarg): the
 #: client raises the same exception type the env raised in-process.
@@ -56,6 +73,16 @@ class ServerBusyError(RemoteEnvError):
 
 class ServerUnavailableError(RemoteEnvError, ConnectionError):
     """No environment server answers at the URL."""
+
+
+class ServerAuthError(RemoteEnvError, PermissionError):
+    """The server refused the client's token (missing or wrong), or the client asked for
+    what only a token holder gets (the full task) from a server started without one."""
+
+
+class ServerStartError(AgentEnvsError):
+    """``agent-envs serve`` cannot start: a bad port, a port in use, or env arguments the
+    served env refuses (found at start-up, before any client connects)."""
 
 
 def prefix_hash(tokens: Any) -> str:

@@ -1,5 +1,10 @@
 """Real servers on loopback: uvicorn in a thread (``serve``) or ``agent-envs serve`` in a
-subprocess (``serve_process``), so tests can kill it."""
+subprocess (``serve_process``), so tests can kill it.
+
+Both start with the token ``TOKEN`` (``token=None`` to ``serve`` for a server without one),
+and both fixtures put it in ``AGENT_ENVS_SERVER_TOKEN`` for the test, so clients made with
+``agent_envs.remote`` (and the collector, the CLI, the trainer) present it as users would.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,11 @@ import pytest
 pytest.importorskip("openenv.core", reason="needs the [server] extra (openenv-core)")
 
 from agent_envs.server.app import ServerSettings, bind_socket, make_uvicorn_server
+from agent_envs.server.protocol import TOKEN_ENV_VAR
 
 ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "test-token-5f2c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class ThreadServer:
@@ -52,11 +60,14 @@ class ThreadServer:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., ThreadServer]]:
-    """``serve(env_id, **settings)`` starts a server; all are stopped after the test."""
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ThreadServer]]:
+    """``serve(env_id, **settings)`` starts a server (token ``TOKEN`` unless given); all are
+    stopped after the test."""
+    monkeypatch.setenv(TOKEN_ENV_VAR, TOKEN)
     started: list[ThreadServer] = []
 
     def start(env_id: str, **kw: Any) -> ThreadServer:
+        kw.setdefault("token", TOKEN)
         s = ThreadServer(ServerSettings(env_id=env_id, **kw))
         started.append(s)
         return s
@@ -82,6 +93,7 @@ class ProcessServer:
             self.kill()
             raise RuntimeError(f"agent-envs serve did not start: {line}{rest}")
         self.url = m.group(1)
+        self.banner = line
         httpx.get(self.url + "/health", timeout=10).raise_for_status()
 
     def kill(self) -> None:
@@ -91,10 +103,22 @@ class ProcessServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
+    def stop(self) -> str:
+        """Interrupt the server (as Ctrl-C does) and return what it printed after its banner."""
+        self.proc.send_signal(2)
+        try:
+            rest, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rest, _ = self.proc.communicate(timeout=15)
+        return rest
+
 
 @pytest.fixture
-def serve_process() -> Iterator[Callable[..., ProcessServer]]:
-    """``serve_process(*cli_args)`` runs ``agent-envs serve``; killed after the test."""
+def serve_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ProcessServer]]:
+    """``serve_process(*cli_args)`` runs ``agent-envs serve`` (with ``TOKEN``, from the
+    environment); killed after the test."""
+    monkeypatch.setenv(TOKEN_ENV_VAR, TOKEN)
     started: list[ProcessServer] = []
 
     def start(*args: str) -> ProcessServer:

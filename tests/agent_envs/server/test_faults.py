@@ -23,6 +23,7 @@ from agent_envs.envs.toy import ToyDigitEnv
 from agent_envs.errors import EnvStateError, InvalidActionError
 from agent_envs.harmony import get_codec
 from agent_envs.server.protocol import RunningHash, ServerBusyError, ServerUnavailableError
+from tests.agent_envs.server.conftest import AUTH
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -118,12 +119,9 @@ def _all_closed_eventually(first: int, n_made: int, within_s: float = 15.0) -> N
     assert not made & LeakyToyEnv.handles, f"open handles: {sorted(made & LeakyToyEnv.handles)}"
 
 
-def _answer(env: Any) -> list[int]:
-    return CODEC.encode(env.task.answer) + [200002]
-
-
 def _ws(url: str) -> Any:
-    return connect(url.replace("http://", "ws://") + "/ws", open_timeout=10)
+    return connect(url.replace("http://", "ws://") + "/ws", open_timeout=10,
+                   additional_headers=AUTH)
 
 
 def _ask(ws: Any, message: Any) -> dict[str, Any]:
@@ -139,15 +137,19 @@ def test_bad_messages_get_clear_in_band_errors_and_the_session_goes_on(serve) ->
         r = _ask(ws, {"type": "teleport"})
         assert r["type"] == "error" and r["data"]["code"] == "UNKNOWN_TYPE"
         assert "teleport" in r["data"]["message"]
-        r = _ask(ws, {"type": "step", "data": {"tokens": [200005, 99999999]}})
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": [200005, 99999999]}})
         assert r["data"]["code"] == "VALIDATION_ERROR"
         (err,) = r["data"]["errors"]
         assert err["loc"] == ["tokens", 1] and err["input"] == 99999999
         assert "less than 201088" in err["msg"]
         r = _ask(ws, {"type": "step", "data": {}})
         assert r["data"]["code"] == "VALIDATION_ERROR"
-        assert "exactly one of 'tokens'" in r["data"]["errors"][0]["msg"]
-        r = _ask(ws, {"type": "step", "data": {"tokens": [17196]}})  # before any reset
+        assert "a step action needs a 'text' field" in r["data"]["errors"][0]["msg"]
+        r = _ask(ws, {"type": "step", "data": {"tokens": [17196]}})  # tokens, no text
+        assert "or null when 'tokens' holds it" in r["data"]["errors"][0]["msg"]
+        r = _ask(ws, {"type": "step", "data": {"text": None}})
+        assert "exactly one of 'text'" in r["data"]["errors"][0]["msg"]
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": [17196]}})  # no reset
         assert r["type"] == "observation"
         assert r["data"]["observation"]["error"]["type"] == "EnvStateError"
         assert "send a reset message" in r["data"]["observation"]["error"]["message"]
@@ -163,7 +165,7 @@ def test_bad_messages_get_clear_in_band_errors_and_the_session_goes_on(serve) ->
         r = _ask(ws, {"type": "reset", "data": {"seed": 1}})
         obs = r["data"]["observation"]
         assert obs["error"] is None and obs["tokens"]
-        r = _ask(ws, {"type": "step", "data": {"tokens": CODEC.encode("7") + [200002]}})
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": ANSWER}})
         assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
 
 
@@ -237,7 +239,7 @@ def test_idle_sessions_are_reaped_with_their_env_but_never_mid_step(serve) -> No
     assert server.env_server.active_sessions == 0
     assert len(SlowToyEnv.closed) == before + 1  # the session's env was closed
     assert env._ws.state.name == "CLOSED"  # and the server closed the socket
-    _, reward, terminated, truncated, info = env.step(_answer(env))
+    _, reward, terminated, truncated, info = env.step(ANSWER)
     assert truncated and not terminated and reward == 0.0
     assert "idle for more than 0.3 s" in info["infra_error"]
     assert info["truncated_reason"] == "infra"
@@ -246,7 +248,7 @@ def test_idle_sessions_are_reaped_with_their_env_but_never_mid_step(serve) -> No
     time.sleep(1.0)
     _, info = env.reset(seed=0)
     assert info["infra_error"] is None
-    _, reward, terminated, *_ = env.step(_answer(env))
+    _, reward, terminated, *_ = env.step(ANSWER)
     assert terminated and reward == 1.0
     env.close()
 
@@ -264,9 +266,9 @@ def test_a_hanging_step_times_out_in_band_and_the_session_recovers(serve) -> Non
     assert obs.tolist() == obs0.tolist() + HANG
     assert server.env_server.active_sessions == 1  # same session, fresh env next reset
     with pytest.raises(EnvStateError):
-        env.step(_answer(env))
+        env.step(ANSWER)
     obs, info = env.reset(seed=4)
-    _, reward, terminated, *_ = env.step(_answer(env))
+    _, reward, terminated, *_ = env.step(ANSWER)
     assert terminated and reward == 1.0
     deadline = time.monotonic() + 10
     while len(SlowToyEnv.closed) == closed and time.monotonic() < deadline:
@@ -289,7 +291,7 @@ def test_an_env_whose_making_timed_out_is_closed_once_made_and_the_session_goes_
         # the same session plays an episode with a fresh env while the slow make goes on
         r = _ask(ws, {"type": "reset", "data": {"seed": 0}})
         assert r["data"]["observation"]["error"] is None
-        r = _ask(ws, {"type": "step", "data": {"tokens": ANSWER}})
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": ANSWER}})
         assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
         assert server.env_server.active_sessions == 1
     _all_closed_eventually(first, n_made=2)  # the late env and the session's env
@@ -303,7 +305,7 @@ def test_envs_whose_reset_or_step_timed_out_are_closed_after_the_call_returns(se
     with _ws(server.url) as ws:
         assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
             "error"] is None
-        r = _ask(ws, {"type": "step", "data": {"tokens": HANG}})
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": HANG}})
         assert r["data"]["observation"]["error"]["code"] == "step_timeout"
         assert "step ran longer" in r["data"]["observation"]["error"]["message"]
         assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
@@ -313,7 +315,7 @@ def test_envs_whose_reset_or_step_timed_out_are_closed_after_the_call_returns(se
         assert "reset ran longer" in r["data"]["observation"]["error"]["message"]
         assert _ask(ws, {"type": "reset", "data": {"seed": 0}})["data"]["observation"][
             "error"] is None  # a third env
-        r = _ask(ws, {"type": "step", "data": {"tokens": ANSWER}})
+        r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": ANSWER}})
         assert r["data"]["reward"] == 1.0 and r["data"]["done"] is True
     _all_closed_eventually(first, n_made=3)
 
@@ -327,7 +329,7 @@ server = ThreadServer(ServerSettings(env_id="toy-digit", env_factory=SlowToyEnv,
                                      step_timeout_s=0.3))
 with _ws(server.url) as ws:
     _ask(ws, {"type": "reset", "data": {"seed": 0, "env_kwargs": {"delay_s": 3600}}})
-    r = _ask(ws, {"type": "step", "data": {"tokens": HANG}})
+    r = _ask(ws, {"type": "step", "data": {"text": None, "tokens": HANG}})
 print(r["data"]["observation"]["error"]["code"], flush=True)
 server.stop()
 print("stopped", flush=True)

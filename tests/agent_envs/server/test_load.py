@@ -57,7 +57,7 @@ def _local_trace(session: int, episode: int) -> list[Any]:
 
 
 async def _session(url: str, session: int, episodes: int) -> list[list[Any]]:
-    env = agent_envs.remote(url, "toy-digit", busy_timeout_s=120)
+    env = agent_envs.remote(url, "toy-digit", full_task=True, busy_timeout_s=120)
     traces = []
     try:
         for e in range(episodes):

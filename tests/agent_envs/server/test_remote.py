@@ -17,6 +17,7 @@ from agent_envs.harmony import get_codec
 from agent_envs.oracle import Oracle
 from agent_envs.server.protocol import prefix_hash, to_jsonable
 from agent_envs.tasks.base import Task
+from tests.agent_envs.server.conftest import AUTH, TOKEN
 
 
 def _jsonish(info: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def _run(env: Any, seed: int, act: Any) -> list[tuple[Any, ...]]:
 def test_remote_python_tool_gives_the_in_process_episode_token_for_token(serve, wrong) -> None:
     server = serve("python-tool", env_kwargs={"sandbox": "local"})
     oracle = Oracle(wrong=wrong)
-    remote = agent_envs.remote(server.url, "python-tool")
+    remote = agent_envs.remote(server.url, "python-tool", full_task=True)
     local = agent_envs.make("python-tool", sandbox="local")
     try:
         for seed in (0, 5, 11):
@@ -69,7 +70,7 @@ def test_remote_toy_digit_segments_and_cut_completions_match(serve) -> None:
             return codec.encode("4")  # no stop token: cut, the env appends a notice
         return codec.encode(task.answer) + [200002]
 
-    remote = agent_envs.remote(server.url, "toy-digit", max_turns=3)
+    remote = agent_envs.remote(server.url, "toy-digit", full_task=True, max_turns=3)
     local = agent_envs.make("toy-digit", fixed_target=None, max_turns=3)
     try:
         for seed in range(6):
@@ -98,24 +99,31 @@ def test_remote_env_passes_gymnasiums_env_checker(serve, env_id) -> None:
 
 
 def test_openenv_generic_client_drives_a_python_tool_episode_to_its_reward(serve) -> None:
-    """OpenEnv's own GenericEnvClient, unmodified, speaks our protocol."""
+    """OpenEnv's own GenericEnvClient, unmodified, speaks our protocol; it presents the token
+    as the Authorization header its WebSocket library builds from the URL's credentials."""
     from openenv.core.generic_client import GenericEnvClient
 
     server = serve("python-tool", env_kwargs={"sandbox": "local"})
     oracle = Oracle()
     local = agent_envs.make("python-tool", sandbox="local")
-    with GenericEnvClient(base_url=server.url).sync() as client:
-        result = client.reset(seed=3)
+    with (pytest.raises(ConnectionError, match="HTTP 403"),  # no token: no session
+          GenericEnvClient(base_url=server.url).sync() as client):
+        client.reset(seed=3)
+    assert server.env_server.active_sessions == 0
+    authed = server.url.replace("http://", f"http://agent-envs:{TOKEN}@")
+    with GenericEnvClient(base_url=authed).sync() as client:
+        result = client.reset(seed=3, full_task=True)  # a scripted oracle needs the task
         obs = result.observation
         tokens = obs["tokens"]
         task = Task(**obs["task"])
+        assert obs["text"] == get_codec().decode(tokens)
         lobs, _ = local.reset(seed=3)
         assert tokens == lobs.tolist() and task == local.task
         assert not result.done
         steps = 0
         while not result.done:
             action = oracle.act(tokens, task)
-            result = client.step({"tokens": action})
+            result = client.step({"text": None, "tokens": action})
             obs = result.observation
             if obs["tokens"] is not None:
                 tokens = obs["tokens"]
@@ -135,12 +143,15 @@ def test_openenv_generic_client_drives_a_python_tool_episode_to_its_reward(serve
 
 def test_health_metadata_and_schema_describe_the_token_protocol(serve) -> None:
     server = serve("toy-digit")
-    assert httpx.get(server.url + "/health").json() == {"status": "healthy"}
-    meta = httpx.get(server.url + "/metadata").json()
+    assert httpx.get(server.url + "/health").json() == {"status": "healthy"}  # no token needed
+    meta = httpx.get(server.url + "/metadata", headers=AUTH).json()
     assert meta["name"] == "toy-digit-v0" and meta["version"] == agent_envs.__version__
-    schema = httpx.get(server.url + "/schema").json()
+    schema = httpx.get(server.url + "/schema", headers=AUTH).json()
     ids = schema["action"]["properties"]["tokens"]["anyOf"][0]["items"]
     assert ids == {"type": "integer", "minimum": 0, "exclusiveMaximum": 201088}
+    # one required field, so a harness wraps a raw reply as {"text": reply}
+    assert schema["action"]["required"] == ["text"]
+    assert {"text", "task_meta"} <= set(schema["observation"]["properties"])
     assert {"appended", "prefix_len", "prefix_hash", "info", "error"} <= set(
         schema["observation"]["properties"])
     assert {"env_id", "obs_hash", "active"} <= set(schema["state"]["properties"])
@@ -208,7 +219,7 @@ def test_async_twins_drive_many_sessions_from_one_loop(serve) -> None:
     codec = get_codec()
 
     async def episode(seed: int) -> float:
-        env = agent_envs.remote(server.url, "toy-digit")
+        env = agent_envs.remote(server.url, "toy-digit", full_task=True)
         try:
             await env.areset(seed=seed)
             _, reward, terminated, _, _ = await env.astep(codec.encode(env.task.answer)
@@ -240,7 +251,7 @@ def test_other_families_match_in_process_and_rebuild_their_task_types(serve, env
     """Tasks of family subclasses come back as those classes, so family oracles work remotely."""
     server = serve(env_id)
     oracle = Oracle()
-    remote = agent_envs.remote(server.url, env_id)
+    remote = agent_envs.remote(server.url, env_id, full_task=True)
     local = agent_envs.make(env_id)
     try:
         for seed in (0, 1):
