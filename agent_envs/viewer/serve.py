@@ -41,7 +41,7 @@ def serve_page(page: Path, *, host: str = "127.0.0.1", port: int = 0,
     paths = {"/", "/" + page.name, "/index.html"}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server name
+        def do_GET(self) -> None:
             if self.path.split("?", 1)[0] not in paths:
                 self.send_error(404, "only the viewer page is served here")
                 return

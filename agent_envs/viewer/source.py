@@ -141,7 +141,15 @@ def unpack_bundle(archive: Path, into: Path) -> Path:
     """
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):  # 3.10.12+: refuses links and paths outside
+                tar.extractall(into, filter="data")
+            else:  # pragma: no cover - older Pythons: refuse unsafe members ourselves
+                for m in tar.getmembers():
+                    if not (m.isfile() or m.isdir()) or m.name.startswith(("/", "..")) \
+                            or "/../" in m.name:
+                        raise ViewerError(f"{str(archive)!r} holds an unsafe member "
+                                          f"{m.name!r}; not unpacking it")
+                tar.extractall(into)
     except (tarfile.TarError, OSError) as e:
         raise ViewerError(f"{str(archive)!r} is not a readable .tar.gz ({e}). "
                           f"Give {_WHAT}.") from e

@@ -79,3 +79,19 @@ def write_test_bundle(out: Path, episodes: list[Episode], *, model: str,
     out.mkdir(parents=True, exist_ok=True)
     return write_bundle(out, manifest=manifest, run=run, episodes=episodes, excluded=[],
                         infra_retries=0)
+
+
+def read_page(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A viewer page's metadata and its data blocks, decoded as the page's script does."""
+    import base64
+    import gzip
+    import json
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    meta = json.loads(re.search(r'<script type="application/json" id="meta">(.*?)</script>',
+                                text, re.DOTALL).group(1))
+    blobs = {k: json.loads(gzip.decompress(base64.b64decode(v)))
+             for k, v in re.findall(r'<script type="application/x-gzip-base64" id="b-(\w+)">'
+                                    r"(.*?)</script>", text, re.DOTALL)}
+    return meta, blobs
