@@ -5,8 +5,9 @@ A bundle is one directory (and ``DIR.tar.gz``, the same files) holding:
 * ``manifest.json``: the suite manifest the run used (its hash is recomputed on verify);
 * ``header.json``: suite name, hash and status (official / unofficial / unpinned), package
   version, git commit and dirty flag, key dependency versions, policy and model id, sampling
-  settings, reasoning effort, seeds, trials, start and end time, infra counts, and the
-  digest of the episodes' content;
+  settings, reasoning effort, seeds, trials, start and end time, infra counts, the
+  digest of the episodes' content, and ``sample`` when the run covered a seeded sample of the
+  suite (``--limit``);
 * ``episodes.parquet``: every scored episode with its tokens (``trainers.episode`` schema),
   ids ``TASK#TRIAL``, in suite order;
 * ``metrics.json``: overall and per-category metrics with 95% CIs (see ``metrics``);
@@ -144,12 +145,34 @@ def write_bundle(out: Path, *, manifest: Manifest, run: dict[str, Any], episodes
         "resumes": run.get("resumes", 0),
         "episodes": len(episodes), "content_digest": _content_digest(episodes),
     }
+    if ident.get("env_args"):  # env arguments of the run outside the suite (a simulated user)
+        header["env_args"] = ident["env_args"]
+    for key in ("user_simulator", "judge"):  # who played the user / judged (tau2), per episode
+        seen = _distinct(((getattr(e, "meta", None) or {}).get("episode") or {}).get(key)
+                         for e in episodes)
+        if seen:
+            header[key] = seen[0] if len(seen) == 1 else seen
+    if ident.get("limit"):
+        header["sample"] = {"limit": ident["limit"], "of_tasks": len(manifest.tasks),
+                            "seed": ident["seed"], "stratified_by": "category"}
     (out / "header.json").write_text(json.dumps(header, indent=1, sort_keys=True))
     _plots(out, metrics, header)
     files = [f for f in (*FILES, *PLOTS) if (out / f).exists()]
     (out / "bundle.json").write_text(json.dumps(
         {"files": {f: _sha256_file(out / f) for f in files}}, indent=1, sort_keys=True))
     _archive(out, [*files, "bundle.json"])
+    return out
+
+
+def _distinct(values: Any) -> list[Any]:
+    """The distinct non-empty JSON values, in first-seen order."""
+    out, keys = [], set()
+    for v in values:
+        if v:
+            key = json.dumps(v, sort_keys=True, default=str)
+            if key not in keys:
+                keys.add(key)
+                out.append(v)
     return out
 
 
@@ -286,11 +309,15 @@ def verify(path: str | Path) -> list[str]:
         if pinned is None or pinned.hash != m.hash:
             problems.append("header says official, but the manifest is not the pinned one")
     cats = m.categories
+    if h.get("sample"):
+        sampled = set(m.sample(int(h["sample"]["limit"]), int(h["sample"]["seed"])))
+        cats = {t: c for t, c in cats.items() if t in sampled}
     trials = int(h["trials"])
     seen: set[str] = set()
     for ep in b.episodes:
         if ep.task_id not in cats:
-            problems.append(f"episode {ep.episode_id}: task {ep.task_id!r} is not in the suite")
+            where = "the header's sample" if h.get("sample") else "the suite"
+            problems.append(f"episode {ep.episode_id}: task {ep.task_id!r} is not in {where}")
             continue
         if not 0 <= ep.index < trials or ep.episode_id != f"{ep.task_id}#{ep.index}":
             problems.append(f"episode {ep.episode_id}: id or trial index is inconsistent")
@@ -407,7 +434,9 @@ def board(paths: Sequence[str | Path]) -> tuple[str, str]:
             "ci": acc["ci"], "pass@k": o.get(f"pass@{trials}", {}).get("value"),
             "pass^k": o.get(f"pass^{trials}", {}).get("value"), "tasks": o["tasks"],
             "episodes": o["episodes"], "effort": b.header["reasoning_effort"],
-            "status": b.header["suite"]["status"],
+            "status": b.header["suite"]["status"] + (
+                f" (sample {b.header['sample']['limit']}/{b.header['sample']['of_tasks']})"
+                if b.header.get("sample") else ""),
             "excluded": b.metrics.get("excluded_infra", {}).get("count", 0),
             "date": (b.header.get("ended_at") or "")[:10], "path": str(b.path)})
     rows.sort(key=lambda r: -(r["accuracy"] or 0.0))

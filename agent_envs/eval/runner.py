@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,13 @@ class EvalConfig:
         progress: Show a progress bar with the running score.
         env_url: Run the suite's envs on the ``agent-envs serve`` server at this URL
             (default: in this process). The env code there must match the pin, as here.
+        env_args: Env arguments that are not part of the suite: only those the suite's env
+            lists in its ``eval_args`` (for tau2: the simulated ``user``, ``record_user``, a
+            ``judge``). Objects are recorded in the run identity and the bundle header by
+            their ``identity()``.
+        limit: Run only a seeded sample of this many tasks, stratified by category
+            (:meth:`Manifest.sample` with ``seed``); the bundle's header records it and its
+            metrics cover the sample. Default: every task.
     """
 
     trials: int | None = None
@@ -72,8 +79,13 @@ class EvalConfig:
     model: str | None = None
     progress: bool = True
     env_url: str | None = None
+    env_args: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 task (or None for the whole suite), got "
+                             f"{self.limit!r}")
         if self.trials is not None and self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials!r}")
         if self.concurrency < 1:
@@ -121,13 +133,36 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
 
 def _run_identity(manifest: Manifest, status: str, policy: Any, cfg: EvalConfig,
                   trials: int) -> dict[str, Any]:
-    return {"suite": manifest.name, "suite_hash": manifest.hash, "suite_status": status,
-            "policy_id": str(policy.policy_id), "policy_version": str(policy.version),
-            "model": cfg.model or str(policy.policy_id), "trials": trials, "seed": cfg.seed,
-            "reasoning_effort": cfg.reasoning_effort or "medium",
-            "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p,
-                         "max_tokens": cfg.max_tokens},
-            "max_infra_retries": cfg.max_infra_retries}
+    identity = {"suite": manifest.name, "suite_hash": manifest.hash, "suite_status": status,
+                "policy_id": str(policy.policy_id), "policy_version": str(policy.version),
+                "model": cfg.model or str(policy.policy_id), "trials": trials, "seed": cfg.seed,
+                "reasoning_effort": cfg.reasoning_effort or "medium",
+                "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p,
+                             "max_tokens": cfg.max_tokens},
+                "max_infra_retries": cfg.max_infra_retries}
+    if cfg.limit is not None and cfg.limit < len(manifest.tasks):
+        identity["limit"] = cfg.limit  # absent for whole-suite runs (older run.json match)
+    return identity
+
+
+def _env_args_identity(manifest: Manifest, env_args: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``env_args`` records in the run identity (objects by their ``identity()``).
+
+    Raises:
+        EvalRunError: an argument the suite's env does not let an eval run set.
+    """
+    import agent_envs
+    from agent_envs.core import to_jsonable
+
+    allowed = tuple(getattr(agent_envs.spec(manifest.env_id).load(), "eval_args", ()))
+    bad = sorted(set(env_args) - set(allowed))
+    if bad:
+        raise EvalRunError(
+            f"env argument(s) {', '.join(bad)} would change suite {manifest.name!r}: an eval "
+            f"run of {manifest.env_id} may set only {', '.join(allowed) or 'none'} (the rest "
+            "is pinned by the suite's manifest)")
+    return {k: to_jsonable(v.identity() if callable(getattr(v, "identity", None)) else v)
+            for k, v in sorted(env_args.items())}
 
 
 def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | None = None,
@@ -158,12 +193,15 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
     manifest, status = resolve_manifest(suite, cfg.allow_modified)
     trials = cfg.trials or manifest.trials
     identity = _run_identity(manifest, status, policy, cfg, trials)
+    if cfg.env_args:
+        identity["env_args"] = _env_args_identity(manifest, cfg.env_args)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN
     if run_path.exists():
         previous = json.loads(run_path.read_text())
         if previous["identity"] != identity:
-            changed = sorted(k for k in identity if previous["identity"].get(k) != identity[k])
+            changed = sorted(k for k in {*identity, *previous["identity"]}
+                             if previous["identity"].get(k) != identity.get(k))
             raise EvalRunError(
                 f"{out} holds another run (it differs in {', '.join(changed)}); resume it with "
                 "the same settings, or choose a new --out directory.")
@@ -182,7 +220,9 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
         attempts[key] = attempts.get(key, 0) + 1
         if r["episode"]["infra_error"] is None:
             scored.setdefault(key, r)
-    order = [t.id for t in manifest.tasks]
+    limit = identity.get("limit")
+    order = list(manifest.sample(limit, cfg.seed) if limit else (t.id for t in manifest.tasks))
+    position = {t: i for i, t in enumerate(order)}
     total = len(order) * trials
     n_correct = sum(bool((r["episode"]["verdict"] or {}).get("correct")) for r in scored.values())
 
@@ -190,7 +230,7 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
         return [(t, i) for t in order for i in range(trials)
                 if (t, i) not in scored and attempts.get((t, i), 0) <= cfg.max_infra_retries]
 
-    env_kwargs = dict(manifest.env_kwargs, task_source=manifest.task_source)
+    env_kwargs = dict(manifest.env_kwargs, task_source=manifest.task_source, **cfg.env_args)
     if cfg.reasoning_effort:
         env_kwargs["reasoning_effort"] = cfg.reasoning_effort
     sampling = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p)
@@ -233,7 +273,7 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
                     break
                 new = 0
                 tasks = tuple(dict.fromkeys(t for t, _ in sorted(
-                    wanted, key=lambda k: (order.index(k[0]), k[1]))))
+                    wanted, key=lambda k: (position[k[0]], k[1]))))
                 rc = RolloutConfig(env_id=manifest.env_id, env_kwargs=env_kwargs,
                                    num_groups=len(tasks), group_size=trials,
                                    concurrency=cfg.concurrency, max_tokens=cfg.max_tokens,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agent_envs.errors import AgentEnvsError
 
 __all__ = [
@@ -34,7 +36,7 @@ MANIFEST_DIR = Path(__file__).with_name("manifests")
 #: Bump an env's entry whenever its verifier's verdicts can change (answer extraction, checks).
 VERIFIER_VERSIONS: dict[str, str] = {
     "python-tool-v0": "answers-1", "toy-digit-v0": "toy-1", "browser-v0": "browser-em-f1-1",
-    "functions-v0": "functions-1",
+    "functions-v0": "functions-1", "tau2-v0": "tau2-1",
 }
 MANIFEST_FORMAT = 1
 
@@ -119,6 +121,41 @@ class Manifest:
         """task id -> category."""
         return {t.id: t.category for t in self.tasks}
 
+    def sample(self, limit: int, seed: int = 0) -> tuple[str, ...]:
+        """A seeded sample of ``limit`` task ids, stratified by category, in manifest order.
+
+        Each category gets one task while ``limit`` allows (so small categories are
+        represented), and the rest is shared in proportion to the categories' sizes (largest
+        remainders); within a category the tasks are ranked by ``sha256(seed:task id)``, so the
+        same (limit, seed) always picks the same tasks and a larger ``limit`` picks a superset
+        within each category. ``limit`` at or above the suite's size gives every task.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1 task, got {limit!r}")
+        if limit >= len(self.tasks):
+            return tuple(t.id for t in self.tasks)
+        by_cat: dict[str, list[str]] = {}
+        for t in self.tasks:
+            by_cat.setdefault(t.category, []).append(t.id)
+        cats = sorted(by_cat)
+        floor = 1 if limit >= len(cats) else 0
+        rest = limit - floor * len(cats)
+        room = {c: len(by_cat[c]) - floor for c in cats}
+        exact = {c: rest * room[c] / sum(room.values()) for c in cats}
+        share = {c: int(exact[c]) for c in cats}
+        by_remainder = sorted(cats, key=lambda c: (share[c] - exact[c], c))
+        for c in by_remainder[:rest - sum(share.values())]:
+            share[c] += 1
+        share = {c: share[c] + floor for c in cats}
+        chosen: set[str] = set()
+        for c in cats:
+            ranked = sorted(by_cat[c], key=lambda i: _sha256(f"{seed}:{i}".encode()))
+            chosen.update(ranked[:share[c]])
+        return tuple(t.id for t in self.tasks if t.id in chosen)
+
     def to_dict(self) -> dict[str, Any]:
         return {**self.content(), "hash": self.hash}
 
@@ -194,8 +231,8 @@ def _build_manifest(spec: SuiteSpec) -> Manifest:
                          "answer_kind": task.answer_kind, "tolerance": task.tolerance,
                          "split": task.split, "difficulty": task.difficulty,
                          "source": task.source},
-                "prompt_tokens_sha256": _sha256(b"".join(
-                    int(t).to_bytes(4, "little") for t in prompt)),
+                # uint32 little-endian per token (what int.to_bytes(4, "little") gives).
+                "prompt_tokens_sha256": _sha256(np.asarray(prompt, dtype="<u4").tobytes()),
                 "verifier": verifier, "env_id": env.env_id,
             }
             tasks.append(SuiteTask(id=task.id, category=category,

@@ -16,6 +16,7 @@ from agent_envs.eval import (
     EvalConfig,
     EvalRunError,
     SuiteMismatchError,
+    board,
     build_manifest,
     get_suite,
     list_suites,
@@ -44,8 +45,11 @@ def coin_bundle(tmp_path_factory) -> Path:
                     EvalConfig(trials=2, seed=5, **QUIET))
 
 
-PINNED = [pytest.param(s.name, marks=pytest.mark.slow) if s.name == "functions-bfcl"
-          else s.name for s in list_suites() if s.pinned]
+PINNED = [s.name for s in list_suites() if s.pinned]
+# Tasks per suite in the oracle sweep below: a seeded sample stratified by category, so every
+# category of every pinned suite is exercised in seconds. The whole of every suite (BFCL's
+# 4,281 entries, twice) is `python benchmarks/suite_sweep.py`, a lane of its own.
+SWEEP_SAMPLE = 48
 DIFFICULTIES = {"d1", "d2", "d3", "d4", "d5"}
 CATEGORIES = {"python-tool": DIFFICULTIES, "functions": DIFFICULTIES,
               "browser": {"1-hop", "2-hop", "3-hop", "4-hop"},
@@ -69,14 +73,75 @@ def test_the_pinned_manifest_is_what_the_code_builds(suite: str) -> None:
 @pytest.mark.parametrize("suite", PINNED)
 def test_every_pinned_suite_oracle_scores_all_and_wrong_scores_none(suite: str,
                                                                    tmp_path: Path) -> None:
+    """On a seeded, category-stratified sample of each pinned suite (the full sweep is
+    benchmarks/suite_sweep.py): the oracle solves every sampled task, its wrong twin none."""
+    manifest = official_manifest(suite)
+    sample = set(manifest.sample(SWEEP_SAMPLE, seed=0))
+    assert CATEGORIES[suite] <= {manifest.categories[t] for t in sample}  # every category
     scores = {}
     for name, policy in (("oracle", OraclePolicy()), ("wrong", OraclePolicy(wrong=True))):
-        b = run_eval(suite, policy, tmp_path / name, EvalConfig(trials=1, **QUIET))
+        b = run_eval(suite, policy, tmp_path / name,
+                     EvalConfig(trials=1, limit=SWEEP_SAMPLE, **QUIET))
         m = json.loads((b / "metrics.json").read_text())
         assert m["excluded_infra"]["count"] == 0
+        assert m["overall"]["tasks"] == len(sample) == SWEEP_SAMPLE
+        assert {e.task_id for e in load_bundle(b).episodes} == sample
         scores[name] = m["overall"]["accuracy"]["value"]
         assert verify(b) == []
-    assert scores["oracle"] >= 0.99 and scores["wrong"] <= 0.01, scores
+    assert scores == {"oracle": 1.0, "wrong": 0.0}, scores
+
+
+def test_a_sample_is_seeded_stratified_and_nested() -> None:
+    m = official_manifest("functions-bfcl")
+    sizes = {}
+    for t in m.tasks:
+        sizes[t.category] = sizes.get(t.category, 0) + 1
+    a, again, other = m.sample(100, seed=3), m.sample(100, seed=3), m.sample(100, seed=4)
+    assert a == again and a != other and len(a) == len(set(a)) == 100
+    assert list(a) == [t.id for t in m.tasks if t.id in set(a)]  # manifest order
+    got = {}
+    for t in a:
+        got[m.categories[t]] = got.get(m.categories[t], 0) + 1
+    assert set(got) == set(sizes)  # every category, the smallest included
+    rest, room = 100 - len(sizes), len(m.tasks) - len(sizes)
+    for cat, n in sizes.items():  # one each, the rest in proportion, within one task
+        assert abs(got[cat] - 1 - rest * (n - 1) / room) < 1, (cat, got[cat], n)
+    small = set(m.sample(50, seed=3))
+    for cat in sizes:  # a larger limit takes a superset within each category
+        assert ({t for t in small if m.categories[t] == cat}
+                <= {t for t in a if m.categories[t] == cat})
+    assert m.sample(10**6) == tuple(t.id for t in m.tasks)
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        m.sample(0)
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        EvalConfig(limit=0)
+
+
+def test_a_sampled_bundle_says_so_and_verify_holds_it_to_its_sample(tmp_path: Path) -> None:
+    import dataclasses
+
+    from trainers.episode import save_episodes
+
+    b = run_eval("python-tool", OraclePolicy(), tmp_path / "s",
+                 EvalConfig(trials=1, limit=10, seed=2, **QUIET))
+    header = json.loads((b / "header.json").read_text())
+    assert header["sample"] == {"limit": 10, "of_tasks": 100, "seed": 2,
+                                "stratified_by": "category"}
+    assert header["episodes"] == 10 and verify(b) == []
+    md, _ = board([b])
+    assert "official (sample 10/100)" in md
+    # The same directory cannot silently be resumed as a whole-suite run.
+    with pytest.raises(EvalRunError, match="differs in limit"):
+        run_eval("python-tool", OraclePolicy(), b, EvalConfig(trials=1, seed=2, **QUIET))
+    # An episode of a task outside the recorded sample is reported.
+    bundle = load_bundle(b)
+    outside = next(t.id for t in bundle.manifest.tasks
+                   if t.id not in {e.task_id for e in bundle.episodes})
+    eps = [*bundle.episodes[:-1],
+           dataclasses.replace(bundle.episodes[-1], task_id=outside,
+                               episode_id=f"{outside}#0")]
+    save_episodes(eps, b / "episodes.parquet")
+    assert any(f"task {outside!r} is not in the header's sample" in p for p in verify(b))
 
 
 def test_oracle_scores_everything_and_the_bundle_verifies(oracle_bundle: Path) -> None:

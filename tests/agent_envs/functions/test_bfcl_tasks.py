@@ -203,3 +203,27 @@ def test_score_report_counts_per_category_and_skips_quarantine_on_request():
     assert category_of(q) not in score_report(rewards, skip_quarantined=True)["categories"]
     assert rep["overall"] == pytest.approx(bfcl_overall(
         {"simple_python": (1, 2), "irrelevance": (1, 1), category_of(q): (0, 1)})["overall"])
+
+
+def test_bfcl_documents_are_valid_json_schema_when_first_called():
+    """BFCL declares its tools unchecked (thousands per manifest build); the schema is checked
+    when a tool is first called. A seeded sample of every category's documents passes the
+    meta-schema check, and a broken document still fails with the tool's name at that point."""
+    from agent_envs.envs.functions.tools import tool_from_schema
+
+    checked, invalid = 0, []
+    for category in data.CATEGORIES:
+        for entry in data.entries(category)[::25]:
+            for doc in entry.get("function") or []:
+                try:
+                    tool_from_schema(doc, check=False).validator("strict")
+                except ValueError as e:
+                    invalid.append((entry["id"], doc.get("name"), str(e)))
+                checked += 1
+    assert checked > 100 and invalid == []
+    broken = {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": 5}}}}
+    lazy = tool_from_schema(broken, check=False)  # accepted unchecked ...
+    with pytest.raises(ValueError, match="invalid parameter schema"):
+        lazy.validator("strict")  # ... and refused when first used
+    with pytest.raises(ValueError, match="tool 'f': invalid parameter schema"):
+        tool_from_schema(broken)
