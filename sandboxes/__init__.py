@@ -11,13 +11,13 @@ cells in long-lived sessions with enforced limits.
 
 from __future__ import annotations
 
-from sandboxes.base import ExecResult, Limits, Protections, Sandbox, Session
+from sandboxes.base import ExecResult, Limits, Protections, Sandbox, Session, Truncation
 from sandboxes.errors import SandboxError, SandboxUnavailable, SessionDead, UnknownBackend
 from sandboxes.pool import PoolClosed, PoolTimeout, SessionPool
 from sandboxes.registry import available_backends, make_sandbox, register_backend
 
 __all__ = [
     "ExecResult", "Limits", "PoolClosed", "PoolTimeout", "Protections", "Sandbox",
-    "SandboxError", "SandboxUnavailable", "Session", "SessionDead", "SessionPool",
+    "SandboxError", "SandboxUnavailable", "Session", "SessionDead", "SessionPool", "Truncation",
     "UnknownBackend", "available_backends", "make_sandbox", "register_backend",
 ]

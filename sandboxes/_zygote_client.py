@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -19,8 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sandboxes.base import ExecResult, Limits, Session
+from sandboxes._zygote_server import check_truncations
+from sandboxes.base import ExecResult, Limits, Session, Truncation
 from sandboxes.errors import SandboxError, SessionDead
+from sandboxes.hostres import CpuShare
 
 __all__ = ["ZygoteClient", "ZygoteSession", "limits_to_wire"]
 
@@ -127,33 +130,109 @@ def describe_exit(st: dict[str, Any], cpu_limit_s: float | None = None) -> str:
 class ZygoteClient:
     """Talks to one zygote server over its Unix socket.
 
+    A burst of opens can fill the zygote's listen backlog while it is busy handing out
+    sessions (the kernel then refuses a connect with EAGAIN): the client retries with backoff
+    until ``connect_timeout_s``, and says the zygote died only when ``alive`` says so.
+
     Args:
         socket_path: Host-visible path of the zygote's socket.
         backend: Backend name used in error messages and ``Session.info``.
-        connect_timeout_s: How long to wait for the zygote to accept and answer.
+        connect_timeout_s: How long an open (or the control connection) may wait for the
+            zygote to accept it and answer, while the zygote is alive.
+        alive: Whether the zygote process still exists (checked while waiting, so a dead
+            zygote fails an open at once and a busy one is waited for); None: not known, the
+            wait ends at the deadline.
+        cpu: Switches each session's CPU weight around its calls (see
+            :class:`~sandboxes.hostres.CpuShare`); None where there is no per-session cgroup.
     """
 
     def __init__(self, socket_path: str, *, backend: str = "zygote",
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 60.0, alive: Callable[[], bool] | None = None,
+                 cpu: CpuShare | None = None) -> None:
         self.socket_path = socket_path
         self.backend = backend
         self.connect_timeout_s = connect_timeout_s
+        self.alive_check = alive
+        self.cpu = cpu
         self._ctl: socket.socket | None = None
         self._ctl_lock = threading.Lock()
         self._closed = False
 
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout_s)
+    def _process_alive(self) -> bool | None:
+        """True/False from the ``alive`` check; None when there is none (or it failed)."""
+        if self.alive_check is None:
+            return None
         try:
-            sock.connect(self.socket_path)
-        except OSError as e:
-            sock.close()
-            raise SandboxError(
-                f"cannot connect to the {self.backend} zygote at {self.socket_path!r}: {e}; "
-                "the sandbox was closed or its zygote process died; make a new sandbox."
-            ) from e
-        return sock
+            return bool(self.alive_check())
+        except Exception:  # noqa: BLE001 - a failing check tells nothing either way
+            return None
+
+    def _gone(self, what: str, cause: object) -> SandboxError:
+        """The error for a zygote that did not take a connection or answer."""
+        alive = self._process_alive()
+        if alive is False:
+            return SandboxError(
+                f"{what} the {self.backend} zygote at {self.socket_path!r} ({cause}): its "
+                "zygote process died or the sandbox was closed; the next open starts a fresh "
+                "one (or make a new sandbox).")
+        state = "is alive but" if alive else "(state unknown)"
+        return SandboxError(
+            f"{what} the {self.backend} zygote at {self.socket_path!r} ({cause}): the zygote "
+            f"{state} did not take the connection within connect_timeout_s="
+            f"{self.connect_timeout_s:g} s; too many sessions are opening at once for it: open "
+            "fewer at a time (e.g. through a SessionPool) or raise connect_timeout_s.")
+
+    def _connect(self, deadline: float | None = None) -> socket.socket:
+        """A connection to the zygote, retried with backoff while its backlog is full."""
+        if deadline is None:
+            deadline = time.monotonic() + self.connect_timeout_s
+        delay, next_check = 0.001, time.monotonic() + 0.25
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(self.socket_path)
+                return sock
+            except (BlockingIOError, InterruptedError) as e:
+                # EAGAIN: the listen backlog is full; the zygote is busy handing out sessions.
+                sock.close()
+                err: OSError = e
+            except OSError as e:
+                sock.close()
+                # ECONNREFUSED or ENOENT: no one listens there. A zygote listens from before
+                # its ready line until it exits, so this is retried only while its process is
+                # known to be alive (it may be about to exit, or stopped).
+                if not isinstance(e, (ConnectionRefusedError, FileNotFoundError)) \
+                        or self._process_alive() is not True:
+                    raise self._gone("cannot connect to", e) from e
+                err = e
+            now = time.monotonic()
+            if now >= deadline:
+                raise self._gone("cannot connect to", err) from err
+            if now >= next_check:
+                next_check = now + 0.25
+                if self._process_alive() is False:
+                    raise self._gone("cannot connect to", err) from err
+            time.sleep(min(delay, max(deadline - now, 0.0)))
+            delay = min(delay * 2, 0.05)
+
+    def _wait_readable(self, sock: socket.socket, deadline: float) -> None:
+        """Block until ``sock`` has data, checking every 0.25 s that the zygote lives.
+
+        Raises:
+            _Timeout: the deadline passed.
+            SandboxError: the zygote process is gone.
+        """
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Timeout
+            poller = select.poll()  # not select(): fds past 1024 with thousands of sessions
+            poller.register(sock, select.POLLIN)
+            if poller.poll(min(left, 0.25) * 1000):
+                return
+            if self._process_alive() is False:
+                raise self._gone("no answer from", "connection open, no reply")
 
     def _control_socket(self) -> socket.socket:
         """The control connection, made on first use (call with ``_ctl_lock`` held)."""
@@ -235,27 +314,44 @@ class ZygoteClient:
              info: dict[str, Any] | None = None) -> ZygoteSession:
         """Fork a new session in the zygote.
 
+        Waits while the zygote is alive and busy (a burst of opens queues in its backlog),
+        up to ``connect_timeout_s``.
+
         Raises:
-            SandboxError: the zygote is gone or could not start the session.
+            SandboxError: the zygote is gone, did not answer in time, or could not start
+                the session.
         """
         if self._closed:
             raise SandboxError(f"the {self.backend} sandbox is closed; make a new one.")
-        sock = self._connect()
+        deadline = time.monotonic() + self.connect_timeout_s
+        sock = self._connect(deadline)
         try:
             sock.sendall(_frame({"op": "open", "sid": sid, "limits": limits_to_wire(limits)}))
-            hello = _recv_frame(sock, time.monotonic() + self.connect_timeout_s)
-        except (OSError, EOFError, ValueError, _Timeout) as e:
+            self._wait_readable(sock, deadline)
+            # The hello is one small frame, sent at once: it is here, or about to be.
+            hello = _recv_frame(sock, time.monotonic() + 10.0)
+        except _Timeout as e:
+            sock.close()
+            raise self._gone("no session from", "no hello") from e
+        except (OSError, EOFError, ValueError) as e:
             sock.close()
             raise SandboxError(
                 f"the {self.backend} zygote did not start a session: {type(e).__name__}: {e}"
             ) from e
+        except BaseException:
+            sock.close()
+            raise
         if not hello.get("ok"):
             sock.close()
             raise SandboxError(f"the {self.backend} zygote refused to start a session: "
                                f"{hello.get('error')}")
         meta = {"backend": self.backend, "pid": hello.get("pid"), "scratch": hello.get("scratch")}
         meta.update(info or {})
-        return ZygoteSession(self, sock, str(hello["sid"]), limits, meta)
+        session = ZygoteSession(self, sock, str(hello["sid"]), limits, meta)
+        if self.cpu is not None and isinstance(hello.get("cgroup"), str):
+            session.cpu_weight = self.cpu.path(hello["cgroup"])
+            self.cpu.set(session.cpu_weight, active=False)  # idle until its first call
+        return session
 
     def close(self) -> None:
         """Drop the control connection (does not stop the zygote)."""
@@ -281,6 +377,8 @@ class ZygoteSession(Session):
         self._dead_reason: str | None = None
         self._closed = False
         self.on_close = on_close
+        #: The session cgroup's CPU weight file: raised for each call, idle between calls.
+        self.cpu_weight: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -368,16 +466,28 @@ class ZygoteSession(Session):
             if not isinstance(resp.get(key, ""), types):
                 raise self._infra(f"a result frame whose {key!r} is a "
                                   f"{type(resp.get(key)).__name__}")
+        out = {key: resp.get(key) for key in fields}
+        problem = check_truncations(resp.get("truncations"), out)
+        if problem is not None:
+            raise self._infra(f"a result frame whose 'truncations' {problem}")
+        cuts = tuple(Truncation(part=part, start=a, length=n, omitted=k)
+                     for part, (a, n, k) in (resp.get("truncations") or {}).items())
         return ExecResult(stdout=resp.get("stdout") or "", stderr=resp.get("stderr") or "",
                           value=resp.get("value"), error=resp.get("error"),
                           truncated=bool(resp.get("truncated")),
-                          duration_s=time.monotonic() - t0)
+                          duration_s=time.monotonic() - t0, truncations=cuts)
+
+    def _weigh(self, active: bool) -> None:
+        """The session's CPU weight: the default during a call, idle between calls."""
+        if self.cpu_weight is not None and self._client.cpu is not None:
+            self._client.cpu.set(self.cpu_weight, active)
 
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
         timeout = self.limits.timeout_s if timeout_s is None else timeout_s
         with self._lock:
             self._check_usable()
             t0 = time.monotonic()
+            self._weigh(True)
             try:
                 self._sock.settimeout(timeout)
                 self._sock.sendall(self._request(code))
@@ -392,6 +502,8 @@ class ZygoteSession(Session):
                 raise self._infra(f"an undecodable frame ({type(e).__name__})") from e
             except (OSError, EOFError):
                 return self._died(t0)
+            finally:
+                self._weigh(False)
             return self._result(resp, t0)
 
     async def arun(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
@@ -404,6 +516,7 @@ class ZygoteSession(Session):
             loop = asyncio.get_running_loop()
             t0 = time.monotonic()
             self._sock.setblocking(False)
+            self._weigh(True)  # two small cgroupfs writes: cheaper than a thread hop
             try:
                 await loop.sock_sendall(self._sock, self._request(code))
                 resp = await asyncio.wait_for(_arecv_frame(loop, self._sock), timeout)
@@ -421,6 +534,8 @@ class ZygoteSession(Session):
                     self._infra, f"an undecodable frame ({type(e).__name__})") from e
             except (OSError, EOFError):
                 return await asyncio.to_thread(self._died, t0)
+            finally:
+                self._weigh(False)
             return self._result(resp, t0)
         finally:
             self._lock.release()

@@ -94,6 +94,9 @@ CELL_FRAME_SLACK = 65536  # bytes a cell's result may exceed 3 x max_output (err
 SESSION_FD = 1000   # the session's connection is moved here, away from low fds user code touches
 HANDOFF_WAIT_S = 0.05  # longest a handed-over session may hold back refilling the spares
 REFILL_DELAY_S = 0.003  # after a handover, while a spare is still ready, refill this much later
+CPU_KNOBS = ("cpu.shares", "cpu.weight")  # v1, v2: the session's CPU weight (set by the host)
+CFS_PERIOD_US = 100_000
+LISTEN_BACKLOG = 4096  # opens queued in the kernel while the zygote hands out sessions
 
 
 # ----------------------------------------------------------------------------- framing
@@ -261,6 +264,16 @@ def _clean(scratch: str | None, cgroups: list[str], budget_s: float = CLEANUP_BU
             time.sleep(0.05)
 
 
+def _cpu_only(d: str) -> bool:
+    """A v1 cgroup dir of the cpu hierarchy alone (no memory or pids files)."""
+    try:
+        files = set(os.listdir(d))
+    except OSError:
+        return False
+    return bool(files & set(CPU_KNOBS)) and not any(
+        f.startswith(("memory.", "pids.")) for f in files)
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -268,19 +281,33 @@ def _write(path: str, text: str) -> None:
 
 # ----------------------------------------------------------------------------- output capture
 
+_UTF8_CONT = bytes(range(0x80, 0xC0))
+
+
+def count_chars(data: bytes) -> int:
+    """Characters in UTF-8 ``data``: its bytes that do not continue a multi-byte sequence."""
+    if data.isascii():
+        return len(data)
+    return len(data.translate(None, _UTF8_CONT))
+
+
 class BoundedBuffer:
-    """Keeps the first and last ``limit // 2`` bytes written, and counts the rest."""
+    """Keeps the first and last ``limit // 2`` bytes written, and counts all bytes and
+    characters written."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(2, limit)
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
+        self.chars = 0
         self.lock = threading.Lock()
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, chars: int | None = None) -> None:
+        """Keep what fits of ``data``; ``chars`` is its length in characters when known."""
         with self.lock:
             self.total += len(data)
+            self.chars += count_chars(data) if chars is None else chars
             half = self.limit // 2
             room = half - len(self.head)
             if room > 0:
@@ -291,31 +318,56 @@ class BoundedBuffer:
                 if len(self.tail) > 2 * (self.limit - half):
                     del self.tail[: len(self.tail) - (self.limit - half)]
 
-    def take(self) -> tuple[bytes, int]:
-        """Return (kept bytes, total bytes written) and reset."""
+    def take(self) -> tuple[bytes, bytes, int, int]:
+        """Return (head, tail, total bytes, total characters written) and reset."""
         with self.lock:
             keep = self.limit - self.limit // 2
             tail = bytes(self.tail[-keep:]) if self.tail else b""
-            out, total = bytes(self.head) + tail, self.total
-            self.head, self.tail, self.total = bytearray(), bytearray(), 0
-            return out, total
+            out = bytes(self.head), tail, self.total, self.chars
+            self.head, self.tail, self.total, self.chars = bytearray(), bytearray(), 0, 0
+            return out
 
 
-def shrink(data: bytes, total: int, limit: int) -> tuple[str, bool]:
-    """Decode ``data`` (head+tail of ``total`` bytes), keeping at most ``limit`` bytes."""
-    if total <= limit and len(data) == total:
-        return data.decode("utf-8", "replace"), False
-    if total <= len(data):  # nothing dropped yet, only too long for the shared budget
-        head, tail = data[: limit // 2], data[len(data) - (limit - limit // 2):]
-    else:
-        half = len(data) // 2 if len(data) < 2 * (limit // 2) else None
-        split = half if half is not None else len(data) - (len(data) - len(data) // 2)
-        head, tail = data[:split], data[split:]
-        head, tail = head[: limit // 2], tail[len(tail) - (limit - limit // 2):] if tail else b""
+def _whole_chars(head: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """``head`` without a character cut off at its end, ``tail`` without one cut off at its
+    start, so the characters kept (and so the count of those dropped) are exact."""
+    i = len(head)
+    while i > max(len(head) - 4, 0) and 0x80 <= head[i - 1] < 0xC0:
+        i -= 1
+    if i > 0 and head[i - 1] >= 0xC0:  # a lead byte: is its sequence complete?
+        need = 2 if head[i - 1] < 0xE0 else 3 if head[i - 1] < 0xF0 else 4
+        head = head[: i - 1] if len(head) - (i - 1) < need else head
+    j = 0
+    while j < min(len(tail), 3) and 0x80 <= tail[j] < 0xC0:
+        j += 1
+    return head, tail[j:]
+
+
+def shrink(head: bytes, tail: bytes, total: int, chars: int, limit: int
+           ) -> tuple[str, list[int] | None]:
+    """Decode ``head`` + ``tail`` (what a BoundedBuffer kept of ``total`` bytes, ``chars``
+    characters), keeping at most ``limit`` bytes around a marker that gives the true count of
+    characters left out.
+
+    Returns:
+        (text, None) when nothing was cut, else (text, [marker start, marker length,
+        characters left out]) with the positions in characters of ``text``.
+    """
     dropped = total - len(head) - len(tail)
-    text = (head.decode("utf-8", "replace") + f"\n[... {dropped} bytes truncated ...]\n"
-            + tail.decode("utf-8", "replace"))
-    return text, True
+    if not dropped and total <= limit:
+        return (head + tail).decode("utf-8", "replace"), None
+    if not dropped:  # all kept so far, only too long for the budget this stream got
+        whole = head + tail
+        head, tail = whole[: limit // 2], whole[len(whole) - (limit - limit // 2):]
+    else:
+        head = head[: limit // 2]
+        tail = tail[len(tail) - (limit - limit // 2):] if limit - limit // 2 else b""
+    head, tail = _whole_chars(head, tail)
+    omitted = max(chars - count_chars(head) - count_chars(tail), 0)
+    head_text = head.decode("utf-8", "replace")
+    marker = f"\n[... {omitted} characters truncated ...]\n"
+    return head_text + marker + tail.decode("utf-8", "replace"), \
+        [len(head_text), len(marker), omitted]
 
 
 class TextCapture(io.TextIOBase):
@@ -340,7 +392,7 @@ class TextCapture(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        self._buf.add(s.encode("utf-8", "replace"))
+        self._buf.add(s.encode("utf-8", "replace"), len(s))
         return len(s)
 
     def flush(self) -> None:
@@ -435,19 +487,22 @@ class Cell:
             except Exception:  # noqa: BLE001, S110 - a cell may leave a broken sys.stdout
                 pass
         self.drainer.sync()
-        out, out_total = self.out.take()
-        err, err_total = self.err.take()
+        *out, out_total, out_chars = self.out.take()
+        *err, err_total, err_chars = self.err.take()
         # Share the budget: stderr keeps at most half unless stdout leaves room.
         err_budget = max(max_output - min(out_total, max_output // 2), 0)
-        err_text, t2 = shrink(err, err_total, max(err_budget, 2)) if err_total else ("", False)
+        cuts = {}
+        err_text, cuts["stderr"] = shrink(*err, err_total, err_chars, max(err_budget, 2)) \
+            if err_total else ("", None)
         out_budget = max(max_output - min(err_total, err_budget), 2)
-        out_text, t1 = shrink(out, out_total, out_budget) if out_total else ("", False)
-        truncated = t1 or t2
-        if value is not None and len(value) > max_output:
-            value, _ = shrink(value.encode("utf-8", "replace"), len(value.encode()), max_output)
-            truncated = True
+        out_text, cuts["stdout"] = shrink(*out, out_total, out_chars, out_budget) \
+            if out_total else ("", None)
+        if value is not None and len(value) > max_output // 4:  # else it fits for sure
+            data = value.encode("utf-8", "replace")
+            value, cuts["value"] = shrink(data, b"", len(data), len(value), max_output)
+        cuts = {k: v for k, v in cuts.items() if v is not None}
         return {"stdout": out_text, "stderr": err_text, "value": value, "error": error,
-                "truncated": truncated}
+                "truncated": bool(cuts), "truncations": cuts}
 
 
 def _format_traceback(e: BaseException, max_lines: int = 12) -> str:
@@ -630,7 +685,30 @@ def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: in
             if not isinstance(value, types):
                 raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
             out[key] = value
+        problem = check_truncations(msg.get("truncations"), out)
+        if problem is not None:
+            raise _Malformed(f"a result frame whose 'truncations' {problem}")
+        out["truncations"] = msg.get("truncations") or {}
         return out
+
+
+def check_truncations(cuts: object, result: dict) -> str | None:
+    """None when ``cuts`` is a valid ``truncations`` object for ``result`` (the part name ->
+    [marker start, marker length, characters left out], each marker inside its part), else
+    what is wrong with it."""
+    if cuts is None:
+        return None
+    if not isinstance(cuts, dict):
+        return f"is a {type(cuts).__name__}, not an object"
+    for part, cut in cuts.items():
+        if part not in ("stdout", "stderr", "value") or not isinstance(result.get(part), str):
+            return f"names {str(part)[:20]!r}, which is not a text part of the result"
+        if not (isinstance(cut, list) and len(cut) == 3
+                and all(type(x) is int and x >= 0 for x in cut)):
+            return f"has {str(cut)[:40]!r} for {part!r}, not three counts"
+        if cut[0] + cut[1] > len(result[part]):
+            return f"points past the end of {part!r}"
+    return None
 
 
 def _reap_orphans(cell_pid: int) -> bool:
@@ -666,7 +744,8 @@ def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, ce
     try:
         if limits != cfg.get("limits"):  # not what the spare prepared for: no wait needed,
             send_frame(chan, {"op": "limits", "limits": limits})  # the cell applies it first
-        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"]})
+        send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"],
+                          "cgroup": cfg["token"] if cfg.get("cgroups") else None})
         gs.close()  # tells the zygote the handover is over (it refills spares after that)
         max_default = limits["max_output_bytes"]
         sel = selectors.PollSelector() if hasattr(selectors, "PollSelector") else \
@@ -878,6 +957,8 @@ class Zygote:
         self.cgroup_dirs: list[str] = list(args.cgroup or [])
         self.cgroup_version = args.cgroup_version
         self.cg_limits = {"memory_mb": args.memory_mb, "max_procs": args.max_procs}
+        self.cpu_cores = float(args.cpu_cores or 0)
+        self.backlog = max(1, args.backlog)
         self.jail = {"ro_root": args.ro_root, "hide": list(args.hide or []),
                      "scratch_mb": args.scratch_mb}
         self.features: dict = {}
@@ -947,22 +1028,43 @@ class Zygote:
             for d in made:
                 _write(os.path.join(d, "cgroup.procs"), "0")
 
+        def attempt(dirs: list[str]) -> str | None:
+            """None when a child joins a probe cgroup in each of ``dirs``, else why not."""
+            made.clear()
+            try:
+                for d in dirs:
+                    path = os.path.join(d, "probe")
+                    os.mkdir(path)
+                    made.append(path)
+                if not self._try_child(join):
+                    return "a process could not join a child cgroup"
+                knobs = {f for path in made for f in os.listdir(path)} & set(CPU_KNOBS)
+                if knobs:
+                    self.features["cpu_share"] = min(knobs)
+                return None
+            except OSError as e:
+                return f"{type(e).__name__}: {e}"
+            finally:
+                for path in made:
+                    try_rmdir(path)
+
         made: list[str] = []
-        try:
-            for d in self.cgroup_dirs:
-                path = os.path.join(d, "probe")
-                os.mkdir(path)
-                made.append(path)
-            ok = self._try_child(join)
-        except OSError as e:
-            ok = False
-            self.features["cgroup_error"] = f"{type(e).__name__}: {e}"
-        for path in made:
-            try_rmdir(path)
-        if ok:
+        error = attempt(self.cgroup_dirs)
+        if error is not None:
+            # A v1 cpu hierarchy is optional: keep memory and pids without it.
+            rest = [d for d in self.cgroup_dirs if not _cpu_only(d)]
+            if len(rest) < len(self.cgroup_dirs) and attempt(rest) is None:
+                self.features["cpu_error"] = error
+                self.features.pop("cpu_share", None)
+                self.cgroup_dirs = rest
+                error = None
+        if error is None:
             self.features["cgroup"] = f"v{self.cgroup_version}"
+            if "cpu_share" not in self.features:
+                self.features.setdefault("cpu_error", "no cpu controller in the delegated "
+                                         "cgroups")
         else:
-            self.features.setdefault("cgroup_error", "a process could not join a child cgroup")
+            self.features["cgroup_error"] = error
             self.cgroup_dirs = []
 
     def _session_cgroups(self, token: str) -> list[str]:
@@ -995,6 +1097,10 @@ class Zygote:
                         pass
                 writes = [("memory.limit_in_bytes", mem), ("memory.memsw.limit_in_bytes", mem),
                           ("pids.max", pids)]
+            if self.cpu_cores > 0:  # a cap on the cores one session may use at once
+                quota = max(1000, int(self.cpu_cores * CFS_PERIOD_US))
+                writes += [("cpu.max", f"{quota} {CFS_PERIOD_US}"),
+                           ("cpu.cfs_period_us", CFS_PERIOD_US), ("cpu.cfs_quota_us", quota)]
             for name, value in writes:
                 if name in files:
                     _write(os.path.join(path, name), str(value))
@@ -1106,7 +1212,7 @@ class Zygote:
             except BaseException:  # noqa: BLE001
                 os._exit(1)
             _spare_main(gs, {"features": self.features, "reveals": self.reveals,
-                             "uid": spare.uid, "scratch": spare.scratch,
+                             "uid": spare.uid, "scratch": spare.scratch, "token": spare.token,
                              "limits": self.spare_limits,
                              "cgroups": spare.cgroups, "jail": {
                                  "ro_root": self.features.get("ro_root"),
@@ -1456,7 +1562,7 @@ class Zygote:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.socket_path)
         os.chmod(self.socket_path, 0o600)
-        listener.listen(256)
+        listener.listen(self.backlog)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -1617,6 +1723,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cgroup-version", type=int, default=1, choices=(1, 2))
     p.add_argument("--memory-mb", type=int, default=2048, help="session cgroup memory limit")
     p.add_argument("--max-procs", type=int, default=64, help="session cgroup pids limit")
+    p.add_argument("--cpu-cores", type=float, default=0.0,
+                   help="cap each session cgroup at this many cores (cpu.max); 0: no cap")
+    p.add_argument("--backlog", type=int, default=LISTEN_BACKLOG,
+                   help="listen backlog of the socket: opens that may queue while the zygote "
+                        "is busy (the kernel caps it at net.core.somaxconn)")
     p.add_argument("--scratch-mb", type=int, default=0,
                    help="size of each session's private tmpfs (/tmp, /dev/shm, scratch); 0: none")
     p.add_argument("--ro-root", action="store_true",

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["ExecResult", "Limits", "Sandbox", "Session"]
+__all__ = ["ExecResult", "Limits", "Protections", "Sandbox", "Session", "Truncation",
+           "truncation_marker"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +78,29 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Truncation:
+    """Where the sandbox cut one part of a result, and how much it left out.
+
+    Attributes:
+        part: ``"stdout"``, ``"stderr"`` or ``"value"``.
+        start: Index (in characters) of the marker ``[... N characters truncated ...]`` in
+            that part.
+        length: Length of the marker, in characters.
+        omitted: Characters the marker stands for (``N``).
+    """
+
+    part: str
+    start: int
+    length: int
+    omitted: int
+
+
+def truncation_marker(omitted: int) -> str:
+    """The line that stands for ``omitted`` characters left out of an output."""
+    return f"\n[... {omitted} characters truncated ...]\n"
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExecResult:
     """What one ``Session.run`` call produced.
 
@@ -91,6 +115,8 @@ class ExecResult:
             that killed the process, or the code exited the interpreter).
         truncated: Output was longer than ``Limits.max_output_bytes``.
         duration_s: Wall-clock seconds the call took, as seen by the caller.
+        truncations: Where the parts were cut (see :class:`Truncation`), so that a shorter
+            rendering (``render(max_chars=...)``) still states the true count left out.
     """
 
     stdout: str = ""
@@ -101,28 +127,55 @@ class ExecResult:
     dead: bool = False
     truncated: bool = False
     duration_s: float = 0.0
+    truncations: tuple[Truncation, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when the code ran to completion without raising."""
         return self.error is None and not self.timed_out and not self.dead
 
-    def render(self) -> str:
-        """The notebook-style text a model sees: stdout, stderr, value, error."""
+    def render(self, max_chars: int | None = None) -> str:
+        """The notebook-style text a model sees: stdout, stderr, value, error.
+
+        Args:
+            max_chars: Keep about this many characters: the head and the tail, around a
+                marker ``[... N characters truncated ...]`` whose ``N`` counts everything
+                the code wrote that is not shown (what the sandbox already left out
+                included). None: no limit beyond the sandbox's own.
+        """
         parts: list[str] = []
-        if self.stdout:
-            parts.append(self.stdout.rstrip("\n"))
-        if self.stderr:
-            parts.append(self.stderr.rstrip("\n"))
-        if self.value is not None:
-            parts.append(self.value)
-        if self.error is not None:
-            parts.append(self.error.rstrip("\n"))
+        marks: list[tuple[int, int, int]] = []  # sandbox markers: (start, end, omitted)
+        offset = 0
+        for name, text in (("stdout", self.stdout.rstrip("\n") if self.stdout else None),
+                           ("stderr", self.stderr.rstrip("\n") if self.stderr else None),
+                           ("value", self.value),
+                           ("error", self.error.rstrip("\n") if self.error is not None
+                            else None)):
+            if text is None:
+                continue
+            for t in self.truncations:
+                if t.part == name and t.start + t.length <= len(text):
+                    marks.append((offset + t.start, offset + t.start + t.length, t.omitted))
+            parts.append(text)
+            offset += len(text) + 1
         if self.timed_out:
             parts.append("[execution timed out; the session was restarted and its state is lost]")
         elif self.dead:
             parts.append("[the python session died; its state is lost]")
-        return "\n".join(parts)
+        full = "\n".join(parts)
+        if max_chars is None or len(full) <= max_chars:
+            return full
+        head, tail = max_chars // 2, len(full) - (max_chars - max_chars // 2)
+        for a, b, _ in marks:  # never keep half a marker: cut it out whole
+            if a < head < b:
+                head = a
+            if a < tail < b:
+                tail = b
+        omitted = tail - head
+        for a, b, n in marks:
+            if head <= a and b <= tail:  # a marker inside the cut counts what it stood for
+                omitted += n - (b - a)
+        return full[:head] + truncation_marker(omitted) + full[tail:]
 
 
 class Session(abc.ABC):
@@ -180,7 +233,12 @@ class Session(abc.ABC):
 
 @dataclass(frozen=True, kw_only=True)
 class Protections:
-    """Which isolation mechanisms are active on a sandbox (reported, not assumed)."""
+    """Which isolation mechanisms are active on a sandbox (reported, not assumed).
+
+    ``cpu_share``: each session has a cpu cgroup whose weight is the default while it runs a
+    call and the minimum between calls, so background processes a cell leaves running cannot
+    starve other sessions' calls (see :class:`~sandboxes.hostres.CpuShare`).
+    """
 
     rlimits: bool = False
     process_group_kill: bool = False
@@ -191,6 +249,7 @@ class Protections:
     readonly_root: bool = False
     scrubbed_env: bool = False
     private_scratch: bool = False
+    cpu_share: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 

@@ -109,7 +109,7 @@ class BubblewrapSandbox(ZygoteSandbox):
         return [f"{_CGROUP_INSIDE}/{i}" for i in range(n)]
 
     def protections(self) -> Protections:
-        p = describe_features(self.features, jail=(
+        p = describe_features(self.features, cpu_reason=self.cpu_reason, jail=(
             "bubblewrap jail: read-only /usr and interpreter, private tmpfs /tmp and scratch, "
             "no host home or project files, own PID, IPC, UTS and network namespaces"))
         return Protections(**{**p.__dict__, "network_namespace": True})

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes.base import Limits, Protections, Sandbox, Session
 from sandboxes.errors import SandboxError, SandboxUnavailable
-from sandboxes.hostres import CgroupDelegation, UidBlock
+from sandboxes.hostres import CgroupDelegation, CpuShare, UidBlock
 
 if TYPE_CHECKING:  # the SDK is an optional extra, imported lazily
     import docker
@@ -210,6 +210,8 @@ class _Container:
         import docker.errors
 
         self.uids: UidBlock | None = None  # set by the sandbox: this container's uid block
+        self._status_lock = threading.Lock()
+        self._status_at, self._running = 0.0, True
         self.sock_dir = Path(tempfile.mkdtemp(prefix="c-", dir=sock_root))
         self.socket_path = self.sock_dir / "zygote.sock"
         os.chmod(self.sock_dir, 0o700)
@@ -295,6 +297,21 @@ class _Container:
             f"container output:\n{logs}"
         )
 
+    def running(self) -> bool:
+        """Whether the container still runs (asked of the engine at most once a second)."""
+        import docker.errors
+
+        with self._status_lock:
+            now = time.monotonic()
+            if now - self._status_at >= 1.0:
+                try:
+                    self.container.reload()
+                    self._running = self.container.status == "running"
+                except docker.errors.NotFound:
+                    self._running = False
+                self._status_at = now
+            return self._running
+
     def ready_line(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """The zygote's JSON ready line (its probed features), or {} if it is not printed."""
         import json
@@ -374,7 +391,9 @@ class DockerSandbox(Sandbox):
         image: Image with ``python3`` and a uid-10001 user (build it with
             ``sandboxes/docker/build_image.sh``).
         sessions_per_container: Live sessions one container holds before another starts.
-        cpus: CPU quota of each container (``nano_cpus``); default: all host cores.
+        cpus: CPU quota of each container (``nano_cpus``); default: all host cores. Where
+            sessions have cgroups of their own (``session_uids``, as root), which live outside
+            the container's, it caps each session instead (``cpu.max``).
         scratch_mb: Size of the tmpfs holding the sessions' scratch directories.
         docker_host: Engine URL (default: ``$DOCKER_HOST`` or the local socket).
         reap: Remove orphaned containers of crashed runs on construction.
@@ -386,6 +405,10 @@ class DockerSandbox(Sandbox):
             every process in the container runs as one non-root uid, and one session's
             ``os.kill(-1, 9)`` takes down the zygote and its neighbours. Default: True
             when this process is root (needed to connect to a root-owned socket).
+        cpu_share: With ``session_uids``, give each session a cpu cgroup whose weight is the
+            default during its calls and the minimum between them (see
+            :class:`~sandboxes.hostres.CpuShare`); False: background work a cell leaves
+            running competes with every session's calls.
 
     Attributes:
         reaped: Ids of orphaned containers (of crashed runs) removed on construction.
@@ -404,7 +427,7 @@ class DockerSandbox(Sandbox):
                  cpus: float | None = None, scratch_mb: int = 512,
                  docker_host: str | None = None, reap: bool = True,
                  startup_timeout_s: float = _START_TIMEOUT_S,
-                 session_uids: bool | None = None) -> None:
+                 session_uids: bool | None = None, cpu_share: bool = True) -> None:
         if sessions_per_container < 1:
             raise ValueError(f"sessions_per_container must be >= 1, got "
                              f"{sessions_per_container!r}; pass a positive integer.")
@@ -444,7 +467,8 @@ class DockerSandbox(Sandbox):
         # What the finalizer removes; shared with it, so it must not reference self.
         self._cleanup_list: list[tuple[str, Path]] = []
         self._uid_blocks: list[UidBlock] = []
-        self._cgroups, self.cgroup_reason = (CgroupDelegation.create() if session_uids
+        self._cgroups, self.cgroup_reason = (CgroupDelegation.create(cpu=cpu_share)
+                                             if session_uids
                                              else (None, "sessions share one uid"))
         self._finalizer = weakref.finalize(self, _cleanup, self.client, self._cleanup_list,
                                            self._sock_root, self._uid_blocks, self._cgroups)
@@ -467,6 +491,9 @@ class DockerSandbox(Sandbox):
             cmd += ["--cgroup-version", str(self._cgroups.version)]
             for i in range(len(self._cgroups.dirs)):
                 cmd += ["--cgroup", f"{_CGROUP_IN}/{i}"]
+            if self.cpus < (os.cpu_count() or 1):
+                # Session cgroups are not under the container's: the quota goes on each.
+                cmd += ["--cpu-cores", f"{self.cpus:g}"]
         for mod in self.preimports:
             cmd += ["--preimport", mod]
         return cmd
@@ -490,8 +517,30 @@ class DockerSandbox(Sandbox):
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
-        client = ZygoteClient(str(c.socket_path), backend=self.name)
+        client = ZygoteClient(str(c.socket_path), backend=self.name, alive=c.running,
+                              cpu=self.cpu_share)
         return c, client, set()
+
+    @property
+    def cpu_share(self) -> CpuShare | None:
+        """How sessions' CPU weights are switched around calls, or None where the host
+        gives this sandbox no cpu cgroup (``cpu_reason`` says why)."""
+        if self._cgroups is None or not self.features.get("cpu_share"):
+            return None
+        return self._cgroups.cpu
+
+    @property
+    def cpu_reason(self) -> str:
+        """Why sessions have no CPU share here ("" when they have one; "not probed yet"
+        before the first container has started)."""
+        if self.cpu_share is not None:
+            return ""
+        if self._cgroups is None:
+            return self.cgroup_reason or "no per-session cgroup"
+        if not self.features:
+            return "not probed yet (no container has started)"
+        return (self._cgroups.cpu_reason or self.features.get("cpu_error")
+                or self.features.get("cgroup_error") or "no cpu controller")
 
     @property
     def container_ids(self) -> list[str]:
@@ -618,7 +667,8 @@ class DockerSandbox(Sandbox):
 
             inner = describe_features({**self.features, "cgroup_error": self.cgroup_reason
                                        or self.features.get("cgroup_error")},
-                                      jail="inside the container, as above")
+                                      jail="inside the container, as above",
+                                      cpu_reason=self.cpu_reason)
             notes += [n for n in inner.notes if not n.startswith(("running as root",
                                                                    "inside the container"))]
         return Protections(
@@ -626,7 +676,7 @@ class DockerSandbox(Sandbox):
             user_namespace=bool(self.features.get("user_ns")),
             pid_namespace=True, network_namespace=not self.limits.network,
             mount_namespace=True, readonly_root=True, scrubbed_env=True,
-            private_scratch=True, notes=tuple(notes))
+            private_scratch=True, cpu_share=self.cpu_share is not None, notes=tuple(notes))
 
     @staticmethod
     def unavailable_reason() -> str | None:

@@ -24,8 +24,16 @@ from sandboxes.zygote import SERVER_PATH, Launch, ZygoteSandbox, minimal_env
 __all__ = ["LocalSandbox", "describe_features"]
 
 
-def describe_features(features: dict, *, jail: str | None = None) -> Protections:
-    """Turn the zygote's probed feature flags into a :class:`Protections` report."""
+def describe_features(features: dict, *, jail: str | None = None,
+                      cpu_reason: str | None = None) -> Protections:
+    """Turn the zygote's probed feature flags into a :class:`Protections` report.
+
+    Args:
+        features: The zygote's ready-line features.
+        jail: The filesystem jail in words, when the backend provides one.
+        cpu_reason: Why the host switches no session CPU weights ("" or None: it does, when
+            the zygote found a cpu controller).
+    """
     notes: list[str] = []
     uid_drop = bool(features.get("uid_drop"))
     user_ns = bool(features.get("user_ns"))
@@ -67,6 +75,20 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
                      f"{features.get('cgroup_error') or 'the host could not delegate one'}): "
                      "memory is limited per process (RLIMIT_AS), so forked children, memfds "
                      "and shared memory add up beyond memory_mb")
+    cpu_share = bool(features.get("cpu_share")) and not cpu_reason
+    if cpu_share:
+        notes.append(f"CPU share per session (cgroup {features.get('cgroup')} "
+                     f"{features['cpu_share']}): a session's cgroup has the default weight "
+                     "while it runs a call and the minimum between calls, so processes a cell "
+                     "leaves running in the background get only CPU time no running call "
+                     "wants, and running calls share the CPU fairly however many processes "
+                     "each starts")
+    else:
+        why = (cpu_reason or features.get("cpu_error") or features.get("cgroup_error")
+               or "the host could not delegate a cpu cgroup")
+        notes.append(f"NO CPU share per session ({why}): a process a cell leaves running "
+                     "keeps competing for the CPU with other sessions' calls until its "
+                     "session ends")
     if features.get("scratch_quota"):
         notes.append("scratch quota: /tmp, /dev/shm, /var/tmp and the scratch dir are one "
                      "private size-limited tmpfs per session, freed with it")
@@ -101,7 +123,7 @@ def describe_features(features: dict, *, jail: str | None = None) -> Protections
                                or features.get("net_outer")),
         mount_namespace=bool(features.get("mount_ns")) or jail is not None,
         readonly_root=jail is not None, scrubbed_env=True, private_scratch=True,
-        notes=tuple(notes))
+        cpu_share=cpu_share, notes=tuple(notes))
 
 
 def hidden_trees() -> list[str]:
@@ -145,4 +167,4 @@ class LocalSandbox(ZygoteSandbox):
         return Launch(argv=argv, socket_path=sock, env=minimal_env())
 
     def protections(self) -> Protections:
-        return describe_features(self.features)
+        return describe_features(self.features, cpu_reason=self.cpu_reason)

@@ -24,7 +24,7 @@ from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes._zygote_server import remove_tree
 from sandboxes.base import Limits, Sandbox, Session
 from sandboxes.errors import SandboxError
-from sandboxes.hostres import CgroupDelegation, UidBlock
+from sandboxes.hostres import CgroupDelegation, CpuShare, UidBlock
 
 __all__ = ["SERVER_PATH", "Launch", "ZygoteSandbox"]
 
@@ -66,6 +66,10 @@ class ZygoteSandbox(Sandbox):
         spares: Sessions the zygote keeps pre-forked and prepared (namespaces, scratch dir,
             uid drop, warm cell runner), so that ``open`` only hands one over and applies the
             rlimits; 0 forks on demand.
+        cpu_share: Give each session a cpu cgroup whose weight is the default during its
+            calls and the minimum between them (see :class:`~sandboxes.hostres.CpuShare`),
+            where the host allows; False: no cpu cgroup, so work a cell leaves running in
+            the background competes with every session's calls.
     """
 
     name = "zygote"
@@ -73,7 +77,8 @@ class ZygoteSandbox(Sandbox):
     host_pids = False
 
     def __init__(self, *, limits: Limits | None = None, preimports: Sequence[str] = (),
-                 startup_timeout_s: float = 60.0, spares: int = 2) -> None:
+                 startup_timeout_s: float = 60.0, spares: int = 2,
+                 cpu_share: bool = True) -> None:
         self.limits = limits or Limits()
         if spares < 0:
             raise ValueError(f"spares must be >= 0, got {spares!r}.")
@@ -90,7 +95,7 @@ class ZygoteSandbox(Sandbox):
                 self._uids = UidBlock.acquire()
             except OSError as e:
                 raise SandboxError(f"no session uids for the {self.name} sandbox: {e}") from e
-        self._cgroups, self.cgroup_reason = CgroupDelegation.create()
+        self._cgroups, self.cgroup_reason = CgroupDelegation.create(cpu=cpu_share)
         try:
             self._start()
         except BaseException:
@@ -120,7 +125,27 @@ class ZygoteSandbox(Sandbox):
             self._stop_process()
             raise
         self.features: dict[str, Any] = self.ready.get("features", {})
-        self._client = ZygoteClient(launch.socket_path, backend=self.name)
+        proc = self._proc
+        self._client = ZygoteClient(launch.socket_path, backend=self.name,
+                                    alive=lambda: proc.poll() is None, cpu=self.cpu_share)
+
+    @property
+    def cpu_share(self) -> CpuShare | None:
+        """How sessions' CPU weights are switched around calls, or None where the host
+        gives this sandbox no cpu cgroup (``cpu_reason`` says why)."""
+        if self._cgroups is None or not self.features.get("cpu_share"):
+            return None
+        return self._cgroups.cpu
+
+    @property
+    def cpu_reason(self) -> str:
+        """Why sessions have no CPU share here ("" when they have one)."""
+        if self.cpu_share is not None:
+            return ""
+        if self._cgroups is None:
+            return self.cgroup_reason or "no per-session cgroup"
+        return (self._cgroups.cpu_reason or self.features.get("cpu_error")
+                or self.features.get("cgroup_error") or "no cpu controller")
 
     # -- for subclasses
     def _server_args(self, socket_path: str, scratch_root: str) -> list[str]:
@@ -193,14 +218,16 @@ class ZygoteSandbox(Sandbox):
             return ""
         return f" (its log ends: {text[-800:]!r})" if text else ""
 
-    def _restart_if_dead(self, check: bool = False) -> None:
-        """A zygote that died (killed from outside, or a bug) is replaced by a fresh one; the
-        sessions it hosted get infra errors (see ``ZygoteSession._died``)."""
+    def _restart_if_dead(self) -> None:
+        """A zygote whose process exited (killed from outside, or a bug) is replaced by a fresh
+        one; the sessions it hosted get infra errors (see ``ZygoteSession._died``)."""
         with self._lock:
             if self._closed:
                 raise SandboxError(f"this {self.name} sandbox is closed; make a new one with "
                                    f"make_sandbox({self.name!r}).")
-            if self._proc.poll() is None and (not check or self._client.alive()):
+            if self._proc.poll() is None:
+                # Alive, if busy (a burst of opens, a slow fork): never replaced, which
+                # would kill every session it holds.
                 return
             old_client = self._client
             old_client.close()
@@ -213,9 +240,9 @@ class ZygoteSandbox(Sandbox):
         try:
             s = self._client.open(self.limits)
         except SandboxError:
-            if self._proc.poll() is None and self._client.alive():
-                raise
-            self._restart_if_dead(check=True)
+            if self._proc.poll() is None:
+                raise  # alive: the error says why (overloaded, refused), no restart
+            self._restart_if_dead()
             s = self._client.open(self.limits)
         s.on_close = self._forget
         if self.host_pids:

@@ -184,6 +184,20 @@ def test_megabyte_code_cell_is_refused_not_run(env):
     assert "are not run" in message_text(get_codec().parse_conversation(obs)[-1])
 
 
+def test_huge_output_marker_states_the_true_count(env):
+    """10 MB printed: the model is told how much it does not see (issue 18), not only how much
+    of the sandbox's already-cut 16 KB the env cut again."""
+    env.reset(seed=1)
+    obs, *_ = env.step("<|channel|>analysis to=python code<|message|>"
+                       "print('x' * 10_000_000)<|call|>")
+    out = message_text(get_codec().parse_conversation(obs)[-1])
+    limit = env.tool_config.max_output_chars
+    m = re.search(r"\[\.\.\. (\d+) characters truncated \.\.\.\]", out)
+    assert m is not None and out.count("characters truncated") == 1, out[:300]
+    assert int(m.group(1)) + out.count("x") == 10_000_000
+    assert int(m.group(1)) == 10_000_000 - limit
+
+
 def test_infinite_loop_is_killed_and_the_next_call_gets_a_fresh_session():
     e = agent_envs.make("python-tool", call_timeout_s=1.0)
     try:

@@ -164,11 +164,14 @@ def test_output_is_truncated_head_and_tail(local_sandbox):
         r = s.run("for i in range(100000):\n    print(f'line {i}')")
         assert r.truncated
         assert r.stdout.startswith("line 0\n") and r.stdout.endswith("line 99999\n")
-        m = re.search(r"\[\.\.\. (\d+) bytes truncated \.\.\.\]", r.stdout)
+        m = re.search(r"\[\.\.\. (\d+) characters truncated \.\.\.\]", r.stdout)
         total = sum(len(f"line {i}\n") for i in range(100000))
         assert m is not None
-        kept = len(r.stdout.encode()) - len(m.group(0)) - 2
+        kept = len(r.stdout) - len(m.group(0)) - 2
         assert int(m.group(1)) + kept == total
+        (cut,) = r.truncations
+        assert (cut.part, cut.omitted) == ("stdout", int(m.group(1)))
+        assert r.stdout[cut.start:cut.start + cut.length] == f"\n{m.group(0)}\n"
         assert len(r.stdout.encode()) <= FAST.max_output_bytes + 64
         r = s.run("'x' * 100000")
         assert r.truncated and len(r.value) <= FAST.max_output_bytes + 64

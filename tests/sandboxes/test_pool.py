@@ -18,6 +18,8 @@ async def test_cap_is_never_exceeded_and_everyone_is_served(local_sandbox):
     live = 0
     peak_seen = 0
     seen_waiting = 0
+    full = asyncio.Event()  # the first holders wait for each other: on a busy machine a
+    # session could otherwise end before the third one has opened
 
     async def job(i: int) -> str | None:
         nonlocal live, peak_seen, seen_waiting
@@ -25,6 +27,9 @@ async def test_cap_is_never_exceeded_and_everyone_is_served(local_sandbox):
             live += 1
             peak_seen = max(peak_seen, live)
             seen_waiting = max(seen_waiting, pool.waiting)
+            if live == 3:
+                full.set()
+            await asyncio.wait_for(full.wait(), 30)
             r = await s.arun(f"import time\ntime.sleep(0.05)\n{i} * 2")
             live -= 1
             return r.value

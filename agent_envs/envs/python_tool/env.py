@@ -241,12 +241,8 @@ class PythonToolEnv(HarmonyEnv):
         return self._outcome(result)
 
     def _outcome(self, result: ExecResult) -> ToolOutcome:
-        text = result.render()
-        limit = self.tool_config.max_output_chars
-        if len(text) > limit:
-            cut = len(text) - limit
-            text = f"{text[: limit // 2]}\n[... {cut} characters truncated ...]\n" \
-                   f"{text[-limit // 2:]}"
+        # The marker counts everything left out, what the sandbox already cut included.
+        text = result.render(max_chars=self.tool_config.max_output_chars)
         if not text:
             text = "[no output: print() values, or end the cell with an expression]"
         error = None
