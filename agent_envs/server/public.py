@@ -21,24 +21,26 @@ PUBLIC_TASK_KEYS = ("id", "family", "difficulty", "split")
 #: Verdict reasons that say nothing about the answer; any other reason is withheld.
 _SAFE_REASONS = re.compile(
     r"match|no answer found|goal state reached|all expected calls made"
-    r"|a call's arguments could not be decoded"
+    r"|a call's arguments could not be decoded|the user replied"
     r"|turn \d+ of \d+ answered"
-    r"|(a function was called|no function called) \((right|wrong)\)")
+    r"|(a function was called|no function called) \((right|wrong)\)"
+    r"|τ² reward [\d.]+ \([A-Z_]+ [\d.]+(, [A-Z_]+ [\d.]+)*\)")
 
-_WITHHELD = "incorrect (the verifier's reason stays on the server: it may name the answer)"
+_WITHHELD = "withheld: the verifier's reason stays on the server (it may name the answer)"
 
 
 def public_task(task: Any) -> dict[str, Any] | None:
     """The task's public metadata: ``id``, ``family``, ``difficulty`` and ``split``.
 
-    ``family`` is the task's ``meta["family"]`` (python-tool's procedural families),
-    else ``meta["category"]`` (BFCL) or ``meta["toolset"]`` (procedural functions), else
-    the name of the source that made it.
+    ``family`` is the task's ``meta["family"]`` (python-tool's procedural families), else
+    ``meta["toolset"]`` (procedural functions), else the name of the source that made it
+    (``bfcl``: a BFCL category such as ``irrelevance`` would tell the model the answer).
+    The id is public as it is: a source whose ids spell the answer gives it away.
     """
     if task is None:
         return None
     meta = getattr(task, "meta", None) or {}
-    family = next((meta[k] for k in ("family", "category", "toolset")
+    family = next((meta[k] for k in ("family", "toolset")
                    if isinstance(meta.get(k), str) and meta[k]), None)
     return {"id": str(task.id), "family": family or str(getattr(task, "source", "") or ""),
             "difficulty": int(getattr(task, "difficulty", 0) or 0),
@@ -46,11 +48,10 @@ def public_task(task: Any) -> dict[str, Any] | None:
 
 
 def public_reason(verdict: dict[str, Any]) -> str:
-    """The verdict's reason if it is one that cannot name the answer, else a stand-in."""
+    """The verdict's reason if it is one that cannot name the answer, else a stand-in
+    (``correct`` says whether the answer was right either way)."""
     reason = str(verdict.get("reason") or "")
-    if _SAFE_REASONS.fullmatch(reason):
-        return reason
-    return "correct" if verdict.get("correct") else _WITHHELD
+    return reason if _SAFE_REASONS.fullmatch(reason) else _WITHHELD
 
 
 def public_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_remote_client_raises_the_in_process_exception_types(serve) -> None:
             env.step([1, 2])
         with pytest.raises(ValueError, match="serves 'toy-digit-v0', not 'python-tool'"):
             agent_envs.remote(server.url, "python-tool").reset(seed=0)
-        with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        with pytest.raises(TypeError, match="(unknown|unexpected keyword) argument 'colour'"):
             agent_envs.remote(server.url, "toy-digit", colour="red").reset(seed=0)
         with pytest.raises(TypeError, match="not JSON: {'task_source': 'object'}"):
             agent_envs.remote(server.url, "toy-digit", task_source=object())
