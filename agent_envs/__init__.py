@@ -60,3 +60,5 @@ register("functions-v0", "agent_envs.envs.functions:FunctionsEnv", extra="functi
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
 register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv", extra="browser",
          description="gpt-oss's built-in browser tool (search/open/find) on multi-hop QA")
+register("tau2-v0", "agent_envs.envs.tau2:Tau2Env", extra="tau2",
+         description="τ²-bench: customer service with a simulated user (retail, airline, mock)")

@@ -178,7 +178,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
-EVAL_ACTIONS = ("list", "compare", "board", "rescore", "verify")
+EVAL_ACTIONS = ("list", "compare", "board", "rescore", "verify", "export")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -231,6 +231,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.html).write_text(page)
         print(md + f"\nHTML: {args.html}")
         return 0
+    if target == "export":
+        if len(rest) != 1 or args.format is None:
+            raise ValueError("usage: agent-envs eval export BUNDLE_DIR --format tau2 [--out FILE]")
+        from agent_envs.envs.tau2.export import export_bundle
+
+        s = export_bundle(rest[0], args.out or str(Path(rest[0]) / "tau2_results.json"))
+        mean = "-" if s["mean_reward"] is None else f"{s['mean_reward']:.3f}"
+        print(f"wrote τ²'s results JSON to {s['out']}: {s['simulations']} simulations of "
+              f"{s['tasks']} {s['domain']} tasks, mean reward {mean}")
+        return 0
     if rest:
         raise ValueError(f"unexpected arguments after the suite name: {rest}")
     from trainers.rollout import policy_from_spec
@@ -241,6 +251,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         reasoning_effort=args.reasoning_effort, temperature=args.temperature,
                         top_p=args.top_p, max_tokens=args.max_tokens, model=args.model,
                         progress=not args.quiet, env_url=args.env_url)
+    if args.user or args.record_user or args.judge:  # suites with a simulated user (tau2-*)
+        import dataclasses
+
+        from agent_envs.envs.tau2.cli import eval_env_args
+
+        cfg = dataclasses.replace(cfg, env_args=eval_env_args(args, policy_from_spec))
     out = args.out or str(Path("runs") / "eval" / target / (
         re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"))
     bundle = ev.run_eval(target, policy, out, cfg)
@@ -405,6 +421,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "serve the suite's env at this version)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--html", default="board.html", help="board: where to write the HTML page")
+    e.add_argument("--format", choices=("tau2",), default=None,
+                   help="export: tau2 writes τ²-bench's results JSON (to --out, default "
+                        "BUNDLE/tau2_results.json)")
+    e.add_argument("--user", default=None, metavar="SPEC",
+                   help="tau2 suites: who plays the user: scripted (default) | cassette:PATH | "
+                        "a policy spec (http://HOST:PORT with --user-model, hf:NAME, ...)")
+    e.add_argument("--user-model", default=None, help="served model name of an http --user")
+    e.add_argument("--record-user", default=None, metavar="PATH",
+                   help="tau2 suites: append each episode's user side to this JSONL cassette")
+    e.add_argument("--judge", default=None, metavar="SPEC",
+                   help="tau2 suites: a policy spec that grades τ²'s NL assertions (default: "
+                        "off, as in τ²)")
+    e.add_argument("--judge-model", default=None, help="served model name of an http --judge")
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)")

