@@ -61,12 +61,33 @@ def test_readme_is_a_front_page_that_starts_with_the_two_commands() -> None:
 
 
 def test_readme_quick_start_is_at_most_15_lines() -> None:
-    text = README.read_text()
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    n = len(_readme_quick_start().strip("\n").splitlines())
+    assert n <= 15, f"README's quick start is {n} lines; keep it <= 15"
+
+
+def _readme_quick_start() -> str:
+    section = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None, "README's Quick start has no python block"
-    n = len(code.group(1).strip("\n").splitlines())
-    assert n <= 15, f"README's quick start is {n} lines; keep it <= 15"
+    return code.group(1)
+
+
+def test_the_quick_start_is_the_same_in_the_readme_and_the_docs() -> None:
+    page = (DOCS / "quickstart.md").read_text()
+    assert _readme_quick_start() in page, "README's quick start differs from docs/quickstart.md's"
+
+
+@pytest.mark.slow
+def test_the_readme_quick_start_runs_as_written_in_a_fresh_shell(tmp_path: Path) -> None:
+    """No TIKTOKEN_ENCODINGS_BASE, another working directory: what a newcomer pastes."""
+    script = tmp_path / "quick_start.py"
+    script.write_text(_readme_quick_start())
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_ENCODINGS_BASE"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reward, verdict = proc.stdout.strip().split(" ", 1)
+    assert float(reward) == 1.0 and "'correct': True" in verdict, proc.stdout
 
 
 def test_readme_has_no_test_counts_or_timings() -> None:
@@ -130,7 +151,7 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert 'id="trainers.rollout.RolloutCollector"' in (
         site / "api/trainers/index.html").read_text()
     cli = (site / "cli" / "index.html").read_text()
-    for command in ("list", "rollout", "train", "eval", "serve"):
+    for command in ("list", "rollout", "train", "eval", "serve", "view"):
         assert f"usage: agent-envs {command}" in cli, command
     assert "--print-config" in cli and "--help-config" in cli
     assert "lora_alpha" in (site / "trainers" / "index.html").read_text()
