@@ -4,6 +4,7 @@
     agent-envs rollout python-tool           oracle episodes through the real sandbox
     agent-envs rollout ENV --policy SPEC --out episodes.jsonl
     agent-envs train configs/tiny-cpu.toml   GRPO/PPO training
+    agent-envs export gguf CKPT OUT.gguf     a gpt-oss checkpoint for llama.cpp
     agent-envs serve python-tool --port 8000 an env behind OpenEnv's WebSocket protocol
 """
 
@@ -288,6 +289,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint for an inference engine (delegates to ``trainers.export.cli``)."""
+    try:
+        from trainers.export.cli import main as export_main
+    except ImportError as e:
+        print(f"error: exporting needs the [train] and [llamacpp] extras: {e}. Install them "
+              f"with: pip install 'agent-envs[train,llamacpp]'", file=sys.stderr)
+        return 2
+    return int(export_main((["--help"] if args.export_help else []) + list(args.argv)))
+
+
     """Serve ENV over OpenEnv's WebSocket protocol until interrupted."""
     try:
         from agent_envs.server.app import ServerSettings, run_server
@@ -361,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("env", help="environment id, e.g. python-tool or python-tool-v0")
     r.add_argument("--policy", default="oracle",
                    help="oracle | oracle-wrong | http://HOST:PORT (with --model) | "
-                        "hf:NAME_OR_PATH | vllm:NAME_OR_PATH (default: oracle)")
+                        "hf:NAME_OR_PATH | vllm:NAME_OR_PATH | llamacpp:GGUF_OR_URL "
+                        "(default: oracle)")
     r.add_argument("--model", default=None, help="served model name for an http policy")
     r.add_argument("--max-tokens", type=int, default=4096, help="max new tokens per completion")
     r.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
@@ -401,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("rest", nargs="*", help="bundle directories for compare/board/rescore/verify")
     e.add_argument("--policy", default="oracle",
                    help="oracle | oracle-wrong | http://HOST:PORT (with --model) | hf:NAME | "
-                        "vllm:NAME | py:MODULE:FACTORY")
+                        "vllm:NAME | llamacpp:GGUF_OR_URL | py:MODULE:FACTORY")
     e.add_argument("--model", default=None, help="served model name (recorded in the bundle)")
     e.add_argument("--trials", type=int, default=None, help="trials per task (default: suite's)")
     e.add_argument("--concurrency", type=int, default=16, help="episodes in flight")
@@ -445,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
         description="Serve ENV over OpenEnv's protocol: a WebSocket session per client at /ws "
                     "(reset/step/state/close with harmony token ids), plus /health, /metadata "
+    x = sub.add_parser("export", add_help=False,
+                       help="export a checkpoint for an engine: export gguf SOURCE OUT.gguf")
+    x.add_argument("-h", "--help", dest="export_help", action="store_true")
+    x.add_argument("argv", nargs=argparse.REMAINDER, help="gguf SOURCE OUT [--outtype TYPE]")
+    x.set_defaults(func=cmd_export)
+
                     "and /schema. Clients: agent_envs.remote(URL, ENV), --env-url URL on "
                     "rollout/eval, env.url in a train config, OpenEnv's GenericEnvClient or "
                     "verifiers' OpenEnvTaskset. Observations never carry a task's answer, "

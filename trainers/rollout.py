@@ -559,6 +559,8 @@ def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
     Specs: ``oracle``, ``oracle-wrong``, ``http://HOST:PORT`` or
     ``https://...`` (an OpenAI-compatible completions server; ``model`` names
     the served model), ``hf:NAME_OR_PATH`` (transformers), ``vllm:NAME_OR_PATH``,
+    ``llamacpp:GGUF_OR_URL[,key=value...]`` (llama.cpp's server; see
+    ``trainers.policies.llamacpp.LlamaCppPolicy.from_spec``),
     ``py:MODULE:FACTORY`` (your own: ``FACTORY()`` or ``FACTORY(model)`` returns a Policy).
 
     Raises:
@@ -585,6 +587,10 @@ def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
         from trainers.policies.vllm import VLLMPolicy
 
         return VLLMPolicy(spec[5:])
+    if spec.startswith("llamacpp:"):
+        from trainers.policies.llamacpp import LlamaCppPolicy
+
+        return LlamaCppPolicy.from_spec(spec[len("llamacpp:"):])
     if spec.startswith("py:"):
         import importlib
 
@@ -600,7 +606,8 @@ def policy_from_spec(spec: str, *, model: str | None = None) -> Policy:
         return factory(model) if model else factory()
     raise RolloutConfigError(
         f"unknown policy spec {spec!r}; use 'oracle', 'oracle-wrong', 'http://HOST:PORT' "
-        "(with a model name), 'hf:NAME_OR_PATH', 'vllm:NAME_OR_PATH' or 'py:MODULE:FACTORY'."
+        "(with a model name), 'hf:NAME_OR_PATH', 'vllm:NAME_OR_PATH', "
+        "'llamacpp:GGUF_OR_URL' or 'py:MODULE:FACTORY'."
     )
 
 

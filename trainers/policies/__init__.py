@@ -7,6 +7,7 @@ lazily, so importing this package never imports torch, vLLM or Ray:
 - ``TransformersPolicy`` (``trainers.policies.hf``; ``[train]`` extra),
 - ``VLLMPolicy`` (``trainers.policies.vllm``; ``[gpu]`` extra),
 - ``OpenAICompletionsPolicy`` (``trainers.policies.http``; core),
+- ``LlamaCppPolicy`` (``trainers.policies.llamacpp``; llama.cpp's ``llama-server``, core),
 - ``OraclePolicy`` (``trainers.policies.oracle``; scripted correct answers),
 - ``FunctionPolicy`` (``trainers.policies.function``; wrap a Python function).
 """
@@ -35,7 +36,8 @@ from trainers.policies.errors import (
 
 __all__ = [
     "HARMONY_STOP_TOKEN_IDS", "EpisodeContext", "FinishReason", "FunctionPolicy",
-    "OpenAICompletionsPolicy", "OraclePolicy", "Policy", "PolicyConfigError", "PolicyError", "PolicyRequestError",
+    "LlamaCppPolicy", "OpenAICompletionsPolicy", "OraclePolicy", "Policy", "PolicyConfigError",
+    "PolicyError", "PolicyRequestError",
     "PolicyServerError", "PolicyUnavailableError", "Sample", "SampleRequest", "SamplingParams",
     "TransformersPolicy", "VLLMPolicy",
 ]
@@ -44,6 +46,7 @@ _LAZY = {
     "TransformersPolicy": ("trainers.policies.hf", "[train]"),
     "VLLMPolicy": ("trainers.policies.vllm", "[gpu]"),
     "OpenAICompletionsPolicy": ("trainers.policies.http", None),
+    "LlamaCppPolicy": ("trainers.policies.llamacpp", None),
     "OraclePolicy": ("trainers.policies.oracle", None),
     "FunctionPolicy": ("trainers.policies.function", None),
 }

@@ -1,0 +1,539 @@
+"""``LlamaCppPolicy``: sample gpt-oss with llama.cpp's ``llama-server`` (CPU; a real engine).
+
+Token ids go in as the prompt of ``POST /completion`` and come back as ids
+(``"return_tokens": true``), each with the probability it had under the distribution it
+was drawn from (``"n_probs": 1, "post_sampling_probs": true``): llama.cpp's sampler chain
+is set to temperature, then top-k, then top-p (vLLM's order), with every other sampler of
+llama.cpp's default chain (min-p 0.05, repetition penalties, DRY, XTC, typical-p,
+mirostat) switched off, so the reported log-probs are the processed log-probs rollout
+correction compares the trainer's against.
+
+Stops: llama.cpp ends a completion at the model's end-of-generation tokens, which for a
+gpt-oss GGUF are ``<|return|>`` and ``<|call|>`` (llama.cpp takes ``<|end|>`` out of the
+set) plus ``<|endoftext|>``; the stop token is returned with its log-prob, as vLLM does.
+A request whose ``stop_token_ids`` add other ids is cut at the first of them here.
+
+Concurrency goes through the server's slots (``slots``: ``--parallel``): that many
+requests decode together (continuous batching); more wait in line. Seeds make a request
+reproducible when it runs alone; in a batch, llama.cpp's CPU kernels may round a row
+differently with other rows beside it.
+
+The policy starts and owns a server on a GGUF file (``LlamaCppPolicy("model.gguf")``), or
+talks to one already running (``LlamaCppPolicy(url="http://127.0.0.1:8080")``). An owned
+server takes new weights with :meth:`LlamaCppPolicy.load_weights` (the trainer's
+``sync_weights``): they are written into a copy of the GGUF (no converter run,
+:func:`trainers.export.gguf_weights.write_weights`) and the server is restarted on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trainers.policies.base import Policy, Sample, SampleRequest
+from trainers.policies.errors import (
+    PolicyConfigError,
+    PolicyError,
+    PolicyRequestError,
+    PolicyServerError,
+)
+
+__all__ = ["LlamaCppPolicy", "LlamaCppServer", "LlamaCppServerConfig", "parse_llamacpp_spec"]
+
+_LISTENING = re.compile(r"listening on (http://\S+?)(?:\s|$)")
+#: llama.cpp's default sampler chain minus everything ours does not do.
+SAMPLERS = ("temperature", "top_k", "top_p")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaCppServerConfig:
+    """How to run ``llama-server``.
+
+    Attributes:
+        slots: Requests decoded together (``--parallel``).
+        ctx_size: Context of one slot in tokens (prompt + completion); the server gets
+            ``slots * ctx_size`` (``--ctx-size``).
+        threads: CPU threads (``--threads``; None: llama.cpp's choice).
+        kv_cache_type: KV cache type for keys and values (``f16`` is llama.cpp's
+            default; ``f32`` removes one source of mismatch; ``q8_0`` saves memory).
+        flash_attn: ``auto``, ``on`` or ``off`` (``--flash-attn``).
+        binary: A ``llama-server`` binary (None: the build script's, then ``PATH``).
+        extra_args: More command-line arguments, e.g. ``("--swa-full",)``.
+        startup_timeout_s: How long to wait for the server to answer ``/health``.
+        host: Interface to listen on (the port is picked by the server).
+    """
+
+    slots: int = 4
+    ctx_size: int = 8192
+    threads: int | None = None
+    kv_cache_type: str = "f16"
+    flash_attn: str = "auto"
+    binary: str | None = None
+    extra_args: tuple[str, ...] = ()
+    startup_timeout_s: float = 300.0
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.ctx_size < 16:
+            raise PolicyConfigError(
+                f"LlamaCppServerConfig needs slots >= 1 and ctx_size >= 16; got "
+                f"slots={self.slots}, ctx_size={self.ctx_size}.")
+        if self.threads is not None and self.threads < 1:
+            raise PolicyConfigError(f"LlamaCppServerConfig.threads={self.threads} must be >= 1 "
+                                    f"or None (llama.cpp's choice).")
+        if self.flash_attn not in ("auto", "on", "off"):
+            raise PolicyConfigError(f"LlamaCppServerConfig.flash_attn={self.flash_attn!r} must "
+                                    f"be 'auto', 'on' or 'off'.")
+
+    def command(self, binary: str, model: Path) -> list[str]:
+        """The ``llama-server`` command line for ``model``."""
+        cmd = [binary, "--model", str(model), "--host", self.host, "--port", "0",
+               "--parallel", str(self.slots), "--ctx-size", str(self.slots * self.ctx_size),
+               "--cache-type-k", self.kv_cache_type, "--cache-type-v", self.kv_cache_type,
+               "--flash-attn", self.flash_attn, "--no-webui", "--no-warmup"]
+        if self.threads is not None:
+            cmd += ["--threads", str(self.threads), "--threads-batch", str(self.threads)]
+        return cmd + list(self.extra_args)
+
+
+@dataclass
+class LlamaCppServer:
+    """A ``llama-server`` process on one GGUF file: started, health-checked, restarted.
+
+    Args:
+        model: The GGUF file.
+        config: How to run it.
+        log_dir: Where the server's log goes (default: a temporary directory).
+    """
+
+    model: Path
+    config: LlamaCppServerConfig = field(default_factory=LlamaCppServerConfig)
+    log_dir: Path | None = None
+    url: str | None = field(default=None, init=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _own_log_dir: bool = field(default=False, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = Path(self.model).expanduser()
+        if self.log_dir is None:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="llama-server-"))
+            self._own_log_dir = True
+
+    @property
+    def log_path(self) -> Path:
+        """The current server's log file."""
+        assert self.log_dir is not None
+        return self.log_dir / "llama-server.log"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log (for error messages)."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def start(self) -> str:
+        """Start the server (if not running) and wait until it is healthy; returns its URL.
+
+        Raises:
+            LlamaCppNotBuiltError: no binary (the message gives the build command).
+            PolicyServerError: the server exited or did not become healthy in time.
+        """
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None and self.url:
+                return self.url
+            return self._start_locked()
+
+    def _start_locked(self) -> str:
+        from trainers.export.llamacpp_dist import find_binary
+
+        if not self.model.is_file():
+            raise PolicyConfigError(
+                f"llama.cpp model {str(self.model)!r} does not exist; export one with: "
+                f"agent-envs export gguf CHECKPOINT {self.model}")
+        binary = self.config.binary or str(find_binary("llama-server"))
+        cmd = self.config.command(binary, self.model)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        url = None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise PolicyServerError(
+                    f"llama-server exited with code {self._proc.returncode} while starting on "
+                    f"{self.model}; command: {' '.join(cmd)}\nlast log lines:\n"
+                    f"{self.log_tail()}")
+            if url is None:
+                m = _LISTENING.search(self.log_path.read_text(encoding="utf-8", errors="replace"))
+                url = m.group(1).rstrip("/") if m else None
+            if url is not None:
+                try:
+                    if httpx.get(url + "/health", timeout=5.0).status_code == 200:
+                        self.url = url
+                        return url
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        self._stop_locked()
+        raise PolicyServerError(
+            f"llama-server did not become healthy within {self.config.startup_timeout_s:g} s "
+            f"on {self.model}; raise startup_timeout_s for a large model. Last log lines:\n"
+            f"{self.log_tail()}")
+
+    def restart(self, model: Path | None = None) -> str:
+        """Stop the server and start it again (on ``model`` if given); returns the URL."""
+        with self._lock:
+            self._stop_locked()
+            if model is not None:
+                self.model = Path(model)
+            return self._start_locked()
+
+    def _stop_locked(self) -> None:
+        proc, self._proc, self.url = self._proc, None, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop the server and remove its temporary log directory. Idempotent."""
+        with self._lock:
+            self._stop_locked()
+        if self._own_log_dir and self.log_dir is not None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self._own_log_dir = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+
+class LlamaCppPolicy(Policy):
+    """Samples from ``llama-server`` with token ids in and out (see the module docstring).
+
+    Args:
+        model: A GGUF file; the policy starts a server on it and stops it on ``close``.
+        url: Instead of ``model``: a running ``llama-server``'s root URL.
+        server: How to run the owned server.
+        timeout_s: Per-request timeout.
+        max_retries: Retries of a request after connection errors and HTTP 5xx/503.
+        policy_id: Recorded in episodes (default: ``llamacpp:<file name or URL>``).
+        version: The weights version recorded in episodes.
+        work_dir: Where pushed weights are written (default: a temporary directory).
+        push_quantize: Quantize pushed weights with ``llama-quantize`` to this type (e.g.
+            ``"q4_0"``); None keeps the GGUF's own tensor types.
+
+    Raises:
+        PolicyConfigError: neither or both of ``model`` and ``url``.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, url: str | None = None,
+                 server: LlamaCppServerConfig | None = None, timeout_s: float = 600.0,
+                 max_retries: int = 3, policy_id: str | None = None, version: str = "0",
+                 work_dir: str | os.PathLike[str] | None = None,
+                 push_quantize: str | None = None) -> None:
+        if (model is None) == (url is None):
+            raise PolicyConfigError(
+                "LlamaCppPolicy needs exactly one of model= (a GGUF file: the policy starts "
+                "llama-server on it) and url= (a running llama-server, e.g. "
+                "'http://127.0.0.1:8080').")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise PolicyConfigError(f"LlamaCppPolicy url must start with http:// or https://, "
+                                    f"got {url!r}.")
+        if timeout_s <= 0 or max_retries < 0:
+            raise PolicyConfigError(f"LlamaCppPolicy needs timeout_s > 0 and max_retries >= 0; "
+                                    f"got {timeout_s=}, {max_retries=}.")
+        self.server_config = server or LlamaCppServerConfig()
+        self.server: LlamaCppServer | None = None
+        self._url = url.rstrip("/") if url else None
+        self._own_work = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.push_quantize = push_quantize
+        if model is not None:
+            self.server = LlamaCppServer(Path(model), self.server_config)
+            self.server.start()
+        name = Path(model).name if model is not None else self._url
+        self.policy_id = policy_id or f"llamacpp:{name}"
+        self.version = str(version)
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.slots = self.server_config.slots if self.server else self._remote_slots()
+        self._template: Path | None = Path(model) if model is not None else None
+        self._pushed: Path | None = None
+        self._exported_dir: Path | None = None
+
+    @classmethod
+    def from_spec(cls, spec: str) -> LlamaCppPolicy:
+        """The policy a CLI spec names (the part after ``llamacpp:``).
+
+        ``PATH.gguf`` serves that file; ``http(s)://...`` uses a running server; a Hugging
+        Face gpt-oss directory, a trainer checkpoint (``.pt``) or ``tiny`` (the trainer's
+        tiny random model) is exported first (``outtype``, default f32) into the policy's
+        work directory. Options follow commas: see :func:`parse_llamacpp_spec`.
+        """
+        target, opts = parse_llamacpp_spec(spec)
+        outtype = opts.pop("outtype", "f32")
+        server = LlamaCppServerConfig(**opts)
+        if target.startswith(("http://", "https://")):
+            return cls(url=target, server=server)
+        path = Path(target).expanduser()
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise PolicyConfigError(
+                    f"policy spec 'llamacpp:{spec}': {str(path)!r} does not exist. Export a "
+                    f"checkpoint with: agent-envs export gguf CHECKPOINT {path}")
+            return cls(path, server=server)
+        from trainers.export.gguf import export_gguf
+
+        work = Path(tempfile.mkdtemp(prefix="llamacpp-policy-"))
+        try:
+            gguf = export_gguf(target, work / f"{path.name or 'model'}-{outtype}.gguf",
+                               outtype=outtype).path
+            policy = cls(gguf, server=server, policy_id=f"llamacpp:{target}")
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        policy._exported_dir = work
+        return policy
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The server's root URL."""
+        if self.server is not None:
+            return self.server.url or self.server.start()
+        assert self._url is not None
+        return self._url
+
+    def _remote_slots(self) -> int:
+        try:
+            props = httpx.get(f"{self._url}/props", timeout=30.0).json()
+            return max(1, int(props.get("total_slots") or 1))
+        except (httpx.HTTPError, ValueError, TypeError) as e:
+            raise PolicyServerError(
+                f"GET {self._url}/props failed ({type(e).__name__}: {e}); is a llama-server "
+                f"running there? Start one with: llama-server --model MODEL.gguf --parallel 4"
+            ) from e
+
+    def body(self, request: SampleRequest) -> dict[str, Any]:
+        """The JSON body of ``POST /completion`` for ``request``."""
+        p = request.params
+        body: dict[str, Any] = {
+            "prompt": [int(t) for t in request.prompt],
+            "n_predict": int(request.max_tokens),
+            "temperature": float(p.temperature),
+            "top_k": int(p.top_k) if p.top_k > 0 else 0,
+            "top_p": float(p.top_p),
+            "min_p": 0.0, "typical_p": 1.0, "top_n_sigma": -1.0, "mirostat": 0,
+            "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+            "dry_multiplier": 0.0, "xtc_probability": 0.0, "dynatemp_range": 0.0,
+            "samplers": list(SAMPLERS),
+            "n_probs": 1, "post_sampling_probs": True, "return_tokens": True,
+            "cache_prompt": True, "stream": False, "stop": [],
+        }
+        if p.seed is not None:
+            body["seed"] = int(p.seed) % (2**32 - 1)
+        return body
+
+    # -- sampling -------------------------------------------------------------------------
+
+    async def asample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        """Sample one completion per request, ``slots`` at a time; failures come back as
+        ``Sample.failed`` (see ``Policy``)."""
+        url = self.url + "/completion"
+        sem = asyncio.Semaphore(self.slots)
+        limits = httpx.Limits(max_connections=self.slots)
+        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
+
+            async def one(req: SampleRequest) -> Sample:
+                async with sem:
+                    try:
+                        return self._parse(await self._post(client, url, self.body(req)), req)
+                    except PolicyError as e:
+                        return Sample.failed(e)
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _post(self, client: httpx.AsyncClient, url: str, body: dict[str, Any]
+                    ) -> dict[str, Any]:
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt))
+            try:
+                resp = await client.post(url, json=body)
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+                continue
+            if resp.status_code >= 500 or resp.status_code == 429:
+                last = f"HTTP {resp.status_code}: {resp.text[:300]!r}"
+                continue
+            if resp.status_code >= 400:
+                raise PolicyRequestError(
+                    f"POST {url} was rejected with HTTP {resp.status_code}: {resp.text[:300]!r}."
+                    f" Fix: a prompt longer than the slot's context needs a larger ctx_size "
+                    f"(LlamaCppServerConfig.ctx_size, now {self.server_config.ctx_size}).",
+                    status=resp.status_code, body=resp.text[:300])
+            try:
+                return resp.json()
+            except ValueError as e:
+                raise PolicyError(f"POST {url} returned a body that is not JSON: "
+                                  f"{resp.text[:200]!r}; is this a llama-server?") from e
+        tail = f"\nlast server log lines:\n{self.server.log_tail()}" if self.server else ""
+        raise PolicyServerError(f"POST {url} failed {self.max_retries + 1} times; last error: "
+                                f"{last}.{tail}")
+
+    def _parse(self, data: dict[str, Any], req: SampleRequest) -> Sample:
+        ids = data.get("tokens")
+        probs = data.get("completion_probabilities")
+        if not isinstance(ids, list) or not isinstance(probs, list) or len(ids) != len(probs):
+            raise PolicyError(
+                f"llama-server returned {type(ids).__name__} tokens and "
+                f"{type(probs).__name__} probabilities of different lengths; it must be a "
+                f"llama.cpp server that honours return_tokens and n_probs. Response: "
+                f"{str(data)[:300]}")
+        token_ids = [int(t) for t in ids]
+        logprobs = []
+        for i, (tok, entry) in enumerate(zip(token_ids, probs)):
+            if int(entry.get("id", tok)) != tok or "prob" not in entry:
+                raise PolicyError(f"llama-server's probability {i} is for token "
+                                  f"{entry.get('id')} (sampled {tok}) or has no 'prob': "
+                                  f"{entry}; post_sampling_probs must be honoured.")
+            p = float(entry["prob"])
+            logprobs.append(math.log(p) if p > 0 else -math.inf)
+        stops = set(req.stop_token_ids)
+        cut = next((i for i, t in enumerate(token_ids) if t in stops), None)
+        if cut is not None:  # an extra stop id the engine does not stop at itself
+            return Sample(token_ids=token_ids[:cut + 1], logprobs=logprobs[:cut + 1],
+                          finish_reason="stop")
+        # the engine stopped at one of its own end-of-generation tokens (<|endoftext|>)
+        reason = "stop" if data.get("stop_type") == "eos" else "length"
+        return Sample(token_ids=token_ids, logprobs=logprobs, finish_reason=reason)
+
+    # -- weights --------------------------------------------------------------------------
+
+    def _work(self) -> Path:
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="llamacpp-policy-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return self.work_dir
+
+    def load_gguf(self, path: str | os.PathLike[str], *, version: str | None = None) -> None:
+        """Restart the owned server on another GGUF file (and set ``version``)."""
+        if self.server is None:
+            raise PolicyConfigError("load_gguf needs a server this policy started "
+                                    "(LlamaCppPolicy(model=...)), not url=.")
+        self.server.restart(Path(path))
+        if version is not None:
+            self.version = str(version)
+
+    def load_weights(self, weights: Iterable[tuple[str, Any]], *, version: str | None = None
+                     ) -> None:
+        """Push new weights: write them into a copy of the GGUF and restart the server.
+
+        Args:
+            weights: ``(Hugging Face parameter name, tensor)`` pairs of the whole gpt-oss
+                model (the trainer's ``named_parameters()``, LoRA merged).
+            version: The new weights version.
+        """
+        from trainers.export.gguf_weights import write_weights
+
+        if self.server is None or self._template is None:
+            raise PolicyConfigError("load_weights needs a server this policy started "
+                                    "(LlamaCppPolicy(model=...)), not url=.")
+        tag = re.sub(r"[^A-Za-z0-9_.-]", "_", str(version if version is not None else "next"))
+        out = self._work() / f"weights-{tag}.gguf"
+        write_weights(self._template, out, weights)
+        if self.push_quantize:
+            from trainers.export.gguf import quantize
+
+            q = out.with_name(f"weights-{tag}-{self.push_quantize}.gguf")
+            quantize(out, q, self.push_quantize)
+            out.unlink()
+            out = q
+        old = self._pushed
+        self.server.restart(out)
+        self._pushed = out
+        if old is not None and old != out:
+            old.unlink(missing_ok=True)
+        if version is not None:
+            self.version = str(version)
+
+    def close(self) -> None:
+        """Stop the owned server and delete pushed weights. Idempotent."""
+        if self.server is not None:
+            self.server.close()
+        if self._exported_dir is not None:
+            shutil.rmtree(self._exported_dir, ignore_errors=True)
+            self._exported_dir = None
+        if self._own_work and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+
+def parse_llamacpp_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``PATH_OR_URL[,key=value...]`` (the part after ``llamacpp:``).
+
+    Keys: ``slots``, ``ctx`` (per slot), ``threads``, ``kv`` (cache type), ``fa``
+    (flash attention), ``outtype`` (when PATH is a checkpoint to export first).
+
+    Returns:
+        The path or URL, and a dict of the options (typed).
+
+    Raises:
+        PolicyConfigError: an unknown key or a bad value (with the accepted keys).
+    """
+    target, *pairs = spec.split(",")
+    if not target:
+        raise PolicyConfigError(
+            "policy spec 'llamacpp:' needs a GGUF file, a checkpoint or a server URL, e.g. "
+            "'llamacpp:model.gguf', 'llamacpp:model.gguf,slots=8,ctx=16384' or "
+            "'llamacpp:http://127.0.0.1:8080'.")
+    ints = {"slots": "slots", "ctx": "ctx_size", "threads": "threads"}
+    strs = {"kv": "kv_cache_type", "fa": "flash_attn", "outtype": "outtype"}
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in {**ints, **strs}:
+            import difflib
+
+            near = difflib.get_close_matches(key, [*ints, *strs], n=1)
+            raise PolicyConfigError(
+                f"llamacpp spec option {pair!r} is not KEY=VALUE with a known key; keys: "
+                f"{', '.join([*ints, *strs])}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                + ". Example: 'llamacpp:model.gguf,slots=8,ctx=16384'.")
+        if key in ints:
+            try:
+                opts[ints[key]] = int(value)
+            except ValueError as e:
+                raise PolicyConfigError(f"llamacpp spec option {key}={value!r} must be an "
+                                        f"integer.") from e
+        else:
+            opts[strs[key]] = value
+    return target, opts
+
