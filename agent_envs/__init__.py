@@ -56,6 +56,8 @@ register("python-tool-v0", "agent_envs.envs.python_tool:PythonToolEnv",
 register("toy-digit-v0", "agent_envs.envs.toy:ToyDigitEnv", description="one digit (smoke tests)")
 register("toy-pattern-v0", "agent_envs.envs.toy:ToyPatternEnv",
          description="a digit pattern L tokens long (long-sequence trainer tests)")
+register("toy-cycle-v0", "agent_envs.envs.toy:ToyCycleEnv",
+         description="continue a hidden digit cycle from a given digit (mismatch experiment)")
 register("functions-v0", "agent_envs.envs.functions:FunctionsEnv", extra="functions",
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
 register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv", extra="browser",

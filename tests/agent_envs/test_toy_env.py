@@ -1,4 +1,5 @@
-"""toy-digit-v0 and toy-pattern-v0: prefilled final channel, rewards, notices, check_env."""
+"""toy-digit-v0, toy-pattern-v0, toy-cycle-v0: prefilled final channel, rewards, notices,
+check_env."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import agent_envs
 from agent_envs import UnknownTaskError
 from agent_envs.envs.toy import (
     PREFILL_TEXT,
+    CycleTaskSource,
     DigitTaskSource,
     PatternTaskSource,
+    ToyCycleEnv,
     ToyDigitEnv,
     ToyPatternEnv,
+    cycle_score,
     pattern_score,
+    trivial_scores,
 )
 from agent_envs.harmony import RETURN, get_codec
 
@@ -196,3 +201,110 @@ def test_pattern_allowed_tokens_and_validation() -> None:
     with pytest.raises(UnknownTaskError, match=re.escape("toy-pattern/train/7x5")):
         src.get("toy-pattern/train/01x5")
     assert pattern_score("0110", "0101") == 0.5
+
+
+# --------------------------------------------------------------------------- toy-cycle
+
+
+def cycle_env(length: int = 8, **kwargs: object) -> tuple[ToyCycleEnv, np.ndarray, str]:
+    """A toy-cycle env reset on seed 0, its observation and its start digit."""
+    env = agent_envs.make("toy-cycle", length=length, max_turns=1, **kwargs)
+    obs, info = env.reset(seed=0)
+    return env, obs, info["task_id"].rsplit("/", 1)[1]
+
+
+def count_on(start: str, n: int, pattern: str = "0123456789") -> str:
+    i = pattern.index(start)
+    return "".join(pattern[(i + 1 + j) % len(pattern)] for j in range(n))
+
+
+def test_cycle_env_is_registered_and_passes_check_env() -> None:
+    env = agent_envs.make("toy-cycle")
+    assert isinstance(env, ToyCycleEnv) and env.spec is not None
+    check_env(env, skip_render_check=False)
+
+
+def test_cycle_observation_ends_with_the_start_digit_and_hides_the_pattern() -> None:
+    env = agent_envs.make("toy-cycle", pattern="3719", length=12)
+    starts = set()
+    for seed in range(12):
+        obs, info = env.reset(seed=seed)
+        start = info["task_id"].rsplit("/", 1)[1]
+        starts.add(start)
+        assert obs[-len(env.prefill) - 1:].tolist() == list(env.prefill) + [DIGIT[int(start)]]
+        text = CODEC.decode(obs)
+        assert f"starts with {start}" in text and "3719" not in text
+        assert "3719" not in info["task_id"]  # the id names the start, never the pattern
+        assert env.reset(seed=seed)[1]["task_id"] == info["task_id"]  # deterministic
+    assert starts == set("3719")  # every start digit is drawn
+
+
+# Start digit of seed 0 (asserted in the test): 0, so the answer is 12345678.
+@pytest.mark.parametrize(("answer", "reward", "correct"), [
+    ("12345678", 1.0, True),      # exact
+    ("12395678", 6 / 8, False),   # one digit wrong: it and the digit after it
+    ("23456789", 7 / 8, False),   # the right cycle from the wrong first digit
+    ("11111111", 1 / 8, False),   # a constant: only the first 1 follows the 0
+    ("12121212", 2 / 8, False),   # a 2-loop: 1 and 2 follow 0 and 1, then 1 repeats
+    ("12341234", 4 / 8, False),   # a 4-loop: right until the loop closes
+    ("1234", 4 / 8, False),       # short: the missing positions count as wrong
+    ("1234567890", 1.0, False),   # digits past the length are ignored by the score
+    ("", 0.0, False),
+])
+def test_cycle_reward_counts_digits_that_follow_the_one_before(answer: str, reward: float,
+                                                                correct: bool) -> None:
+    env, obs, start = cycle_env()
+    assert start == "0"
+    nxt, r, terminated, truncated, info = env.step(digits(answer) + [RETURN])
+    assert (r, terminated, truncated) == (pytest.approx(reward), True, False)
+    assert info["verdict"]["correct"] is correct
+    assert info["verdict"]["extracted"] == (answer or None)  # the env's start digit is not in it
+    assert nxt[: len(obs) + len(answer) + 1].tolist() == obs.tolist() + digits(answer) + [RETURN]
+
+
+def test_cycle_cut_answer_is_scored_and_a_later_turn_is_prefilled_with_the_start_again() -> None:
+    env, _, start = cycle_env(cut_completion="end")
+    _, r, terminated, truncated, info = env.step(digits(count_on(start, 9)))  # no <|return|>
+    assert not terminated and truncated and info["truncated_reason"] == "length" and r == 1.0
+    env = agent_envs.make("toy-cycle", length=4, max_turns=2)
+    _, info = env.reset(seed=1)
+    start = info["task_id"][-1]
+    nxt, r, terminated, truncated, info = env.step(digits("1111"))
+    assert (r, terminated, truncated) == (0.0, False, False) and "cut" in info["model_error"]
+    assert nxt[-len(env.prefill) - 1:].tolist() == list(env.prefill) + [DIGIT[int(start)]]
+    _, r2, terminated2, _, _ = env.step(digits(count_on(start, 4)) + [RETURN])
+    assert terminated2 and r2 == 1.0
+
+
+def test_cycle_score_and_the_trivial_policies() -> None:
+    assert cycle_score("4567", "3", "0123456789", 4) == 1.0
+    assert cycle_score("20", "1", "012", 2) == 1.0  # 2 follows 1, 0 follows 2
+    assert cycle_score("01", "2", "012", 2) == 1.0  # wraps around
+    assert cycle_score("9", "8", "0123", 1) == 0.0  # digits outside the pattern never count
+    # With K=3 a loop of K-1=2 digits repeats within the window and earns nothing after it.
+    assert cycle_score("1212", "0", "012", 4) == 0.5
+    scores = trivial_scores("0123456789", 64, samples=300)
+    assert scores["best_constant"] == pytest.approx(1 / 640)  # first position, 1 start in 10
+    # A loop of p < K digits earns only its first run: "4567" from start 3 gets 4 positions,
+    # from the other starts 2-3 (the start digit or the loop's own repeat is in the window).
+    assert scores["best_short_loop"] == pytest.approx(28 / 640)
+    assert 0.02 < scores["uniform"] < 0.08
+    assert scores["trivial"] == max(scores["best_constant"], scores["best_short_loop"],
+                                    scores["uniform"])
+    with pytest.raises(ValueError, match=re.escape("length=0 is invalid")):
+        cycle_score("1", "0", "01", 0)
+
+
+def test_cycle_task_source_validation_and_lookup() -> None:
+    for bad in ("0", "001", "0x1", ""):
+        with pytest.raises(ValueError, match=re.escape(f"pattern={bad!r} is invalid")):
+            CycleTaskSource(bad)
+    with pytest.raises(ValueError, match=re.escape("length=5000 is invalid")):
+        CycleTaskSource("01", 5000)
+    src = CycleTaskSource("2468", 6)
+    task = src.get("toy-cycle/test/6/8")
+    assert task.answer == "246824" and task.meta["start"] == "8" and task.split == "test"
+    assert src.sample(0).id == src.get(src.sample(0).id).id
+    for bad_id in ("toy-cycle/train/6/1", "toy-cycle/train/7/2", "toy-pattern/train/6/2"):
+        with pytest.raises(UnknownTaskError, match=re.escape("toy-cycle/train/6/2")):
+            src.get(bad_id)

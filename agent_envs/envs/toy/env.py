@@ -97,8 +97,13 @@ class _PrefillCodec(HarmonyCodec):
 
     def __init__(self, base: HarmonyCodec, prefill: Sequence[int]) -> None:
         super().__init__(base.encoding)
+        self._plain_header = tuple(self.assistant_header)
+        self.set_prefill(prefill)
+
+    def set_prefill(self, prefill: Sequence[int]) -> None:
+        """Open every assistant turn with ``prefill`` from now on (an env's own codec only)."""
         self.prefill = tuple(int(t) for t in prefill)
-        self.assistant_header = tuple(self.assistant_header) + self.prefill
+        self.assistant_header = self._plain_header + self.prefill
 
     def render_prompt(self, messages: Sequence[oh.Message],
                       policy: AnalysisPolicy = "drop_completed_turns") -> list[int]:

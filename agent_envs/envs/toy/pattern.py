@@ -31,7 +31,11 @@ from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import HarmonyCodec, message_text
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
-__all__ = ["PatternTaskSource", "ToyPatternEnv", "pattern_score"]
+__all__ = ["PATTERN_DEFAULTS", "PatternTaskSource", "PositionScoredEnv", "ToyPatternEnv",
+           "pattern_score"]
+
+#: toy-pattern's (and toy-cycle's) EnvConfig defaults: one answer may be thousands of digits.
+PATTERN_DEFAULTS: dict[str, Any] = {"max_turns": 4, "max_tokens": 8192, "reasoning_effort": "low"}
 
 
 def pattern_score(text: str, target: str) -> float:
@@ -91,7 +95,54 @@ class PatternTaskSource(TaskSource):
         return self._task(parts[1])  # type: ignore[arg-type]
 
 
-class ToyPatternEnv(PrefilledDigitsEnv):
+class PositionScoredEnv(PrefilledDigitsEnv):
+    """Base of the toy envs scored per position: reward = the fraction of the answer's
+    positions right (:meth:`score`), ``correct`` only for an exact answer
+    (``task.answer``). A completion cut before ``<|return|>`` that ends the episode is
+    scored on the digits it wrote. Subclasses say which part of the final text is the
+    answer (:meth:`answer_text`) and which positions are right (:meth:`score`).
+    """
+
+    def __init__(self, task_source: TaskSource, **kwargs: Any) -> None:
+        super().__init__(task_source, **kwargs)
+        self._cut_text: str | None = None
+
+    def answer_text(self, final_text: str) -> str:
+        """The part of the final message's text that is scored (here: all of it, stripped)."""
+        return final_text.strip()
+
+    def score(self, text: str, task: Task) -> float:
+        """The reward of answer ``text``: here :func:`pattern_score` against ``task.answer``."""
+        return pattern_score(text, task.answer)
+
+    def verify(self, task: Task, final_text: str) -> Verdict:
+        """Exact match is ``correct``; the reward is the per-position score (see module)."""
+        got = self.answer_text(final_text)
+        score = self.score(got, task)
+        if got == task.answer:
+            return Verdict(correct=True, extracted=got, reason="match")
+        return Verdict(correct=False, extracted=got or None,
+                       reason=f"{score:.3f} of {len(task.answer)} positions right")
+
+    def _plan(self, action: Any) -> _Plan:
+        plan = super()._plan(action)
+        self._cut_text = None
+        last = plan.parsed.last
+        if plan.parsed.truncated and last is not None and last.channel == "final":
+            self._cut_text = self.answer_text(message_text(last))
+        return plan
+
+    def _reward_components(self, verdict: Verdict | None, infra_error: str | None
+                           ) -> dict[str, float]:
+        comps = super()._reward_components(verdict, infra_error)
+        assert self.task is not None
+        text = verdict.extracted if verdict is not None else self._cut_text
+        comps["correct"] = self.score(text or "", self.task) \
+            if infra_error is None else 0.0
+        return comps
+
+
+class ToyPatternEnv(PositionScoredEnv):
     """Write ``pattern`` repeated to ``length`` digits on a prefilled ``final`` channel.
 
     See the module docstring.
@@ -112,33 +163,6 @@ class ToyPatternEnv(PrefilledDigitsEnv):
     def __init__(self, *, pattern: str = "01", length: int = 32, show_pattern: bool = False,
                  split: Split = "train", render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
-        defaults = {"max_turns": 4, "max_tokens": 8192, "reasoning_effort": "low"}
-        super().__init__(PatternTaskSource(pattern, length, show_pattern), defaults=defaults,
-                         split=split, render_mode=render_mode, codec=codec, **kwargs)
-        self._cut_text: str | None = None
-
-    def verify(self, task: Task, final_text: str) -> Verdict:
-        """Exact match is ``correct``; the reward is the per-position score (see module)."""
-        got = final_text.strip()
-        score = pattern_score(got, task.answer)
-        if got == task.answer:
-            return Verdict(correct=True, extracted=got, reason="match")
-        return Verdict(correct=False, extracted=got or None,
-                       reason=f"{score:.3f} of {len(task.answer)} positions right")
-
-    def _plan(self, action: Any) -> _Plan:
-        plan = super()._plan(action)
-        self._cut_text = None
-        last = plan.parsed.last
-        if plan.parsed.truncated and last is not None and last.channel == "final":
-            self._cut_text = message_text(last)
-        return plan
-
-    def _reward_components(self, verdict: Verdict | None, infra_error: str | None
-                           ) -> dict[str, float]:
-        comps = super()._reward_components(verdict, infra_error)
-        assert self.task is not None
-        text = verdict.extracted if verdict is not None else self._cut_text
-        comps["correct"] = pattern_score((text or "").strip(), self.task.answer) \
-            if infra_error is None else 0.0
-        return comps
+        super().__init__(PatternTaskSource(pattern, length, show_pattern),
+                         defaults=PATTERN_DEFAULTS, split=split, render_mode=render_mode,
+                         codec=codec, **kwargs)
