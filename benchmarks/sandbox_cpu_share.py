@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         counts, calls = counts[:1], min(calls, 7)
     avail = available_backends()
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
         if avail.get(name, "unknown backend") is not None:
             say(f"[{name}] skipped: {avail.get(name, 'unknown backend')}")
@@ -190,12 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         say("no backend available")
         return 1
+    load = [round(x, 1) for x in (*load_before, *os.getloadavg())]
     say("\n" + table(results))
+    say(f"\nthe machine's load average (1, 5, 15 min) before: {load[:3]}, after: {load[3:]} "
+        f"on {cores} cores")
     say("\nx idle: median call latency with the burners / without them (the target is within "
         "~2x); no share / share: how much slower the call is without the CPU share.")
     args.out.with_suffix(".json").parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"cores": cores, "results": results}, indent=1))
+        {"cores": cores, "loadavg_before": load[:3], "loadavg_after": load[3:],
+         "results": results}, indent=1))
     plot(results, args.out)
     say(f"\nplot: {args.out}\nnumbers: {args.out.with_suffix('.json')}")
     return 0

@@ -132,13 +132,16 @@ class ZygoteClient:
 
     A burst of opens can fill the zygote's listen backlog while it is busy handing out
     sessions (the kernel then refuses a connect with EAGAIN): the client retries with backoff
-    until ``connect_timeout_s``, and says the zygote died only when ``alive`` says so.
+    and waits as long as the zygote keeps handing out sessions, and says the zygote died only
+    when ``alive`` says so.
 
     Args:
         socket_path: Host-visible path of the zygote's socket.
         backend: Backend name used in error messages and ``Session.info``.
         connect_timeout_s: How long an open (or the control connection) may wait for the
-            zygote to accept it and answer, while the zygote is alive.
+            zygote to accept it and answer while the zygote makes no progress: as long as it
+            hands out other sessions within this time (a burst queued in its backlog), the
+            wait goes on.
         alive: Whether the zygote process still exists (checked while waiting, so a dead
             zygote fails an open at once and a busy one is waited for); None: not known, the
             wait ends at the deadline.
@@ -157,6 +160,11 @@ class ZygoteClient:
         self._ctl: socket.socket | None = None
         self._ctl_lock = threading.Lock()
         self._closed = False
+        self._progress_at = 0.0  # when the zygote last handed out a session or answered
+
+    def _extend(self, deadline: float) -> float:
+        """``deadline``, pushed back while the zygote makes progress (see connect_timeout_s)."""
+        return max(deadline, self._progress_at + self.connect_timeout_s)
 
     def _process_alive(self) -> bool | None:
         """True/False from the ``alive`` check; None when there is none (or it failed)."""
@@ -178,9 +186,9 @@ class ZygoteClient:
         state = "is alive but" if alive else "(state unknown)"
         return SandboxError(
             f"{what} the {self.backend} zygote at {self.socket_path!r} ({cause}): the zygote "
-            f"{state} did not take the connection within connect_timeout_s="
-            f"{self.connect_timeout_s:g} s; too many sessions are opening at once for it: open "
-            "fewer at a time (e.g. through a SessionPool) or raise connect_timeout_s.")
+            f"{state} did not take the connection, nor hand out any session, within "
+            f"connect_timeout_s={self.connect_timeout_s:g} s; it is stuck or overloaded: open "
+            "fewer sessions at a time (e.g. through a SessionPool) or raise connect_timeout_s.")
 
     def _connect(self, deadline: float | None = None) -> socket.socket:
         """A connection to the zygote, retried with backoff while its backlog is full."""
@@ -208,7 +216,9 @@ class ZygoteClient:
                 err = e
             now = time.monotonic()
             if now >= deadline:
-                raise self._gone("cannot connect to", err) from err
+                deadline = self._extend(deadline)
+                if now >= deadline:
+                    raise self._gone("cannot connect to", err) from err
             if now >= next_check:
                 next_check = now + 0.25
                 if self._process_alive() is False:
@@ -220,11 +230,14 @@ class ZygoteClient:
         """Block until ``sock`` has data, checking every 0.25 s that the zygote lives.
 
         Raises:
-            _Timeout: the deadline passed.
+            _Timeout: the deadline passed (and the zygote made no progress meanwhile).
             SandboxError: the zygote process is gone.
         """
         while True:
             left = deadline - time.monotonic()
+            if left <= 0:
+                deadline = self._extend(deadline)
+                left = deadline - time.monotonic()
             if left <= 0:
                 raise _Timeout
             poller = select.poll()  # not select(): fds past 1024 with thousands of sessions
@@ -253,7 +266,9 @@ class ZygoteClient:
             try:
                 ctl = self._control_socket()
                 ctl.sendall(_frame(req))
-                return _recv_frame(ctl, time.monotonic() + timeout_s)
+                answer = _recv_frame(ctl, time.monotonic() + timeout_s)
+                self._progress_at = time.monotonic()
+                return answer
             except (OSError, EOFError, ValueError, _Timeout) as e:
                 if self._ctl is not None:
                     self._ctl.close()
@@ -288,15 +303,17 @@ class ZygoteClient:
         """Why session ``sid`` ended, in words (for ``ExecResult.error``).
 
         Raises:
-            SandboxError: the zygote did not answer (it died): an infrastructure fault, not
-                something the session's code did.
+            SandboxError: the zygote did not answer (it died, or is stuck): an
+                infrastructure fault, not something the session's code did.
         """
         try:
             st = self.control({"op": "status", "sid": sid, "wait_s": wait_s})
         except SandboxError as e:
+            state = {False: "the zygote died; the next open starts a fresh one",
+                     True: "the zygote is alive but did not answer"}.get(
+                self._process_alive(), "the zygote died or is stuck")
             raise SandboxError(f"session {sid} ended and its {self.backend} zygote did not "
-                               f"answer: the zygote died ({e}); the next open starts a fresh "
-                               "one.") from e
+                               f"answer: {state} ({e}).") from e
         return describe_exit(st, cpu_limit_s)
 
     def alive(self) -> bool:
@@ -345,12 +362,14 @@ class ZygoteClient:
             sock.close()
             raise SandboxError(f"the {self.backend} zygote refused to start a session: "
                                f"{hello.get('error')}")
+        self._progress_at = time.monotonic()
         meta = {"backend": self.backend, "pid": hello.get("pid"), "scratch": hello.get("scratch")}
         meta.update(info or {})
         session = ZygoteSession(self, sock, str(hello["sid"]), limits, meta)
         if self.cpu is not None and isinstance(hello.get("cgroup"), str):
             session.cpu_weight = self.cpu.path(hello["cgroup"])
-            self.cpu.set(session.cpu_weight, active=False)  # idle until its first call
+            session._cpu_fd = self.cpu.open(session.cpu_weight)
+            session._weigh(False)  # idle until its first call
         return session
 
     def close(self) -> None:
@@ -379,6 +398,8 @@ class ZygoteSession(Session):
         self.on_close = on_close
         #: The session cgroup's CPU weight file: raised for each call, idle between calls.
         self.cpu_weight: str | None = None
+        self._cpu_fd: int | None = None
+        self._cpu_lock = threading.Lock()  # close() may run while a call is in flight
 
     @property
     def alive(self) -> bool:
@@ -479,8 +500,11 @@ class ZygoteSession(Session):
 
     def _weigh(self, active: bool) -> None:
         """The session's CPU weight: the default during a call, idle between calls."""
-        if self.cpu_weight is not None and self._client.cpu is not None:
-            self._client.cpu.set(self.cpu_weight, active)
+        if self._cpu_fd is None or self._client.cpu is None:
+            return
+        with self._cpu_lock:  # never write through an fd number close() has given back
+            if self._cpu_fd is not None:
+                self._client.cpu.write(self._cpu_fd, active)
 
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
         timeout = self.limits.timeout_s if timeout_s is None else timeout_s
@@ -516,7 +540,7 @@ class ZygoteSession(Session):
             loop = asyncio.get_running_loop()
             t0 = time.monotonic()
             self._sock.setblocking(False)
-            self._weigh(True)  # two small cgroupfs writes: cheaper than a thread hop
+            self._weigh(True)  # a write of a few bytes through an open fd: no thread hop
             try:
                 await loop.sock_sendall(self._sock, self._request(code))
                 resp = await asyncio.wait_for(_arecv_frame(loop, self._sock), timeout)
@@ -560,6 +584,10 @@ class ZygoteSession(Session):
                 os.close(pidfd)
             except OSError:
                 pass
+        with self._cpu_lock:
+            cpu_fd, self._cpu_fd = self._cpu_fd, None
+        if cpu_fd is not None:
+            os.close(cpu_fd)
         if self.on_close is not None:
             try:
                 self.on_close(self)

@@ -182,21 +182,23 @@ class CpuShare:
             return None
         return os.path.join(self.parent, cgroup, self.knob)
 
-    def set(self, path: str | None, active: bool) -> None:
-        """Write the active or idle weight (best effort: a session that already ended has no
-        cgroup left to weigh)."""
+    def open(self, path: str | None) -> int | None:
+        """An fd to write the weight through (two writes per call cost microseconds; an
+        open and close each time would cost tens), or None when the cgroup is gone."""
         if path is None:
-            return
+            return None
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
-            return
+            return None
+
+    def write(self, fd: int, active: bool) -> None:
+        """Write the active or idle weight through ``fd`` (best effort: a session that
+        already ended has no cgroup left to weigh)."""
         try:
-            os.write(fd, str(self.active if active else self.idle).encode())
+            os.write(fd, b"%d" % (self.active if active else self.idle))
         except OSError:
             pass
-        finally:
-            os.close(fd)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 from sandboxes.base import Limits, Sandbox
 from sandboxes.errors import SandboxError, SandboxUnavailable, UnknownBackend
 
-__all__ = ["AUTO_ORDER", "IsolationWarning", "available_backends", "make_sandbox",
-           "protection_report", "register_backend"]
+__all__ = ["AUTO_ORDER", "IsolationWarning", "available_backends", "backend_names",
+           "check_backend_name", "make_sandbox", "protection_report", "register_backend"]
 
 AUTO_ORDER = ("bubblewrap", "docker", "local")
 """What ``make_sandbox("auto")`` tries, most isolated first."""
@@ -48,6 +48,22 @@ def _unknown(name: str) -> UnknownBackend:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return UnknownBackend(f"unknown sandbox backend {name!r}{hint} "
                           f"Known backends: {', '.join(sorted(_BACKENDS))} (or 'auto').")
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every name ``make_sandbox`` takes: the registered backends and ``auto``."""
+    return (*sorted(_BACKENDS), "auto")
+
+
+def check_backend_name(name: object) -> None:
+    """Fail now, with a did-you-mean, for a name ``make_sandbox`` would not take, e.g. in a
+    config that makes its sandbox later. Whether the backend works here is not checked.
+
+    Raises:
+        UnknownBackend: ``name`` is not a registered backend or ``auto``.
+    """
+    if not isinstance(name, str) or name not in backend_names():
+        raise _unknown(str(name))
 
 
 def _load(name: str) -> type[Sandbox]:
