@@ -156,10 +156,15 @@ class RolloutSection:
     top_p: float = _f(1.0, "nucleus sampling threshold (1.0 = off)")
     concurrency: int = _f(32, "episodes running at once")
     max_batch_size: int = _f(64, "most completions per policy call")
-    sampler: Literal["transformers", "vllm"] = _f(
+    sampler: Literal["transformers", "vllm", "llamacpp"] = _f(
         "transformers", "'transformers' samples from the trainer's own model object (CPU or "
-                        "GPU); 'vllm' runs an engine whose weights sync_weights() refreshes")
+                        "GPU); 'vllm' runs an engine whose weights sync_weights() refreshes; "
+                        "'llamacpp' runs llama.cpp's llama-server on a GGUF of the model, "
+                        "rewritten and restarted each step")
     vllm_kwargs: dict[str, Any] = _f({}, "extra vllm.LLM arguments (gpu_memory_utilization...)")  # noqa: RUF009
+    llamacpp_kwargs: dict[str, Any] = _f(  # noqa: RUF009
+        {}, "llama.cpp sampler: outtype (f32, bf16, f16, q8_0, or a llama-quantize type such as "
+            "q4_0) and LlamaCppServerConfig fields (slots, ctx_size, threads, kv_cache_type)")
     allowed_tokens: Literal["all", "env"] = _f(
         "all", "'env': restrict sampling AND training log-probs to env.allowed_token_ids() "
                "(toy-digit), so a tiny random model can hit the answer tokens")
@@ -176,16 +181,25 @@ class RolloutSection:
                        "Use 1.0 for training.")
         if not 0.0 < self.top_p <= 1.0:
             raise _bad("rollout", "top_p", self.top_p, "must be in (0, 1]", "Use 1.0.")
-        if self.sampler not in ("transformers", "vllm"):
-            raise _bad("rollout", "sampler", self.sampler, "must be 'transformers' or 'vllm'",
+        if self.sampler not in ("transformers", "vllm", "llamacpp"):
+            raise _bad("rollout", "sampler", self.sampler,
+                       "must be 'transformers', 'vllm' or 'llamacpp'",
                        "Use 'transformers' on CPU.")
         if self.allowed_tokens not in ("all", "env"):
             raise _bad("rollout", "allowed_tokens", self.allowed_tokens,
                        "must be 'all' or 'env'", "Use 'all' for real models.")
         if self.allowed_tokens == "env" and self.sampler == "vllm":
             raise _bad("rollout", "allowed_tokens", self.allowed_tokens,
-                       "a token restriction is only implemented for the transformers sampler",
-                       "Use rollout.allowed_tokens='all' with vLLM.")
+                       "a token restriction is only implemented for the transformers and "
+                       "llamacpp samplers", "Use rollout.allowed_tokens='all' with vLLM.")
+        if self.llamacpp_kwargs:
+            from trainers.policies.errors import PolicyConfigError
+            from trainers.policies.llamacpp import check_llamacpp_kwargs
+
+            try:
+                check_llamacpp_kwargs(self.llamacpp_kwargs)
+            except PolicyConfigError as e:
+                raise ConfigError(f"rollout.llamacpp_kwargs: {e}") from e
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,8 +4,9 @@ One step (:meth:`Trainer.step`):
 
 1. **Collect**: ``tasks_per_step`` groups of G episodes (same task and env seed inside
    a group) through :class:`~trainers.rollout.RolloutCollector`. The sampler is the
-   trainer's *own model object* (``TransformersPolicy``; weight sync is then free) or a
-   vLLM engine that :meth:`Trainer.sync_weights` refreshes after every update.
+   trainer's *own model object* (``TransformersPolicy``; weight sync is then free), a
+   vLLM engine, or llama.cpp's ``llama-server`` (``LlamaCppPolicy``: a GGUF rewritten and
+   the server restarted), which :meth:`Trainer.sync_weights` refreshes after every update.
 2. **Samples**: one per segment (:func:`~trainers.episode.segment_samples`);
    episodes flagged ``infra_error`` are dropped, never learned from as reward 0.
 3. **Advantages**: GRPO: ``(r - mean_group) / std_group`` per episode, broadcast to
@@ -371,6 +372,14 @@ class Trainer:
 
     def _make_policy(self) -> Policy:
         c = self.config
+        if c.rollout.sampler == "llamacpp":  # llama-server on a GGUF; sync_weights rewrites it
+            from trainers.policies.llamacpp import LlamaCppPolicy
+
+            return LlamaCppPolicy.for_model(
+                self.model, work_dir=self.out_dir / "llamacpp",
+                policy_id=f"{c.model.name}@llamacpp", allowed_token_ids=None
+                if self.allowed is None else self.allowed.tolist(),
+                **dict(c.rollout.llamacpp_kwargs))
         if c.rollout.sampler == "vllm":
             from trainers.policies.vllm import VLLMPolicy
 
