@@ -150,6 +150,13 @@ def _nl_part(t: Any, messages: Sequence[Any], judge: Any) -> dict[str, Any]:
             "info": None}
 
 
+def _info(**fields: Any) -> dict[str, Any]:
+    """A RewardInfo with every field (τ²'s defaults where not given)."""
+    return {"reward": 0.0, "db_check": None, "env_assertions": None, "action_checks": None,
+            "nl_assertions": None, "communicate_checks": None, "reward_basis": None,
+            "reward_breakdown": None, "info": None, **fields}
+
+
 def evaluate(task: Tau2Task, messages: Sequence[Any], environment: Any, termination: str,
              judge: Any = None) -> dict[str, Any]:
     """τ²'s ``RewardInfo`` (as JSON) for a conversation.
@@ -167,12 +174,12 @@ def evaluate(task: Tau2Task, messages: Sequence[Any], environment: Any, terminat
         Tau2Error: the task's reward needs NL assertions and no judge was given.
     """
     if termination not in STOPPED:
-        return {"reward": 0.0, "reward_basis": None, "info": {
-            "note": f"Simulation terminated prematurely. Termination reason: {termination}"}}
+        return _info(reward=0.0, info={
+            "note": f"Simulation terminated prematurely. Termination reason: {termination}"})
     t = task.tau2_task()
     ec = t.evaluation_criteria
     if ec is None:
-        return {"reward": 1.0, "reward_basis": None, "info": {"note": "No evaluation criteria"}}
+        return _info(reward=1.0, info={"note": "No evaluation criteria"})
     basis = [r.value for r in ec.reward_basis]
     env = _env_part(task, t, environment)
     action = _action_part(t, messages)
