@@ -39,8 +39,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "file unless --out is given)")
     v.add_argument("--host", default="127.0.0.1", help="loopback address for --serve")
     v.add_argument("--port", type=int, default=8765, help="port for --serve (0: any free one)")
-    v.add_argument("--workers", type=int, default=None,
-                   help="processes decoding episodes (default: CPU count, at most 8)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_view)
     return v
@@ -57,10 +55,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="agent-envs-view-") as tmp:
         out = args.out or (str(Path(tmp) / "viewer.html") if args.serve else None)
         if args.compare_to is None:
-            stats = build_viewer(args.path, out, progress=not args.quiet, workers=args.workers)
+            stats = build_viewer(args.path, out, progress=not args.quiet)
         else:
-            stats = build_compare(args.path, args.compare_to, out, progress=not args.quiet,
-                                  workers=args.workers)
+            stats = build_compare(args.path, args.compare_to, out, progress=not args.quiet)
         what = "flipped-task episodes" if args.compare_to else "episodes"
         print(f"{stats.episodes} {what}, {stats.chunks} chunks, "
               f"{stats.html_bytes / 1e6:.2f} MB HTML in {stats.seconds:.1f} s"

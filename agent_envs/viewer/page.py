@@ -1,10 +1,11 @@
 """The viewer page: one self-contained HTML file, its episodes loaded on demand.
 
 The page holds the list (one row per episode: everything it sorts, filters and searches on), and
-the decoded episodes in gzip-compressed, base64-encoded chunks of a few dozen episodes each, in
-``<script type="application/x-gzip-base64">`` blocks that the browser leaves unparsed until an
-episode of that chunk is opened (``DecompressionStream`` in the page decodes it). The token table
-of the raw view is one more such block, decoded the first time the raw view is shown. No script,
+the decoded episodes in gzip-compressed, base64-encoded chunks of up to 32 episodes (or 256 kB of
+JSON) each, in ``<script type="application/x-gzip-base64">`` blocks that the browser leaves
+unparsed until an episode of that chunk is opened (``DecompressionStream`` in the page decodes
+it). Prompt messages are stored once per page (see ``PartStore``), in chunks of their own; the
+token table of the raw view is one more block, decoded the first time the raw view is shown. No script,
 style or font is fetched from anywhere: the file opens from disk, from a published bundle, or
 over ``agent-envs view --serve``.
 """
@@ -16,7 +17,6 @@ import contextlib
 import gzip
 import html
 import json
-import os
 import re
 import tempfile
 import time
@@ -28,6 +28,7 @@ from typing import Any
 
 from agent_envs.harmony import get_codec
 from agent_envs.viewer.episode import (
+    PartStore,
     TokenTable,
     episode_row,
     episode_view,
@@ -46,8 +47,6 @@ __all__ = ["PageStats", "build_compare", "build_viewer", "default_output"]
 
 CHUNK_EPISODES = 32
 CHUNK_BYTES = 256 * 1024
-PARALLEL_MIN = 256  # fewer episodes decode in this process (a worker takes ~1 s to start)
-BATCH = 64          # episodes per task sent to a worker
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +56,7 @@ class PageStats:
     path: Path
     episodes: int
     chunks: int
+    parts: int
     html_bytes: int
     raw_json_bytes: int
     seconds: float
@@ -136,65 +136,47 @@ def _source_meta(src: Source) -> dict[str, Any]:
     return meta
 
 
-def _decode(episodes: list[Any]) -> list[tuple[str, str]]:
-    """(view JSON, question) of each episode; runs in worker processes too."""
-    codec = get_codec()
-    out = []
-    for ep in episodes:
-        view = episode_view(ep, codec)
-        out.append((json.dumps(view, separators=(",", ":"), ensure_ascii=False,
-                               allow_nan=False), first_user_text(view)))
-    return out
-
-
-def _decoded(episodes: list[Any], workers: int) -> Iterator[tuple[Any, str, str]]:
-    """Each episode with its decoded view, in order; over ``workers`` processes when there
-    are enough episodes to pay for starting them (each loads the harmony vocabulary)."""
-    if workers > 1 and len(episodes) >= PARALLEL_MIN:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        batches = [episodes[i:i + BATCH] for i in range(0, len(episodes), BATCH)]
-        # spawn, not fork: the parent may hold threads (progress bars, a served page).
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(batches)), mp_context=ctx) as pool:
-            for batch, results in zip(batches, pool.map(_decode, batches)):
-                yield from ((ep, text, q) for ep, (text, q) in zip(batch, results))
-        return
-    for ep in episodes:
-        (text, q), = _decode([ep])
-        yield ep, text, q
-
-
-def _views(src: Source, chunks: _Chunks, table: TokenTable, rows: list[dict[str, Any]],
-           keep: Callable[[Any], bool], bar: Any, workers: int) -> dict[str, list[int]]:
+def _views(src: Source, chunks: _Chunks, store: PartStore, table: TokenTable,
+           rows: list[dict[str, Any]], keep: Callable[[Any], bool], bar: Any
+           ) -> dict[str, list[int]]:
     """Decode the episodes ``keep`` accepts into ``chunks``/``rows``; task id -> row indices."""
+    codec = get_codec()
     by_task: dict[str, list[int]] = {}
-    for ep, text, question in _decoded([e for e in src.episodes if keep(e)], workers):
-        for seg in ep.segments:
-            table.add(seg.prompt)
-            table.add(seg.completion)
+    for ep in src.episodes:
+        if not keep(ep):
+            continue
+        view = episode_view(ep, codec, store, table)
         row = episode_row(ep, len(rows), category=src.categories.get(ep.task_id),
-                          question=question)
-        row["c"], row["k"] = chunks.add(text)
+                          question=first_user_text(view, store))
+        row["c"], row["k"] = chunks.add(_dumps(view))
         rows.append(row)
         by_task.setdefault(ep.task_id, []).append(row["i"])
         bar.update(1)
     return by_task
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]], chunks: _Chunks,
-           table: TokenTable, t0: float) -> PageStats:
+           store: PartStore, table: TokenTable, t0: float) -> PageStats:
     chunks.flush()
-    meta = dict(meta, chunks=len(chunks.blobs), rows=len(rows),
+    parts = _Chunks()
+    where = [parts.add(_dumps(p)) for p in store.parts]
+    parts.flush()
+    meta = dict(meta, chunks=len(chunks.blobs), part_chunks=len(parts.blobs), rows=len(rows),
                 generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    blobs = {"index": _pack(rows), "tokens": _pack({str(k): v for k, v in table.text.items()})}
+    blobs = {"index": _pack({"rows": rows, "parts": where}),
+             "tokens": _pack({str(k): v for k, v in table.text.items()})}
     blobs.update({f"c{i}": b for i, b in enumerate(chunks.blobs)})
+    blobs.update({f"p{i}": b for i, b in enumerate(parts.blobs)})
     page = render_page(meta, blobs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return PageStats(path=out, episodes=len(rows), chunks=len(chunks.blobs),
-                     html_bytes=len(page.encode()), raw_json_bytes=chunks.raw_bytes,
+                     parts=len(store.parts), html_bytes=len(page.encode()),
+                     raw_json_bytes=chunks.raw_bytes + parts.raw_bytes,
                      seconds=time.perf_counter() - t0)
 
 
@@ -218,15 +200,13 @@ def render_page(meta: dict[str, Any], blobs: dict[str, str]) -> str:
 
 
 def build_viewer(path: str | Path, out: str | Path | None = None, *,
-                 progress: bool = False, workers: int | None = None) -> PageStats:
+                 progress: bool = False) -> PageStats:
     """Write the viewer page of a bundle, a run directory or an episodes file.
 
     Args:
         path: What to show (see :func:`agent_envs.viewer.source.load_source`).
         out: The HTML file to write (default: :func:`default_output`).
         progress: Show a progress bar while episodes are decoded.
-        workers: Processes that decode episodes (default: the CPU count, at most 8; 1 decodes
-            in this process). Fewer than ``PARALLEL_MIN`` episodes decode in this process.
 
     Raises:
         ViewerError: The path cannot be read.
@@ -234,15 +214,17 @@ def build_viewer(path: str | Path, out: str | Path | None = None, *,
     t0 = time.perf_counter()
     src = load_source(path)
     table = TokenTable(get_codec())
+    store = PartStore(get_codec(), table)
     chunks, rows = _Chunks(), []
     with _progress(len(src.episodes), "view: decoding episodes", progress) as bar:
-        _views(src, chunks, table, rows, lambda ep: True, bar, _workers(workers))
+        _views(src, chunks, store, table, rows, lambda ep: True, bar)
     meta = {"mode": "list", "title": src.title, "source": _source_meta(src)}
-    return _write(Path(out) if out else default_output(path), meta, rows, chunks, table, t0)
+    return _write(Path(out) if out else default_output(path), meta, rows, chunks, store, table,
+                  t0)
 
 
 def build_compare(a: str | Path, b: str | Path, out: str | Path | None = None, *,
-                  progress: bool = False, workers: int | None = None) -> PageStats:
+                  progress: bool = False) -> PageStats:
     """Write a page comparing bundle B with bundle A on the tasks that flipped (what
     ``agent-envs eval compare A B`` lists), one episode beside the other.
 
@@ -261,13 +243,13 @@ def build_compare(a: str | Path, b: str | Path, out: str | Path | None = None, *
     flipped = {t: "to_correct" for t in result["flipped"]["to_correct"]}
     flipped.update({t: "to_wrong" for t in result["flipped"]["to_wrong"]})
     table = TokenTable(get_codec())
+    store = PartStore(get_codec(), table)
     chunks = _Chunks()
     rows: list[dict[str, Any]] = []
     total = sum(1 for s in (sa, sb) for e in s.episodes if e.task_id in flipped)
     with _progress(total, "view: decoding flipped episodes", progress) as bar:
-        n = _workers(workers)
-        by_a = _views(sa, chunks, table, rows, lambda e: e.task_id in flipped, bar, n)
-        by_b = _views(sb, chunks, table, rows, lambda e: e.task_id in flipped, bar, n)
+        by_a = _views(sa, chunks, store, table, rows, lambda e: e.task_id in flipped, bar)
+        by_b = _views(sb, chunks, store, table, rows, lambda e: e.task_id in flipped, bar)
     family = family_of(sa.header["suite"]["env_id"]) if sa.header else ""
     tasks = [{"task": t, "cat": sa.categories.get(t, ""), "dir": d, "family": family,
               "a": _score(rows, by_a.get(t, [])), "b": _score(rows, by_b.get(t, [])),
@@ -277,15 +259,8 @@ def build_compare(a: str | Path, b: str | Path, out: str | Path | None = None, *
             "a": dict(_source_meta(sa), path=str(a)), "b": dict(_source_meta(sb), path=str(b)),
             "tasks": tasks, "diff": result["diff"], "ci": result["ci"],
             "shared_tasks": result["shared_tasks"], "same_suite": result["same_suite"]}
-    return _write(Path(out) if out else default_output(a, b), meta, rows, chunks, table, t0)
-
-
-def _workers(n: int | None) -> int:
-    if n is None:
-        return min(os.cpu_count() or 1, 8)
-    if n < 1:
-        raise ValueError(f"workers must be >= 1, got {n}; use 1 to decode in this process")
-    return n
+    return _write(Path(out) if out else default_output(a, b), meta, rows, chunks, store, table,
+                  t0)
 
 
 def _score(rows: list[dict[str, Any]], idx: Iterable[int]) -> float | None:

@@ -6,7 +6,7 @@
   const COMPARE = META.mode === "compare";
   const ROW_H = 28;
   const RAW_LIMIT = 12000;          // token spans drawn before "show all"
-  const CHUNK_CACHE = 12;           // decoded chunks kept in memory
+  const CHUNK_CACHE = 24;           // decoded episode and prompt chunks kept in memory
 
   const $ = (sel, el = document) => el.querySelector(sel);
 
@@ -51,14 +51,31 @@
       return JSON.parse(await new Response(stream).text());
     })();
     blobs.set(name, p);
-    const chunks = [...blobs.keys()].filter((k) => /^c\d+$/.test(k));
+    const chunks = [...blobs.keys()].filter((k) => /^[cp]\d+$/.test(k));
     if (chunks.length > CHUNK_CACHE) blobs.delete(chunks[0]);
     return p;
   }
   let ROWS = [];
+  let PARTS = [];      // prompt message n -> [chunk, slot] of its block "p<chunk>"
   async function episodeAt(i) {
     const r = ROWS[i];
-    return (await blob("c" + r.c))[r.k];
+    const ep = (await blob("c" + r.c))[r.k];
+    if (!ep.resolved) {
+      // A segment's prompt is a list of shared parts (each distinct prompt message is stored
+      // once per page): put their token ids and messages back in front of the segment's own.
+      for (const seg of ep.segments) {
+        const parts = await Promise.all(seg.parts.map(async (n) => {
+          const [c, k] = PARTS[n];
+          return (await blob("p" + c))[k];
+        }));
+        const prompt = parts.flatMap((p) => p.messages.map((m) => Object.assign({}, m)));
+        prompt.slice(0, seg.history).forEach((m) => { m.history = true; });
+        seg.ids = parts.flatMap((p) => p.ids).concat(seg.completion);
+        seg.messages = prompt.concat(seg.messages);
+      }
+      ep.resolved = true;
+    }
+    return ep;
   }
 
   // -- header -------------------------------------------------------------------------
@@ -523,7 +540,9 @@
 
   async function main() {
     renderHeader();
-    ROWS = await blob("index");
+    const index = await blob("index");
+    ROWS = index.rows;
+    PARTS = index.parts;
     ITEMS = COMPARE ? META.tasks.map((t, n) => Object.assign({ n, na: t.ea.length, nb: t.eb.length }, t)) : ROWS;
     setupList();
     $("#list").hidden = false;

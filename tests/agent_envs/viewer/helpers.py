@@ -95,3 +95,17 @@ def read_page(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
              for k, v in re.findall(r'<script type="application/x-gzip-base64" id="b-(\w+)">'
                                     r"(.*?)</script>", text, re.DOTALL)}
     return meta, blobs
+
+
+def page_episode(blobs: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Episode ``row`` of a page with its prompt parts put back, as the page's script does."""
+    view = blobs[f"c{row['c']}"][row["k"]]
+    where = blobs["index"]["parts"]
+    segs = []
+    for seg in view["segments"]:
+        parts = [blobs[f"p{where[n][0]}"][where[n][1]] for n in seg["parts"]]
+        prompt = [dict(m, history=True) if i < seg["history"] else dict(m)
+                  for i, m in enumerate(m for p in parts for m in p["messages"])]
+        segs.append(dict(seg, ids=[t for p in parts for t in p["ids"]] + seg["completion"],
+                         messages=prompt + seg["messages"]))
+    return dict(view, segments=segs)

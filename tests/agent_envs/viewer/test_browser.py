@@ -196,28 +196,33 @@ def test_a_bfcl_sized_list_opens_and_filters_without_drawing_every_row(
     import json
     import random
 
-    from agent_envs.viewer.episode import TokenTable, episode_row, episode_view, first_user_text
+    from agent_envs.viewer.episode import (
+        PartStore,
+        TokenTable,
+        episode_row,
+        episode_view,
+        first_user_text,
+    )
 
     codec = get_codec()
-    eps = [e for f in ("functions", "browser") for e in family_episodes[f]]
-    views = [episode_view(e, codec) for e in eps]
     table = TokenTable(codec)
-    for e in eps:
-        for s in e.segments:
-            table.add(s.prompt + s.completion)
+    store = PartStore(codec, table)
+    eps = [e for f in ("functions", "browser") for e in family_episodes[f]]
+    views = [episode_view(e, codec, store, table) for e in eps]
     rng = random.Random(0)
     chunks, rows = page_module._Chunks(), []
     for i in range(4281):
         j = rng.randrange(len(eps))
         view = dict(views[j], id=f"e{i}")
-        row = episode_row(eps[j], i, category=f"cat{i % 17}", question=first_user_text(view))
+        row = episode_row(eps[j], i, category=f"cat{i % 17}",
+                          question=first_user_text(view, store))
         row["id"] = view["id"]
         row["c"], row["k"] = chunks.add(json.dumps(view, separators=(",", ":")))
         rows.append(row)
-    stats = page_module._write(tmp_path / "big.html", {"mode": "list", "title": "scale",
-                                                       "source": {"path": "x", "kind": "episodes",
-                                                                  "episodes": 4281}},
-                               rows, chunks, table, time.perf_counter())
+    meta = {"mode": "list", "title": "scale", "source": {"path": "x", "kind": "episodes",
+                                                         "episodes": 4281}}
+    stats = page_module._write(tmp_path / "big.html", meta, rows, chunks, store, table,
+                               time.perf_counter())
     assert stats.chunks >= 134  # at most 32 episodes (or 256 kB of JSON) a chunk
     t0 = time.perf_counter()
     _open(browser, stats.path.as_uri())

@@ -9,7 +9,13 @@ import pytest
 
 import agent_envs
 from agent_envs.harmony import get_codec, message_text
-from agent_envs.viewer.episode import TokenTable, episode_row, episode_view, task_labels
+from agent_envs.viewer.episode import (
+    PartStore,
+    TokenTable,
+    episode_row,
+    episode_view,
+    task_labels,
+)
 from tests.agent_envs.viewer.conftest import FAMILIES
 from tests.agent_envs.viewer.helpers import ScriptedOracle
 from trainers.rollout import RolloutCollector, RolloutConfig
@@ -39,6 +45,12 @@ def _key(m: Any) -> tuple:
     return m["role"], m["name"], m["channel"], m["to"], text
 
 
+def _view(ep: Any, store: PartStore | None = None, tokens: TokenTable | None = None) -> dict:
+    """The episode's view with its prompt parts put back, as the page's script does."""
+    store = store or PartStore(get_codec(), tokens)
+    return store.expand(episode_view(ep, get_codec(), store, tokens))
+
+
 def _shown(view: dict) -> list[dict]:
     return [m for s in view["segments"] for m in s["messages"] if not m.get("history")]
 
@@ -55,7 +67,7 @@ def _expand(runs: list[int]) -> list[int]:
 @pytest.mark.parametrize("wrong", [False, True])
 def test_the_messages_are_the_conversation_the_env_kept(family: str, wrong: bool) -> None:
     ep, messages = _run(family, ScriptedOracle(wrong=wrong))
-    view = episode_view(ep, get_codec())
+    view = _view(ep)
     assert [_key(m) for m in _shown(view)] == [_key(m) for m in messages]
     assert view["label"] == ("wrong" if wrong else "correct")
     calls = [m for m in _shown(view) if m["role"] == "assistant" and m["to"]]
@@ -71,7 +83,7 @@ def test_a_second_segment_shows_its_new_user_turn_and_folds_the_history() -> Non
     no_answer = codec.encode("<|channel|>final<|message|>I cannot say.<|return|>")
     ep, messages = _run("python-tool", ScriptedOracle(first_turn=lambda: list(no_answer)),
                         answer_retries=1)
-    view = episode_view(ep, codec)
+    view = _view(ep)
     assert len(view["segments"]) == 2 == len(ep.segments)
     second = view["segments"][1]["messages"]
     history = [m for m in second if m.get("history")]
@@ -83,8 +95,9 @@ def test_a_second_segment_shows_its_new_user_turn_and_folds_the_history() -> Non
 
 def test_mask_and_logprobs_round_trip(family_episodes) -> None:
     table = TokenTable(get_codec())
+    store = PartStore(get_codec(), table)
     for ep in family_episodes["browser"] + family_episodes["functions"]:
-        view = episode_view(ep, get_codec(), table)
+        view = _view(ep, store, table)
         for seg, s in zip(ep.segments, view["segments"], strict=True):
             assert s["ids"] == seg.prompt + seg.completion
             assert _expand(s["mask"]) == [0] * len(seg.prompt) + seg.loss_mask
@@ -98,7 +111,7 @@ def test_a_call_without_recipient_shows_the_env_notice_and_the_model_error() -> 
     codec = get_codec()
     bad = codec.encode("<|channel|>analysis<|message|>Let me think.<|call|>")
     ep, messages = _run("python-tool", ScriptedOracle(first_turn=lambda: list(bad)))
-    view = episode_view(ep, codec)
+    view = _view(ep)
     assert view["turns"][0]["model_error"] == ep.turns[0].model_error is not None
     assert view["turns"][0]["stop"] == "call"
     notice = [m for m in _shown(view) if m["role"] == "system" and m["src"] == "env"]
@@ -107,10 +120,9 @@ def test_a_call_without_recipient_shows_the_env_notice_and_the_model_error() -> 
 
 
 def test_unparseable_tokens_are_shown_raw_with_the_parse_error() -> None:
-    codec = get_codec()
     garbage = [200006, 200006, 200007]  # <|start|><|start|><|end|>
     ep, _ = _run("functions", ScriptedOracle(first_turn=lambda: list(garbage)))
-    view = episode_view(ep, codec)
+    view = _view(ep)
     raw = [m for m in _shown(view) if m["role"] == "raw"]
     assert raw and raw[0]["src"] == "model" and raw[0]["turn"] == 0
     assert raw[0]["error"] and "<|start|>" in raw[0]["text"]
@@ -124,7 +136,7 @@ def test_a_cut_completion_shows_what_was_written_and_the_env_closing_it() -> Non
     seg = ep.segments[0]
     t0 = ep.turns[0]
     assert seg.completion[t0.end] == 200007  # the env closed the open message with <|end|>
-    view = episode_view(ep, codec)
+    view = _view(ep)
     assert view["turns"][0]["finish"] == "length" and view["turns"][0]["stop"] is None
     first = [m for m in _shown(view) if m["turn"] == 0]
     assert first[0]["src"] == "model" and first[0]["text"] == "First I will"
@@ -157,3 +169,37 @@ def test_rows_count_calls_tool_errors_and_tokens(family_episodes) -> None:
 ])
 def test_task_labels(task_id: str, labels: tuple[str, str]) -> None:
     assert task_labels(task_id) == labels
+
+
+def test_prompts_are_cut_into_messages_stored_once() -> None:
+    codec = get_codec()
+    store = PartStore(codec)
+    sys_msg = codec.system_message()
+    prompt = codec.render_prompt([sys_msg, codec.user_message("What is 2+2?")])
+    first = store.add_prompt(prompt)
+    assert len(first) == 3  # system, user, and the open <|start|>assistant
+    assert [p["messages"][0]["role"] for p in (store.parts[n] for n in first[:2])] == [
+        "system", "user"]
+    assert store.parts[first[2]] == {"ids": list(codec.assistant_header), "messages": []}
+    other = store.add_prompt(codec.render_prompt([sys_msg, codec.user_message("And 3+3?")]))
+    assert other[0] == first[0] and other[2] == first[2] and other[1] == len(store.parts) - 1
+    assert [t for n in first for t in store.parts[n]["ids"]] == prompt
+    # Not cuttable into whole messages: the prompt is one part, decoded as a whole.
+    odd = codec.encode("stray text") + prompt
+    (whole,) = store.add_prompt(odd)
+    assert store.parts[whole]["ids"] == odd and store.parts[whole]["messages"][0]["role"] == "raw"
+
+
+def test_runs_parse_in_one_call_and_a_bad_run_alone() -> None:
+    from agent_envs.viewer.episode import _parse_many
+
+    codec = get_codec()
+    a = codec.render_message(codec.tool_message("python", "4"))
+    b = codec.render_message(codec.user_message("next?")) + codec.render_message(
+        codec.tool_message("functions.f", '{"ok": true}', channel="commentary"))
+    out = _parse_many(codec, [a, b])
+    assert [[message_text(m) for m in ms] for ms in out] == [["4"], ["next?", '{"ok": true}']]
+    assert out[1][1].author.name == "functions.f" and out[1][1].channel == "commentary"
+    bad = [200006, 200008, 200007]  # <|start|><|message|><|end|>: no role
+    out = _parse_many(codec, [a, bad, b])
+    assert out[1] is None and [message_text(m) for m in out[0]] == ["4"] and len(out[2]) == 2

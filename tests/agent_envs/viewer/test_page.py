@@ -13,13 +13,13 @@ from agent_envs.eval import compare
 from agent_envs.viewer import ViewerError, build_compare, build_viewer, default_output, serve_page
 from agent_envs.viewer import page as page_module
 from tests.agent_envs.viewer.conftest import FAMILIES
-from tests.agent_envs.viewer.helpers import read_page, write_test_bundle
+from tests.agent_envs.viewer.helpers import page_episode, read_page, write_test_bundle
 from trainers.episode import load_episodes, save_episodes
 
 
 def _check_rows_point_at_their_episodes(path: Path, episodes: list) -> dict:
     meta, blobs = read_page(path)
-    rows = blobs["index"]
+    rows = blobs["index"]["rows"]
     assert meta["rows"] == len(rows) == len(episodes)
     assert meta["chunks"] == sum(1 for k in blobs if k.startswith("c"))
     for row, ep in zip(rows, episodes, strict=True):
@@ -41,7 +41,7 @@ def test_a_jsonl_of_every_family_makes_one_self_contained_page(episodes_jsonl: P
     assert not re.search(r"<script[^>]+src=|<link\b|@import|url\(|<iframe|<img", html)
     assert not re.search(r"https?://", html.split('<script type="application/json"')[0])
     _, blobs = read_page(stats.path)
-    assert {r["family"] for r in blobs["index"]} == set(FAMILIES)
+    assert {r["family"] for r in blobs["index"]["rows"]} == set(FAMILIES)
     # The token table covers every id of every episode.
     ids = {t for e in episodes for s in e.segments for t in s.prompt + s.completion}
     assert ids <= {int(k) for k in blobs["tokens"]}
@@ -57,7 +57,7 @@ def test_parquet_bundle_archive_and_unfinished_run_read_alike(bundle_pair, tmp_p
     assert meta["source"]["overall"]["value"] == 1.0
     _, blobs = read_page(stats.path)
     manifest_cats = {t: t.split("/")[2] for t in (e.task_id for e in episodes)}
-    assert {r["task"]: r["cat"] for r in blobs["index"]} == manifest_cats
+    assert {r["task"]: r["cat"] for r in blobs["index"]["rows"]} == manifest_cats
 
     archive = Path(str(a) + ".tar.gz")
     stats = build_viewer(archive)
@@ -80,22 +80,30 @@ def test_parquet_bundle_archive_and_unfinished_run_read_alike(bundle_pair, tmp_p
     assert meta["source"]["kind"] == "run"
 
 
-def test_episodes_are_split_into_chunks_and_workers_give_the_same_page(
+def test_episodes_are_split_into_chunks_and_prompts_are_stored_once(
         family_episodes, tmp_path: Path, monkeypatch) -> None:
-    episodes = [e for f in FAMILIES for e in family_episodes[f]] * 3  # 36
-    path = save_episodes(episodes, tmp_path / "many.jsonl")
+    once = [e for f in FAMILIES for e in family_episodes[f]]
+    thrice = once * 3
     monkeypatch.setattr(page_module, "CHUNK_EPISODES", 5)
-    serial = build_viewer(path, tmp_path / "serial.html", workers=1)
-    assert serial.chunks == 8
-    monkeypatch.setattr(page_module, "PARALLEL_MIN", 10)
-    monkeypatch.setattr(page_module, "BATCH", 7)
-    parallel = build_viewer(path, tmp_path / "parallel.html", workers=2)
-    ms, bs = read_page(serial.path)
-    mp, bp = read_page(parallel.path)
-    ms.pop("generated_at"), mp.pop("generated_at")
-    assert (ms, bs) == (mp, bp)
-    with pytest.raises(ValueError, match=re.escape("workers must be >= 1, got 0")):
-        build_viewer(path, tmp_path / "x.html", workers=0)
+    small = build_viewer(save_episodes(once, tmp_path / "once.jsonl"))
+    big = build_viewer(save_episodes(thrice, tmp_path / "thrice.jsonl"))
+    assert (small.chunks, big.chunks) == (3, 8)
+    # The same prompts: no new part for the repeats; one system message per family.
+    messages = sum(s.prompt.count(200006) for e in once for s in e.segments)  # <|start|>
+    assert big.parts == small.parts < messages
+    _, blobs = read_page(big.path)
+    for row, ep in zip(blobs["index"]["rows"], thrice, strict=True):
+        view = page_episode(blobs, row)
+        for seg, s in zip(ep.segments, view["segments"], strict=True):
+            assert s["ids"] == seg.prompt + seg.completion
+        assert view["segments"][0]["messages"][0]["role"] == "system"
+    systems = {tuple(p["ids"]) for p in _parts(blobs) if p["messages"]
+               and p["messages"][0]["role"] == "system"}
+    assert len(systems) == len(FAMILIES)
+
+
+def _parts(blobs: dict) -> list[dict]:
+    return [blobs[f"p{c}"][k] for c, k in blobs["index"]["parts"]]
 
 
 def test_compare_holds_the_flipped_tasks_of_eval_compare(bundle_pair) -> None:
@@ -107,7 +115,7 @@ def test_compare_holds_the_flipped_tasks_of_eval_compare(bundle_pair) -> None:
     assert [t["task"] for t in meta["tasks"]] == (expected["flipped"]["to_correct"]
                                                   + expected["flipped"]["to_wrong"])
     assert len(meta["tasks"]) == 3 and {t["dir"] for t in meta["tasks"]} == {"to_wrong"}
-    rows = blobs["index"]
+    rows = blobs["index"]["rows"]
     for t in meta["tasks"]:
         assert (t["a"], t["b"]) == (1.0, 0.0)
         for side, idx in (("model-a", t["ea"]), ("model-b", t["eb"])):
@@ -190,4 +198,4 @@ def test_text_that_looks_like_html_stays_data(family_episodes, tmp_path: Path) -
     assert html.count("</script>") == html.count("<script")
     meta, blobs = read_page(bundle / "viewer.html")
     assert meta["title"] == f"viewer-test | {evil}"  # the page shows it as text
-    assert {r["reason"] for r in blobs["index"]} == {evil}
+    assert {r["reason"] for r in blobs["index"]["rows"]} == {evil}
