@@ -167,7 +167,7 @@ class ToyCycleEnv(PositionScoredEnv):
                  **kwargs: Any) -> None:
         super().__init__(CycleTaskSource(pattern, length), defaults=PATTERN_DEFAULTS,
                          split=split, render_mode=render_mode, codec=codec, **kwargs)
-        self._start_ids = {d: tuple(self.codec.encode(d)) for d in "0123456789"}
+        self._start_ids = {str(d): (t,) for d, t in enumerate(self._digit_ids)}
 
     def initial_messages(self, task: Task) -> list[oh.Message]:
         # Every assistant turn of this episode opens with PREFILL_TEXT and the start digit.
@@ -185,4 +185,4 @@ class ToyCycleEnv(PositionScoredEnv):
         text = final_text.strip()
         assert self.task is not None
         start = self.task.meta["start"]
-        return text[len(start):] if text.startswith(start) else text
+        return text.removeprefix(start)

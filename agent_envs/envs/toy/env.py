@@ -39,7 +39,9 @@ from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import RETURN, AnalysisPolicy, HarmonyCodec, SystemConfig, get_codec
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
-__all__ = ["PREFILL_TEXT", "DigitTaskSource", "PrefilledDigitsEnv", "ToyDigitEnv"]
+__all__ = [
+    "PREFILL_TEXT", "DigitTaskSource", "PrefilledDigitsEnv", "ToyDigitEnv", "toy_token_ids",
+]
 
 #: What the env writes after ``<|start|>assistant`` before the model's turn.
 PREFILL_TEXT = "<|channel|>final<|message|>"
@@ -92,12 +94,28 @@ class DigitTaskSource(TaskSource):
         return self._task(int(parts[2]), parts[1])  # type: ignore[arg-type]
 
 
+_TOY_IDS: dict[int, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
+
+
+def toy_token_ids(codec: HarmonyCodec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(PREFILL_TEXT's ids, the ids of the digits 0-9)`` for ``codec``'s encoding, encoded
+    once per encoding (an env is made per episode; encoding is the slow part)."""
+    key = id(codec.encoding)
+    hit = _TOY_IDS.get(key)
+    if hit is None or hit[0] is not codec.encoding:
+        digits = tuple(codec.encode(str(d))[0] for d in range(10))
+        hit = _TOY_IDS[key] = (codec.encoding, tuple(codec.encode(PREFILL_TEXT)), digits)
+    return hit[1], hit[2]
+
+
 class _PrefillCodec(HarmonyCodec):
     """A codec whose assistant turns open with a prefill the env writes."""
 
     def __init__(self, base: HarmonyCodec, prefill: Sequence[int]) -> None:
-        super().__init__(base.encoding)
-        self._plain_header = tuple(self.assistant_header)
+        # Share the base codec's encoding and caches instead of rendering them again: a
+        # trainer makes one env per episode, and HarmonyCodec.__init__ costs milliseconds.
+        self.__dict__.update(base.__dict__)
+        self._plain_header = tuple(getattr(base, "_plain_header", base.assistant_header))
         self.set_prefill(prefill)
 
     def set_prefill(self, prefill: Sequence[int]) -> None:
@@ -129,11 +147,11 @@ class PrefilledDigitsEnv(HarmonyEnv):
                  split: Split = "train", render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
         base = codec or get_codec()
-        self.prefill: tuple[int, ...] = tuple(base.encode(PREFILL_TEXT))
+        self.prefill: tuple[int, ...] = toy_token_ids(base)[0]
         super().__init__(task_source=task_source, split=split,
                          config=EnvConfig(**{**defaults, **kwargs}),
                          render_mode=render_mode, codec=_PrefillCodec(base, self.prefill))
-        self._digit_ids = tuple(self.codec.encode(str(d))[0] for d in range(10))
+        self._digit_ids = toy_token_ids(base)[1]
 
     def initial_messages(self, task: Task) -> list[oh.Message]:
         system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
