@@ -228,7 +228,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if target == "board":
         if not rest:
             raise ValueError("usage: agent-envs eval board BUNDLE_DIR... [--html FILE]")
-        md, page = ev.board(rest)
+        md, page = ev.board(rest, html_path=args.html)  # rows link to each viewer
         Path(args.html).write_text(page)
         print(md + f"\nHTML: {args.html}")
         return 0

@@ -409,8 +409,15 @@ def compare(a: str | Path, b: str | Path) -> dict[str, Any]:
     return result
 
 
-def board(paths: Sequence[str | Path]) -> tuple[str, str]:
+def board(paths: Sequence[str | Path], *, html_path: str | Path | None = None
+          ) -> tuple[str, str]:
     """A leaderboard over bundles of one suite: (Markdown, HTML).
+
+    Args:
+        paths: Bundle directories.
+        html_path: Where the HTML will be written. When given, each row links to its bundle's
+            episode viewer (``BUNDLE/viewer.html``, written if missing or stale; see
+            ``agent_envs.viewer.bundle_viewer``), relative to that file.
 
     Raises:
         BundleError: The bundles are of different suites (hashes); they cannot be ranked.
@@ -440,6 +447,7 @@ def board(paths: Sequence[str | Path]) -> tuple[str, str]:
             "excluded": b.metrics.get("excluded_infra", {}).get("count", 0),
             "date": (b.header.get("ended_at") or "")[:10], "path": str(b.path)})
     rows.sort(key=lambda r: -(r["accuracy"] or 0.0))
+    views = _viewer_links(bundles, html_path) if html_path is not None else {}
     s = bundles[0].header["suite"]
     cols = ["#", "model", "accuracy (95% CI)", f"pass@{trials}", f"pass^{trials}", "tasks",
             "episodes", "effort", "status", "infra excluded", "date"]
@@ -455,19 +463,41 @@ def board(paths: Sequence[str | Path]) -> tuple[str, str]:
     md += ["| " + " | ".join(cells(i, r)) + " |" for i, r in enumerate(rows, 1)]
     import html as _html
 
+    def link(r: dict[str, Any]) -> str:
+        href = views.get(r["path"])
+        return "" if href is None else (f"<td><a href='{_html.escape(href)}'>episodes</a>"
+                                        "</td>")
+
     body = "".join("<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in cells(i, r))
-                   + "</tr>\n" for i, r in enumerate(rows, 1))
+                   + link(r) + "</tr>\n" for i, r in enumerate(rows, 1))
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{_html.escape(title)}"
             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
             "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
             "td:nth-child(2){text-align:left}</style></head><body>\n"
             f"<h1>{_html.escape(title)}</h1>\n<table id='board'><thead><tr>"
             + "".join(f"<th>{_html.escape(c)}</th>" for c in cols)
+            + ("<th>viewer</th>" if views else "")
             + f"</tr></thead><tbody>\n{body}</tbody></table>\n<p>Accuracy is the mean over "
             "tasks of the fraction of trials solved; the interval is a 95% task-level "
             "bootstrap (Wilson with one trial). Rows are ranked by accuracy; overlapping "
             "intervals are not a ranking.</p></body></html>\n")
     return "\n".join(md) + "\n", page
+
+
+def _viewer_links(bundles: Sequence[Bundle], html_path: str | Path) -> dict[str, str]:
+    """Bundle path -> URL of its viewer page, relative to the board's HTML file."""
+    import os
+    from urllib.parse import quote
+
+    from agent_envs.viewer import bundle_viewer
+
+    here = Path(html_path).resolve().parent
+    fallback = here / f"{Path(html_path).stem}-viewers"
+    out = {}
+    for b in bundles:
+        page = bundle_viewer(b.path, fallback_dir=fallback, progress=True)
+        out[str(b.path)] = quote(Path(os.path.relpath(page.resolve(), here)).as_posix())
+    return out
 
 
 def _fmt(v: float | None) -> str:

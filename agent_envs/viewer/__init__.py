@@ -9,11 +9,18 @@ mask and the sampler's log-probs. Two bundles compare on the tasks that flipped.
 from __future__ import annotations
 
 from agent_envs.viewer.episode import episode_row, episode_view
-from agent_envs.viewer.page import PageStats, build_compare, build_viewer, default_output
+from agent_envs.viewer.page import (
+    PageStats,
+    build_compare,
+    build_viewer,
+    bundle_viewer,
+    default_output,
+)
 from agent_envs.viewer.serve import serve_page
 from agent_envs.viewer.source import Source, ViewerError, load_source
 
 __all__ = [
-    "PageStats", "Source", "ViewerError", "build_compare", "build_viewer", "default_output",
+    "PageStats", "Source", "ViewerError", "build_compare", "build_viewer", "bundle_viewer",
+    "default_output",
     "episode_row", "episode_view", "load_source", "serve_page",
 ]

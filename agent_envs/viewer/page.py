@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import html
 import json
+import os
 import re
 import tempfile
 import time
@@ -43,7 +45,7 @@ from agent_envs.viewer.source import (
     unpack_bundle,
 )
 
-__all__ = ["PageStats", "build_compare", "build_viewer", "default_output"]
+__all__ = ["PageStats", "build_compare", "build_viewer", "bundle_viewer", "default_output"]
 
 CHUNK_EPISODES = 32
 CHUNK_BYTES = 256 * 1024
@@ -284,3 +286,19 @@ def _bundle_dir(path: str | Path, name: str) -> Iterator[Path]:
     raise ViewerError(f"compare needs two eval bundles; {name} = {str(p)!r} is not one (no "
                       "bundle.json). Give two bundle directories (agent-envs eval SUITE --out "
                       "DIR) or their .tar.gz archives.")
+
+
+def bundle_viewer(bundle: str | Path, *, fallback_dir: str | Path, progress: bool = False
+                  ) -> Path:
+    """A bundle's viewer page, ``BUNDLE/viewer.html``: written when missing or older than the
+    bundle's episodes (``agent-envs eval board`` links each row to it). A bundle directory that
+    cannot be written to (a published, read-only copy) gets its page in ``fallback_dir``."""
+    b = Path(bundle)
+    target = b / "viewer.html"
+    if not os.access(b, os.W_OK):
+        tag = hashlib.sha256(str(b.resolve()).encode()).hexdigest()[:8]
+        target = Path(fallback_dir) / f"{b.name}-{tag}.html"
+    episodes = b / "episodes.parquet"
+    if target.exists() and target.stat().st_mtime >= episodes.stat().st_mtime:
+        return target
+    return build_viewer(b, target, progress=progress).path
