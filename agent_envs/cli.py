@@ -288,7 +288,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return int(train_main([args.config, *args.overrides]))
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint for an inference engine (delegates to ``trainers.export.cli``)."""
     try:
@@ -300,6 +299,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return int(export_main((["--help"] if args.export_help else []) + list(args.argv)))
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
     """Serve ENV over OpenEnv's WebSocket protocol until interrupted."""
     try:
         from agent_envs.server.app import ServerSettings, run_server
@@ -321,8 +321,11 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"{settings.idle_timeout_s or 'off'} s, step timeout "
               f"{settings.step_timeout_s or 'off'} s, {auth}", flush=True)
 
-    run_server(settings, host=args.host, port=args.port, log_level=args.log_level, ready=ready,
-               check_env=not args.no_env_check)
+    try:
+        run_server(settings, host=args.host, port=args.port, log_level=args.log_level,
+                   ready=ready, check_env=not args.no_env_check)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly; no traceback
+        pass
     return 0
 
 
@@ -454,16 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     t.set_defaults(func=cmd_train)
 
-    sv = sub.add_parser(
-        "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
-        description="Serve ENV over OpenEnv's protocol: a WebSocket session per client at /ws "
-                    "(reset/step/state/close with harmony token ids), plus /health, /metadata "
     x = sub.add_parser("export", add_help=False,
                        help="export a checkpoint for an engine: export gguf SOURCE OUT.gguf")
     x.add_argument("-h", "--help", dest="export_help", action="store_true")
     x.add_argument("argv", nargs=argparse.REMAINDER, help="gguf SOURCE OUT [--outtype TYPE]")
     x.set_defaults(func=cmd_export)
 
+    sv = sub.add_parser(
+        "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
+        description="Serve ENV over OpenEnv's protocol: a WebSocket session per client at /ws "
+                    "(reset/step/state/close with harmony token ids), plus /health, /metadata "
                     "and /schema. Clients: agent_envs.remote(URL, ENV), --env-url URL on "
                     "rollout/eval, env.url in a train config, OpenEnv's GenericEnvClient or "
                     "verifiers' OpenEnvTaskset. Observations never carry a task's answer, "

@@ -34,17 +34,15 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
-from openenv.core.env_server.http_server import HTTPEnvServer
-from openenv.core.env_server.types import ConcurrencyConfig
-
 import agent_envs
+from agent_envs.server._openenv import ConcurrencyConfig, HTTPEnvServer
 from agent_envs.server.auth import AuthGuard, is_loopback
 from agent_envs.server.models import EnvSessionState, ResetData, TokenAction, TokenObservation
 from agent_envs.server.protocol import TOKEN_ENV_VAR, ServerStartError
 from agent_envs.server.session import HarmonyEnvironment, ServerSettings, _Worker
 
 __all__ = ["HarmonyEnvironment", "ServerSettings", "bind_socket", "create_app",
-           "make_uvicorn_server", "preflight", "run_server"]
+           "exposure_warning", "make_uvicorn_server", "preflight", "run_server"]
 
 _log = logging.getLogger(__name__)
 
@@ -235,7 +233,7 @@ def preflight(settings: ServerSettings, *, timeout_s: float | None = None) -> No
     culprits = []
     if len(kwargs) > 1:  # name the argument(s) that fail on their own
         culprits = [k for k in kwargs
-                    if _try_env(settings, {k: kwargs[k]}, limit, deep=False) is not None]
+                    if _try_env(settings, {k: kwargs[k]}, limit, deep=True) is not None]
     blame = (f"; the culprit: {_env_args_text({k: kwargs[k] for k in culprits})}"
              if culprits else "")
     with_args = f" with {shown}" if kwargs else ""
@@ -288,6 +286,15 @@ def _open_one_session(env: Any) -> None:
     session.close()
 
 
+def exposure_warning(settings: ServerSettings, host: str) -> str | None:
+    """The warning for a server other machines can reach with no token, else None."""
+    if settings.token is not None or is_loopback(host):
+        return None
+    return (f"warning: serving on {host} without a token: anyone who can reach this port runs "
+            "code in its sandboxes (and spends any live-browsing keys). Start it with --token "
+            f"TOKEN (or {TOKEN_ENV_VAR}) and give clients the same token.")
+
+
 def _log_like_uvicorn(level: str) -> None:
     """Our server's log lines (refusals, bad requests, env failures) on stderr, one line each,
     in uvicorn's format and at its level."""
@@ -334,11 +341,9 @@ def run_server(settings: ServerSettings, *, host: str = "127.0.0.1", port: int =
     try:
         if check_env:
             preflight(settings)
-        if settings.token is None and not is_loopback(host):
-            (warn or _stderr)(
-                f"warning: serving on {host} without a token: anyone who can reach this port "
-                "runs code in its sandboxes (and spends any live-browsing keys). Start it with "
-                f"--token TOKEN (or {TOKEN_ENV_VAR}) and give clients the same token.")
+        warning = exposure_warning(settings, host)
+        if warning is not None:
+            (warn or _stderr)(warning)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         if ready is not None:

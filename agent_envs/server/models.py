@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from openenv.core.env_server.types import Action, Observation, State
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from agent_envs.harmony import VOCAB_SIZE
+from agent_envs.server._openenv import Action, Observation, State
 
 __all__ = ["EnvSessionState", "ResetData", "TokenAction", "TokenObservation"]
 

@@ -22,12 +22,11 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from openenv.core.env_server.interfaces import Environment
-from openenv.core.env_server.types import EnvironmentMetadata
 
 import agent_envs
 from agent_envs.errors import AgentEnvsError, EnvStateError, InvalidActionError, UnknownTaskError
 from agent_envs.harmony import get_codec
+from agent_envs.server._openenv import Environment, EnvironmentMetadata
 from agent_envs.server.models import EnvSessionState, TokenAction, TokenObservation
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,

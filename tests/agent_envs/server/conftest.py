@@ -78,7 +78,8 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ThreadServe
 
 
 class ProcessServer:
-    """``agent-envs serve ...`` in a subprocess; ``url`` and ``kill()``."""
+    """``agent-envs serve ...`` in a subprocess; ``url``, ``banner`` (its "serving" line),
+    ``preamble`` (what it printed before: warnings) and ``kill()``/``stop()``."""
 
     def __init__(self, *args: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -86,12 +87,17 @@ class ProcessServer:
             [sys.executable, "-m", "agent_envs.cli", "serve", *args, "--port", "0"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until the server listens (or dies)
-        m = re.search(r"on (http://\S+) ", line)
+        self.preamble = ""
+        while True:  # blocks until the server listens (or dies)
+            line = self.proc.stdout.readline()
+            m = re.search(r"^serving \S+ on (http://\S+) ", line)
+            if m is not None or not line:
+                break
+            self.preamble += line
         if m is None:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             self.kill()
-            raise RuntimeError(f"agent-envs serve did not start: {line}{rest}")
+            raise RuntimeError(f"agent-envs serve did not start: {self.preamble}{rest}")
         self.url = m.group(1)
         self.banner = line
         httpx.get(self.url + "/health", timeout=10).raise_for_status()

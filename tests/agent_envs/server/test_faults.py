@@ -184,8 +184,8 @@ def test_remote_client_raises_the_in_process_exception_types(serve) -> None:
             agent_envs.remote(server.url, "toy-digit", task_source=object())
         env.reset(seed=0)
         local.reset(seed=0)
-        with pytest.raises(InvalidActionError, match=r"tokens\.0: .*less than 201088.*300000"):
-            env.step([300000])
+        with pytest.raises(InvalidActionError, match=r"201088.*300000|300000.*201088"):
+            env.step([300000])  # checked by the client, or else by the server's schema
         with pytest.raises(InvalidActionError, match="found 1.5 of type float"):
             env.step([1.5])
         with pytest.raises(InvalidActionError, match="found 1.5 of type float"):
