@@ -21,12 +21,15 @@ def hangup_server(tmp_path):
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(8)
+    srv.settimeout(0.05)  # so that the thread sees stop (close() does not wake accept())
     stop = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
             try:
                 conn, _ = srv.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             conn.close()
@@ -35,8 +38,8 @@ def hangup_server(tmp_path):
     t.start()
     yield path
     stop.set()
-    srv.close()
     t.join(timeout=5)
+    srv.close()
 
 
 def _open_fds() -> int:
