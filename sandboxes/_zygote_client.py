@@ -500,11 +500,14 @@ class ZygoteSession(Session):
 
     def _weigh(self, active: bool) -> None:
         """The session's CPU weight: the default during a call, idle between calls."""
-        if self._cpu_fd is None or self._client.cpu is None:
+        cpu = self._client.cpu
+        if self.cpu_weight is None or cpu is None:
             return
         with self._cpu_lock:  # never write through an fd number close() has given back
             if self._cpu_fd is not None:
-                self._client.cpu.write(self._cpu_fd, active)
+                cpu.write(self._cpu_fd, active)
+            elif not self._closed:  # no fd could be kept (out of fds): by path
+                cpu.set(self.cpu_weight, active)
 
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
         timeout = self.limits.timeout_s if timeout_s is None else timeout_s

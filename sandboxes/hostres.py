@@ -120,17 +120,27 @@ def reap_stale(base: str) -> list[str]:
     return removed
 
 
-def _make_v1(root: str, ctrl: str, own: dict[str, str], name: str) -> str:
-    """Make ``name`` under this process's cgroup in the v1 ``ctrl`` hierarchy."""
+def _make_v1(root: str, ctrl: str, own: dict[str, str], name: str,
+             made: dict[str, str] | None = None) -> str:
+    """Make ``name`` under this process's cgroup in the v1 ``ctrl`` hierarchy.
+
+    ``made`` maps hierarchies already made (by mount point) to their dir: controllers mounted
+    together (``cpu,memory``) share one dir.
+    """
     mnt = os.path.join(root, ctrl)
     if not os.path.isdir(mnt):
         raise OSError(f"no cgroup v1 {ctrl} hierarchy at {mnt}")
+    real = os.path.realpath(mnt)
+    if made is not None and real in made:
+        return made[real]
     base = os.path.join(mnt, own.get(ctrl, "/").lstrip("/"))
     if not os.path.isdir(base):
         base = mnt
     reap_stale(base)
     d = os.path.join(base, name)
     os.mkdir(d)
+    if made is not None:
+        made[real] = d
     return d
 
 
@@ -192,6 +202,16 @@ class CpuShare:
         except OSError:
             return None
 
+    def set(self, path: str, active: bool) -> None:
+        """Write the weight by path (an open, a write and a close: the slow way, for a
+        session that could not keep an fd)."""
+        fd = self.open(path)
+        if fd is not None:
+            try:
+                self.write(fd, active)
+            finally:
+                os.close(fd)
+
     def write(self, fd: int, active: bool) -> None:
         """Write the active or idle weight through ``fd`` (best effort: a session that
         already ended has no cgroup left to weigh)."""
@@ -251,18 +271,22 @@ class CgroupDelegation:
                 else:
                     out.cpu_reason = _CPU_OFF
                 return out, ""
+            by_mount: dict[str, str] = {}
             for ctrl in ("memory", "pids"):
-                made.append(_make_v1(root, ctrl, own, name))
+                d = _make_v1(root, ctrl, own, name, by_mount)
+                if d not in made:
+                    made.append(d)
             out = cls(version=1, dirs=made)
             try:
                 if not cpu:
                     out.cpu_reason = _CPU_OFF
                     return out, ""
-                cpu_dir = _make_v1(root, "cpu", own, name)
+                cpu_dir = _make_v1(root, "cpu", own, name, by_mount)
             except OSError as e:
                 out.cpu_reason = f"no cgroup v1 cpu controller to delegate ({e})"
             else:
-                out.dirs.append(cpu_dir)
+                if cpu_dir not in out.dirs:
+                    out.dirs.append(cpu_dir)
                 out.cpu = CpuShare.for_version(1, cpu_dir)
                 _weigh_parent(1, cpu_dir)
             return out, ""
