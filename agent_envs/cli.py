@@ -252,7 +252,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         reasoning_effort=args.reasoning_effort, temperature=args.temperature,
                         top_p=args.top_p, max_tokens=args.max_tokens, model=args.model,
                         progress=not args.quiet, env_url=args.env_url)
-    if args.user or args.record_user or args.judge:  # suites with a simulated user (tau2-*)
+    if args.user or args.user_model or args.record_user or args.judge or args.judge_model:
+        # suites with a simulated user (tau2-*)
         import dataclasses
 
         from agent_envs.envs.tau2.cli import eval_env_args

@@ -223,6 +223,12 @@ class Domain:
                                     "parameters": _normalise_schema(fn["parameters"])})
         tasks = self._env_module.get_tasks(None)
         self.tasks: dict[str, Any] = {t.id: t for t in tasks}
+        # The digests come from the file: a loaded task's message history carries the time of
+        # loading (τ²'s message timestamps default to now).
+        raw = json.loads(Path(getattr(utils, f"{name.upper()}_TASK_SET_PATH")).read_text(
+            encoding="utf-8"))
+        self._digests = {str(t["id"]): hashlib.sha256(json.dumps(
+            t, sort_keys=True).encode()).hexdigest() for t in raw}
         splits = self._env_module.get_tasks_split()
         self.split_of: dict[str, str] = {}
         for split in ("test", "train"):  # a task in both would count as test (none is)
@@ -253,9 +259,9 @@ class Domain:
                 + f" ({len(self.tasks)} tasks)") from None
 
     def task_digest(self, tau2_id: str) -> str:
-        """sha256 of the task's canonical JSON (scenario, initial state, criteria)."""
-        dumped = self.task(tau2_id).model_dump(mode="json")
-        return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+        """sha256 of the task as τ²'s task file has it (scenario, initial state, criteria)."""
+        self.task(tau2_id)
+        return self._digests[tau2_id]
 
     @functools.cached_property
     def policy_sha256(self) -> str:
