@@ -53,17 +53,24 @@ episodes; the sync methods run the same logic with the sync tool calls.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import difflib
+import hashlib
+import inspect
+import re
 import time
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import openai_harmony as oh
 from gymnasium import spaces
 
-from agent_envs.errors import EnvStateError, InvalidActionError
+from agent_envs.errors import EnvStateError, InvalidActionError, UnknownArgumentError
 from agent_envs.harmony import (
     END,
     VOCAB_SIZE,
@@ -77,6 +84,7 @@ from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
 __all__ = [
     "INFO_KEYS", "EnvConfig", "HarmonyEnv", "TokenBuffer", "ToolCall", "ToolOutcome",
+    "check_arguments", "check_field_types", "derive_seed", "to_jsonable",
 ]
 
 INFO_KEYS: dict[str, str] = {
@@ -137,6 +145,7 @@ class EnvConfig:
     cut_completion: Literal["notice", "end"] = "notice"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("max_turns", "max_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -150,6 +159,89 @@ class EnvConfig:
         if self.reasoning_effort not in ("low", "medium", "high"):
             raise ValueError(f"reasoning_effort must be 'low', 'medium' or 'high', "
                              f"got {self.reasoning_effort!r}")
+        if self.conversation_date is not None:
+            _check_iso_date(self.conversation_date)
+
+
+def _type_ok(value: Any, tp: Any) -> bool | None:
+    """Whether ``value`` fits annotation ``tp``; None when ``tp`` is not a simple type."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_type_ok(value, a) for a in typing.get_args(tp)]
+        return None if None in verdicts else any(verdicts)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) is not False for v in value)
+        return None
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, (bool, np.bool_))
+    if tp is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) \
+            and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return None
+
+
+_TYPE_WORDS = {int: ("an int", "ints"), float: ("a number", "numbers"),
+               str: ("a string", "strings"), bool: ("true or false", "booleans")}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        return f"a list of {_TYPE_WORDS.get(item, ('', str(item)))[1]}"
+    if tp is type(None):
+        return "None"
+    return _TYPE_WORDS.get(tp, (f"a {getattr(tp, '__name__', tp)}",))[0]
+
+
+def check_field_types(config: Any) -> None:
+    """Check the values of a config dataclass against its simple annotations (int, float,
+    str, bool, Literal, ``X | None``, ``tuple[X, ...]``), so that a value from a command line
+    or a file (``max_turns="abc"``) is refused with the field's name, not deep inside.
+
+    Raises:
+        ValueError: a field holds a value of the wrong type; the message names the field,
+            the value and what it must be.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        tp = hints.get(f.name)
+        if tp is not None and _type_ok(value, tp) is False:
+            raise ValueError(f"{f.name} must be {_describe(tp)}, got {value!r} "
+                             f"({type(value).__name__})")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _check_iso_date(value: object) -> None:
+    """``conversation_date`` must be a real ``YYYY-MM-DD`` date (what gpt-oss was trained on)."""
+    fix = (f"conversation_date must be an ISO date YYYY-MM-DD, e.g. "
+           f"{datetime.date.today().isoformat()!r} (or None to leave the date out), "
+           f"got {value!r}")
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError(fix)
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError as e:
+        raise ValueError(f"{fix}: {e}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +337,14 @@ class _Plan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def derive_seed(base: int, *keys: object) -> int:
+    """A seed in ``[0, 2**31 - 1)`` that depends only on ``base`` and ``keys`` (stable across
+    runs and machines). Every runner derives episode ``g``'s env seed as
+    ``derive_seed(seed, "env", g)``, so the same ``--seed`` draws the same tasks everywhere."""
+    h = hashlib.blake2b(repr((int(base),) + keys).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little") % (2**31 - 1)
+
+
 def to_jsonable(value: Any) -> Any:
     """``value`` as plain JSON types: dicts with str keys, lists, str, int, float, bool, None.
 
@@ -291,12 +391,40 @@ def coerce_token_ids(action: Any) -> list[int]:
         raise InvalidActionError(
             f"action must be token ids (np.ndarray/list of int) or a str, got "
             f"{type(action).__name__}")
-    if ids and not -2**31 <= min(ids) <= max(ids) < 2**31:
-        bad = next(t for t in ids if not -2**31 <= t < 2**31)
+    if ids and not 0 <= min(ids) <= max(ids) < VOCAB_SIZE:
+        bad = [t for t in ids if not 0 <= t < VOCAB_SIZE]
+        shown = ", ".join(map(str, bad[:5])) + (f", ... ({len(bad)} in all)" if len(bad) > 5
+                                                 else "")
         raise InvalidActionError(
-            f"action token id {bad} does not fit in int32 (observations are int32 arrays); "
-            f"token ids are in [0, {VOCAB_SIZE})")
+            f"action has token id(s) outside the gpt-oss vocabulary [0, {VOCAB_SIZE}): {shown}; "
+            f"pass the ids your sampler returned (a tokenizer with the harmony vocabulary "
+            f"never makes these)")
     return ids
+
+
+def check_arguments(owner: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """Raise :class:`~agent_envs.errors.UnknownArgumentError` for the first name in ``given``
+    that is not in ``accepted``, suggesting the closest accepted name.
+
+    Args:
+        owner: What got the arguments, for the message (an env id such as ``toy-digit-v0``).
+        given: The keyword argument names passed.
+        accepted: The names ``owner`` takes.
+    """
+    known = sorted(set(accepted))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    name = unknown[0]
+    if name in ("task_source", "tasks"):
+        raise UnknownArgumentError(
+            f"{owner} takes no {name} argument: it makes its own tasks. Drop {name}= (on the "
+            f"command line: --tasks), or pick an env that takes task sources (python-tool, "
+            f"functions, browser). Its arguments: {', '.join(known)}")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    raise UnknownArgumentError(f"{owner} got an unknown argument {name!r}{hint} "
+                               f"Its arguments: {', '.join(known)}")
 
 
 class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -310,6 +438,41 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     # render_fps is meaningless for text, but gymnasium warns without it.
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
     env_id: str = "harmony-v0"
+    #: Config dataclasses whose fields the constructor's ``**kwargs`` take. A subclass whose
+    #: constructor has ``**kwargs`` declares them; if none does, its arguments are unknown
+    #: and :meth:`check_arguments` lets everything through (the constructor decides).
+    config_classes: ClassVar[tuple[type, ...] | None] = None
+    #: Other names the constructor's ``**kwargs`` take (besides the config fields).
+    extra_arguments: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def argument_names(cls) -> frozenset[str] | None:
+        """Every keyword argument the constructor takes: its named parameters and, when it
+        has ``**kwargs``, the fields of :attr:`config_classes` and :attr:`extra_arguments`
+        (None when it has ``**kwargs`` but declares no ``config_classes``)."""
+        names: set[str] = set()
+        var_keyword = False
+        for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                var_keyword = True
+            elif p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                            inspect.Parameter.POSITIONAL_OR_KEYWORD):
+                names.add(p.name)
+        if var_keyword:
+            if cls.config_classes is None:
+                return None
+            for config in cls.config_classes:
+                names.update(f.name for f in dataclasses.fields(config))
+            names.update(cls.extra_arguments)
+        return frozenset(names)
+
+    @classmethod
+    def check_arguments(cls, kwargs: Iterable[str]) -> None:
+        """Raise :class:`~agent_envs.errors.UnknownArgumentError` (with a did-you-mean) for a
+        keyword argument this env does not take."""
+        names = cls.argument_names()
+        if names is not None:
+            check_arguments(cls.env_id, kwargs, names)
 
     def __init__(self, *, task_source: TaskSource, split: Split = "train",
                  config: EnvConfig | None = None, render_mode: str | None = None,

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidActionError",
     "MissingDependencyError",
     "TaskFileError",
+    "UnknownArgumentError",
     "UnknownEnvError",
     "UnknownTaskError",
     "VocabularyError",
@@ -30,6 +31,10 @@ class UnknownEnvError(AgentEnvsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownArgumentError(AgentEnvsError, TypeError):
+    """An env got a keyword argument it does not take (the message suggests the closest one)."""
+
+
 class UnknownTaskError(AgentEnvsError, KeyError):
     """A task id that its source never made."""
 
@@ -46,10 +51,11 @@ class DatasetError(AgentEnvsError):
 
 
 class InvalidActionError(AgentEnvsError, TypeError):
-    """``step`` got an action of the wrong type (not token ids or text).
+    """``step`` got an action that is not token ids or text, or token ids outside the
+    vocabulary ``[0, VOCAB_SIZE)`` (no sampler can produce them).
 
-    Malformed *content* is a model mistake and an observation; only a wrong
-    Python type from the caller's own code is an exception.
+    Malformed *content* is a model mistake and an observation; only what the caller's own
+    code got wrong is an exception.
     """
 
 

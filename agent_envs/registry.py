@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import importlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,8 @@ import gymnasium
 
 from agent_envs.errors import MissingDependencyError, UnknownEnvError
 
-__all__ = ["GYM_NAMESPACE", "EnvSpec", "list_envs", "make", "register", "spec"]
+__all__ = ["GYM_NAMESPACE", "EnvSpec", "check_env_kwargs", "list_envs", "make", "register",
+           "spec"]
 
 GYM_NAMESPACE = "agent_envs"
 _ID = re.compile(r"^(?P<name>[a-z][a-z0-9_-]*?)-v(?P<version>\d+)$")
@@ -133,14 +135,41 @@ def spec(id: str) -> EnvSpec:
                           f"(see `agent-envs list`).")
 
 
+def _check_names(cls: type, names: Any) -> None:
+    check = getattr(cls, "check_arguments", None)
+    if callable(check):  # a HarmonyEnv: its constructor's arguments are known
+        check(names)
+
+
+def check_env_kwargs(id: str, kwargs: Mapping[str, Any]) -> None:
+    """Check the argument *names* an env would be made with, without making it.
+
+    For configs and servers that make envs later: a misspelt argument fails now, with the
+    closest name (``max_turnz`` -> ``max_turns``). Values are checked when the env is made.
+
+    Raises:
+        UnknownEnvError: no such environment.
+        UnknownArgumentError: an argument the env does not take.
+        MissingDependencyError: the env's extra is not installed.
+    """
+    env_spec = spec(id)
+    _check_names(env_spec.load(), kwargs)
+
+
 def make(id: str, **kwargs: Any) -> Any:
     """Create an environment by id, e.g. ``make("python-tool", difficulty=2)``.
 
     Unlike ``gymnasium.make`` this returns the environment itself, with no
     wrappers, so its async twins (``areset``/``astep``) are directly reachable.
+
+    Raises:
+        UnknownEnvError: no such environment (the message suggests close ids).
+        UnknownArgumentError: an argument the env does not take (with a did-you-mean).
+        ValueError: an argument value the env rejects (the message names it and the fix).
     """
     env_spec = spec(id)
     cls = env_spec.load()
+    _check_names(cls, kwargs)
     merged = {**env_spec.kwargs, **kwargs}
     env = cls(**merged)
     # gymnasium tools (check_env, wrappers) read env.spec; give them ours, with these kwargs.

@@ -18,7 +18,6 @@ Two rules the environments depend on:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +26,7 @@ import numpy as np
 import openai_harmony as oh
 
 from agent_envs.harmony.fast import ToolMessageRenderer, parse_completion_fast
+from agent_envs.harmony.longtext import encode_ordinary, encode_with_specials, has_long_run
 from agent_envs.harmony.vocab import load_encoding
 
 __all__ = [
@@ -175,6 +175,27 @@ def drop_analysis(messages: Sequence[oh.Message],
     return [m for i, m in enumerate(messages) if not (i < last_final and m.channel == "analysis")]
 
 
+def _mark_long_texts(messages: Sequence[oh.Message]
+                     ) -> tuple[list[oh.Message], list[tuple[str, str]]]:
+    """``messages`` with every text that has a very long run replaced by a unique marker, and
+    the (marker, text) pairs."""
+    out: list[oh.Message] = []
+    pairs: list[tuple[str, str]] = []
+    for m in messages:
+        if not any(isinstance(c, oh.TextContent) and has_long_run(c.text) for c in m.content):
+            out.append(m)
+            continue
+        content: list[Any] = []
+        for c in m.content:
+            if isinstance(c, oh.TextContent) and has_long_run(c.text):
+                marker = f"\u2063agent-envs-long-text-{len(pairs)}\u2063"
+                pairs.append((marker, c.text))
+                c = oh.TextContent(text=marker)
+            content.append(c)
+        out.append(m.model_copy(update={"content": content}))
+    return out, pairs
+
+
 class HarmonyCodec:
     """Renders and parses gpt-oss conversations. Stateless; share one per process."""
 
@@ -247,9 +268,18 @@ class HarmonyCodec:
         Analysis is dropped by ``policy`` (see :func:`drop_analysis`), never by
         the library's implicit rule.
         """
-        conv = oh.Conversation.from_messages(drop_analysis(messages, policy))
-        return list(self.encoding.render_conversation_for_completion(
+        kept, long_texts = _mark_long_texts(drop_analysis(messages, policy))
+        conv = oh.Conversation.from_messages(kept)
+        tokens = list(self.encoding.render_conversation_for_completion(
             conv, oh.Role.ASSISTANT, oh.RenderConversationConfig(auto_drop_analysis=False)))
+        # Texts with very long runs were rendered as markers (openai-harmony's tokenizer is
+        # quadratic on them and panics past ~1 MB); their tokens go where the markers are.
+        for marker, text in long_texts:
+            mark = encode_ordinary(self.encoding, marker)
+            at = next(i for i in range(len(tokens) - len(mark), -1, -1)
+                      if tokens[i:i + len(mark)] == mark)
+            tokens[at:at + len(mark)] = encode_ordinary(self.encoding, text)
+        return tokens
 
     def render_message(self, message: oh.Message) -> list[int]:
         """Token ids of one message (``<|start|>...<|end|>``)."""
@@ -275,31 +305,11 @@ class HarmonyCodec:
     def encode(self, text: str) -> list[int]:
         """Encode text, allowing harmony's special tokens (actions given as text).
 
-        openai-harmony's tokenizer panics (a Rust stack overflow in its split
-        regex) on very long runs such as a megabyte of ``#``; those texts are
-        encoded in chunks instead, which can tokenize chunk edges differently
-        but never fails.
+        Text with very long runs (a megabyte of ``#``), on which openai-harmony's tokenizer
+        is quadratic and then panics, is encoded with long runs in chunks (see
+        :mod:`agent_envs.harmony.longtext`): the same text, never a panic.
         """
-        try:
-            return list(self.encoding.encode(text, allowed_special="all"))
-        except BaseException as e:  # pyo3's PanicException derives from BaseException
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            return self._encode_chunked(text)
-
-    def _encode_chunked(self, text: str, chunk: int = 4096) -> list[int]:
-        specials = sorted(self.encoding.special_tokens_set, key=len, reverse=True)
-        pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
-        out: list[int] = []
-        for piece in pattern.split(text):
-            if not piece:
-                continue
-            if piece in self.encoding.special_tokens_set:
-                out.extend(self.encoding.encode(piece, allowed_special="all"))
-                continue
-            for i in range(0, len(piece), chunk):
-                out.extend(self.encoding.encode(piece[i:i + chunk], disallowed_special=()))
-        return out
+        return encode_with_specials(self.encoding, text)
 
     def decode(self, tokens: Sequence[int] | np.ndarray) -> str:
         """Decode tolerantly: invalid ids and broken UTF-8 never raise."""
@@ -361,7 +371,7 @@ class HarmonyCodec:
         try:
             for t in ids:
                 parser.process(t)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - a malformed tail: keep what parsed
             pass
         return list(parser.messages)
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import openai_harmony as oh
 
+from agent_envs.harmony.longtext import encode_ordinary
+
 __all__ = ["ToolMessageRenderer", "parse_completion_fast"]
 
 START, CONSTRAIN, CHANNEL, MESSAGE = 200006, 200003, 200005, 200008
@@ -177,18 +179,6 @@ class ToolMessageRenderer:
     def render(self, author: str, text: str, channel: str | None) -> list[int]:
         """Token ids of the tool message, identical to openai-harmony's ``render``."""
         head, tail = self._parts(author, channel)
-        try:
-            body = self.encoding.encode(text, disallowed_special=())
-        except BaseException as e:  # pyo3 panics derive from BaseException
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            try:
-                return self._render(author, text, channel)
-            except BaseException as again:  # the same panic inside render (e.g. 1 MB of "q")
-                if isinstance(again, (KeyboardInterrupt, SystemExit)):
-                    raise
-                # Chunked: valid tokens of the same text, though chunk edges may tokenize
-                # differently from one pass (which the tokenizer cannot do here at all).
-                body = [t for i in range(0, len(text), 4096)
-                        for t in self.encoding.encode(text[i:i + 4096], disallowed_special=())]
-        return [*head, *body, *tail]
+        # Long runs (a megabyte-long query echoed back) are encoded in chunks: openai-harmony's
+        # tokenizer is quadratic on them and panics past ~1 MB (see harmony.longtext).
+        return [*head, *encode_ordinary(self.encoding, text), *tail]

@@ -11,7 +11,8 @@ import openai_harmony as oh
 
 from agent_envs.errors import VocabularyError
 
-__all__ = ["ENV_VAR", "VOCAB_FILE", "VOCAB_SHA256", "load_encoding", "resolve_vocab_file"]
+__all__ = ["ENV_VAR", "VOCAB_FILE", "VOCAB_SHA256", "default_vocab_dirs", "load_encoding",
+           "resolve_vocab_file", "use_default_vocab"]
 
 ENV_VAR = "TIKTOKEN_ENCODINGS_BASE"
 VOCAB_FILE = "o200k_base.tiktoken"
@@ -24,15 +25,43 @@ _FIX = (
 )
 
 
-def resolve_vocab_file() -> Path | None:
-    """The vocabulary file named by ``$TIKTOKEN_ENCODINGS_BASE``, checked.
+def default_vocab_dirs() -> list[Path]:
+    """Where the vocabulary is looked for when ``$TIKTOKEN_ENCODINGS_BASE`` is unset.
 
-    Returns None when the variable is unset (openai-harmony will then try its
-    own cache or a download).
+    ``shared/vocab`` beside the checkout (``<checkout>/../shared/vocab``), the layout of this
+    repository's machines and CI.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    return [checkout.parent / "shared" / "vocab"]
+
+
+def use_default_vocab() -> Path | None:
+    """Point ``$TIKTOKEN_ENCODINGS_BASE`` at the first of :func:`default_vocab_dirs` that holds
+    the vocabulary, when the variable is unset; returns the directory it set, else None.
+
+    openai-harmony reads the variable itself (and child processes inherit it), so it is set in
+    ``os.environ`` rather than passed along.
+    """
+    if os.environ.get(ENV_VAR):
+        return None
+    for candidate in default_vocab_dirs():
+        if (candidate / VOCAB_FILE).is_file():
+            os.environ[ENV_VAR] = str(candidate)
+            return candidate
+    return None
+
+
+def resolve_vocab_file() -> Path | None:
+    """The vocabulary file named by ``$TIKTOKEN_ENCODINGS_BASE`` (or found by
+    :func:`use_default_vocab` when it is unset), checked.
+
+    Returns None when the variable is unset and no default directory holds the file
+    (openai-harmony will then try its own cache or a download).
 
     Raises:
         VocabularyError: the variable is set but the file is missing or corrupt.
     """
+    use_default_vocab()
     base = os.environ.get(ENV_VAR)
     if not base:
         return None
@@ -60,7 +89,9 @@ def load_encoding() -> oh.HarmonyEncoding:
         return oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
     except oh.HarmonyError as e:
         where = os.environ.get(ENV_VAR)
-        state = f"{ENV_VAR}={where!r}" if where else f"{ENV_VAR} is not set"
+        state = (f"{ENV_VAR}={where!r}" if where else
+                 f"{ENV_VAR} is not set and no {VOCAB_FILE} is in "
+                 f"{', '.join(str(d) for d in default_vocab_dirs())}")
         raise VocabularyError(
             f"openai-harmony could not load the gpt-oss vocabulary ({state}; harmony said: {e}). "
             f"{_FIX}"

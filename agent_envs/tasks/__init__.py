@@ -9,7 +9,8 @@ Quick start::
 
 ``make_task_source`` specs: ``"procedural"`` (kwargs ``difficulty``,
 ``families``, ``version``), ``"jsonl:PATH"``, ``"gsm8k"`` / ``"gsm8k:train"``,
-``"math"`` / ``"math:train"`` (kwargs go to ``load_gsm8k`` / ``load_math``).
+``"math"`` / ``"math:train"`` (kwargs go to ``load_gsm8k`` / ``load_math``), and
+``"gsm8k:test:FILE"`` / ``"math:test:FILE"`` for a local copy of the data.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ __all__ = [
     "save_tasks", "split_of",
 ]
 
-_SPECS = "'procedural', 'jsonl:PATH', 'gsm8k[:train|test]' or 'math[:train|test]'"
+_SPECS = ("'procedural', 'jsonl:PATH', 'gsm8k[:train|test[:FILE]]' or "
+          "'math[:train|test[:FILE]]'")
 
 
 def make_task_source(spec: str | TaskSource, **kwargs: Any) -> TaskSource:
     """Build a task source from a short spec string (a ``TaskSource`` passes through).
 
     Args:
-        spec: ``"procedural"``, ``"jsonl:PATH"``, ``"gsm8k[:split]"`` or
-            ``"math[:split]"`` (split defaults to ``test``), or a ready source.
+        spec: ``"procedural"``, ``"jsonl:PATH"``, ``"gsm8k[:split[:FILE]]"`` or
+            ``"math[:split[:FILE]]"`` (split defaults to ``test``; FILE: a local copy of the
+            data), or a ready source.
         **kwargs: Passed to the source's constructor or loader
             (``difficulty=2, families=[...]`` for procedural).
 
@@ -64,9 +67,12 @@ def make_task_source(spec: str | TaskSource, **kwargs: Any) -> TaskSource:
             raise UnknownTaskError(f"task source spec {spec!r} has no path; write 'jsonl:PATH'")
         return JsonlTasks(rest, **kwargs)
     if kind in ("gsm8k", "math"):
-        if sep and rest not in ("train", "test"):
+        split, _, files = rest.partition(":")
+        if sep and split not in ("train", "test"):
             raise UnknownTaskError(f"task source spec {spec!r}: split must be 'train' or "
-                                   f"'test', e.g. '{kind}:test'")
+                                   f"'test', e.g. '{kind}:test' or '{kind}:test:FILE'")
+        if files:
+            kwargs = {"data_files": files, **kwargs}
         loader = load_gsm8k if kind == "gsm8k" else load_math
-        return loader(rest or "test", **kwargs)
+        return loader(split or "test", **kwargs)
     raise UnknownTaskError(f"unknown task source spec {spec!r}; use {_SPECS}")

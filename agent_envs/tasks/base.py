@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["AnswerKind", "Split", "Task", "TaskSource", "Verdict"]
+__all__ = ["AnswerKind", "Split", "Task", "TaskSource", "Verdict", "check_procedural_only"]
 
 AnswerKind = Literal["int", "fraction", "float", "str"]
 Split = Literal["train", "test"]
@@ -85,3 +85,26 @@ class TaskSource(abc.ABC):
 
     def __len__(self) -> int:  # pragma: no cover - overridden by finite sources
         raise TypeError(f"task source {self.name!r} is unbounded (procedural)")
+
+
+def check_procedural_only(source: object, **knobs: Any) -> None:
+    """Refuse procedural knobs (``difficulty=``, ``families=``, ...) given with a source that
+    is not a procedural spec: they would be ignored silently.
+
+    Args:
+        source: The task source (a spec string or a ``TaskSource``) the knobs came with.
+        **knobs: The knobs as passed; None means not given.
+
+    Raises:
+        ValueError: a knob was given; the message names it, the source and the fix.
+    """
+    given = {k: v for k, v in knobs.items() if v is not None}
+    if not given:
+        return
+    name, value = next(iter(given.items()))
+    what = repr(source) if isinstance(source, str) else f"a ready {type(source).__name__}"
+    fix = ("configure the source when you build it" if not isinstance(source, str)
+           else "its tasks are the file's (or dataset's) own: drop it, or use "
+                "task_source='procedural'")
+    raise ValueError(f"{name}={value!r} applies to procedural tasks only, not to task source "
+                     f"{what}; {fix}")

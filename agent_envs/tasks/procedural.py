@@ -11,6 +11,11 @@ requested split. So whatever seeds anyone uses, no test problem is ever a
 train problem.
 
 Ids rebuild tasks: ``procedural/v0/<family>/d<difficulty>/<split>/<seed>``.
+
+Every task fits the python tool's default limits (its reference solution within
+``max_code_bytes``, prompt plus solution within ``max_tokens``); a seeded sample test holds
+that. The one change to v0 since release made it so: ``kgram`` at d5, none of whose tasks
+fitted, draws shorter strings (no pinned suite held such a task).
 """
 
 from __future__ import annotations

@@ -379,8 +379,14 @@ def _accumulate(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     out[rows] += values
 
 
+#: Longest query term used to place a result's summary: no word is longer, and compiling a
+#: megabyte-long term into the pattern takes seconds.
+_MAX_TERM_CHARS = 100
+
+
 def _terms_pattern(query: str) -> re.Pattern[str] | None:
-    terms = sorted(set(tokenize(query)), key=len, reverse=True)
+    terms = sorted({t for t in tokenize(query) if len(t) <= _MAX_TERM_CHARS}, key=len,
+                   reverse=True)
     if not terms:
         return None
     return re.compile(r"\b(?:" + "|".join(map(re.escape, terms)) + r")\b", re.IGNORECASE)

@@ -17,7 +17,6 @@ request, a search provider without its API key) ends the episode with ``infra_er
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from typing import Any, Literal
 
@@ -29,14 +28,14 @@ import lxml.html  # noqa: F401
 import numpy as np
 import openai_harmony as oh
 
-from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
+from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome, check_field_types
 from agent_envs.envs.browser.backends import Backend
 from agent_envs.envs.browser.tasks import BrowserTaskSource, ProceduralBrowserTasks
 from agent_envs.envs.browser.tool import BrowserTool, BrowserToolConfig
 from agent_envs.envs.browser.verifier import Judgement, judge
 from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import HarmonyCodec, SystemConfig
-from agent_envs.tasks.base import Split, Task, Verdict
+from agent_envs.tasks.base import Split, Task, Verdict, check_procedural_only
 
 __all__ = ["DEFAULT_INSTRUCTIONS", "BrowserConfig", "BrowserEnv", "make_browser_tasks"]
 
@@ -68,34 +67,46 @@ class BrowserConfig:
     instructions: str = DEFAULT_INSTRUCTIONS
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.reward not in ("em", "f1"):
             raise ValueError(f"reward must be 'em' or 'f1', got {self.reward!r}")
 
 
-def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int = 1,
+def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int | None = None,
                        corpus: str | None = None, cache_dir: str | None = None,
                        split: Split = "test",
                        **knobs: Any) -> BrowserTaskSource:
     """A browser task source from a spec.
 
-    Specs: ``procedural`` (knobs: ``hops``, ``distractors``, ``deep_evidence``,
-    ``table_only``, ``paraphrase``, ``entities``, ``questions_per_world``),
-    ``search-r1:QA_FILE`` and ``browsecomp-plus:QUERIES_FILE`` (both with ``corpus=FILE``;
-    their tasks are put in ``split``).
+    Specs: ``procedural`` (``difficulty``, default 1, and the knobs ``hops``,
+    ``distractors``, ``deep_evidence``, ``table_only``, ``paraphrase``, ``entities``,
+    ``questions_per_world``), ``search-r1:QA_FILE`` and ``browsecomp-plus:QUERIES_FILE``
+    (both with ``corpus=FILE``; their tasks are put in ``split``).
 
     Raises:
         UnknownTaskError: An unknown spec, or a loader spec without ``corpus``.
+        ValueError: ``corpus`` with procedural tasks, or ``difficulty`` with a loader spec.
     """
     if isinstance(spec, BrowserTaskSource):
+        check_procedural_only(spec, difficulty=difficulty)
+        if corpus is not None:
+            raise ValueError(f"corpus={corpus!r} is for the loader specs, not a ready "
+                             f"{type(spec).__name__} (which has its pages); drop corpus=")
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"task_source must be a spec string or a BrowserTaskSource, got "
                         f"{type(spec).__name__}")
     kind, sep, rest = spec.partition(":")
     if kind == "procedural" and not sep:
-        return ProceduralBrowserTasks(difficulty=difficulty, cache_dir=cache_dir, **knobs)
+        if corpus is not None:
+            raise ValueError(
+                f"corpus={corpus!r} is for the loader specs: procedural tasks build their own "
+                f"pages and would ignore it. Drop corpus=, or load questions over it with "
+                f"task_source='search-r1:QA_FILE' or 'browsecomp-plus:QUERIES_FILE'.")
+        return ProceduralBrowserTasks(difficulty=difficulty or 1, cache_dir=cache_dir, **knobs)
     if knobs:
         raise TypeError(f"{sorted(knobs)} apply only to task_source='procedural', not {spec!r}")
+    check_procedural_only(spec, difficulty=difficulty)
     if kind in ("search-r1", "browsecomp-plus"):
         if not rest or corpus is None:
             raise UnknownTaskError(f"task source {spec!r} needs a questions file and a corpus: "
@@ -108,23 +119,13 @@ def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int = 1,
 
 
 def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    BrowserEnv.check_arguments(kwargs)
     groups = [{f.name for f in dataclasses.fields(c)}
               for c in (EnvConfig, BrowserToolConfig, BrowserConfig)]
     groups.append(set(_KNOBS))
     out: list[dict[str, Any]] = [{} for _ in groups]
     for key, value in kwargs.items():
-        for i, names in enumerate(groups):
-            if key in names:
-                out[i][key] = value
-                break
-        else:
-            known = sorted(set().union(*groups) | {"task_source", "split", "difficulty",
-                                                   "backend", "corpus", "cache_dir",
-                                                   "render_mode"})
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise TypeError(f"BrowserEnv got an unknown argument {key!r}"
-                            + (f"; did you mean {hint[0]!r}?" if hint else "")
-                            + f" Known arguments: {', '.join(known)}")
+        out[next(i for i, names in enumerate(groups) if key in names)][key] = value
     return tuple(out)
 
 
@@ -135,10 +136,10 @@ class BrowserEnv(HarmonyEnv):
         task_source: ``"procedural"`` (default), ``"search-r1:QA_FILE"``,
             ``"browsecomp-plus:QUERIES_FILE"``, or a ``BrowserTaskSource``.
         split: ``"train"`` or ``"test"``.
-        difficulty: Procedural difficulty preset, 1..5.
+        difficulty: Procedural difficulty preset, 1..5 (default 1; procedural only).
         backend: A :class:`Backend` to use for every task instead of the task source's
             corpus (e.g. a ``LiveBackend``, or a ``ReplayBackend`` over a cassette).
-        corpus: Corpus file for the loader specs.
+        corpus: Corpus file for the loader specs (an error with procedural tasks).
         cache_dir: Where corpus indexes are saved (None: in memory).
         render_mode: None or ``"ansi"``.
         **kwargs: Fields of :class:`~agent_envs.core.EnvConfig`,
@@ -148,9 +149,12 @@ class BrowserEnv(HarmonyEnv):
     """
 
     env_id = "browser-v0"
+    config_classes = (EnvConfig, BrowserToolConfig, BrowserConfig)
+    extra_arguments = _KNOBS
 
     def __init__(self, *, task_source: str | BrowserTaskSource = "procedural",
-                 split: Split = "train", difficulty: int = 1, backend: Backend | None = None,
+                 split: Split = "train", difficulty: int | None = None,
+                 backend: Backend | None = None,
                  corpus: str | None = None, cache_dir: str | None = None,
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:

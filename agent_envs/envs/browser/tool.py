@@ -34,6 +34,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from agent_envs.core import check_field_types
 from agent_envs.envs.browser.backends import (
     VIEW_SOURCE_PREFIX,
     Backend,
@@ -85,6 +86,7 @@ class BrowserToolConfig:
     keep_cursor_pages: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("view_tokens", "max_search_results"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from agent_envs.envs.browser.page import Page, Snippet
+from agent_envs.harmony.longtext import encode_ordinary
 
 __all__ = [
     "TokenCounter", "find_in_page", "get_token_counter", "numbered", "render_display",
@@ -104,8 +105,7 @@ class TokenCounter:
 
     def encode(self, text: str) -> list[int]:
         """Ordinary tokens of ``text`` (special-token strings count as plain text)."""
-        encode = self._encoding.encode  # type: ignore[attr-defined]
-        return list(encode(text, disallowed_special=()))
+        return encode_ordinary(self._encoding, text)  # long runs in chunks: no tokenizer panic
 
     def char_offset(self, text: str, n_tokens: int) -> int | None:
         """Where token number ``n_tokens`` of ``text`` starts, in characters of the running

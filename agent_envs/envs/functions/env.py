@@ -19,7 +19,6 @@ answers) by the task.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from agent_envs.envs.functions.runtime import CallRecord, FunctionRunner, Runner
 from agent_envs.envs.functions.tasks import EpisodeState, FunctionsTask
 from agent_envs.envs.functions.tools import StatefulTools, Tool, ToolSet, tool, tool_from_schema
 from agent_envs.harmony import HarmonyCodec, SystemConfig
-from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
+from agent_envs.tasks.base import Split, Task, TaskSource, Verdict, check_procedural_only
 
 __all__ = ["DEFAULT_INSTRUCTIONS", "FunctionsEnv", "ToolLike", "make_functions_source"]
 
@@ -60,20 +59,22 @@ def _as_tool(item: Any) -> Tool | StatefulTools:
                     f"got {type(item).__name__}: {item!r:.100}")
 
 
-def make_functions_source(spec: str | TaskSource, *, difficulty: int = 1,
+def make_functions_source(spec: str | TaskSource, *, difficulty: int | None = None,
                           sets: Sequence[str] | None = None) -> TaskSource:
     """A task source from a spec.
 
-    Specs: ``procedural`` (kwargs ``difficulty``, ``sets``), ``bfcl`` (every category
-    served), ``bfcl:CAT[,CAT...]`` (a category such as ``simple_python``, or a group:
+    Specs: ``procedural`` (kwargs ``difficulty``, default 1, and ``sets``), ``bfcl`` (every
+    category served), ``bfcl:CAT[,CAT...]`` (a category such as ``simple_python``, or a group:
     ``non_live``, ``live``, ``multi_turn``, ``single_turn``, ``ast``), ``jsonl:PATH``, or a
     ready ``TaskSource``.
 
     Raises:
         UnknownTaskError: the spec names no known source.
+        ValueError: ``difficulty`` or ``sets`` with a source that is not procedural.
     """
     from agent_envs.errors import UnknownTaskError
     if isinstance(spec, TaskSource):
+        check_procedural_only(spec, difficulty=difficulty, sets=sets)
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"task_source must be a spec string or a TaskSource, got "
@@ -81,9 +82,11 @@ def make_functions_source(spec: str | TaskSource, *, difficulty: int = 1,
     kind, _, rest = spec.partition(":")
     if kind == "procedural":
         from agent_envs.envs.functions.procedural import ProceduralFunctionTasks
-        return ProceduralFunctionTasks(difficulty=difficulty,
+        return ProceduralFunctionTasks(difficulty=difficulty or 1,
                                        sets=sets if sets is not None else
                                        (rest.split(",") if rest else None))
+    if kind in ("bfcl", "jsonl"):
+        check_procedural_only(spec, difficulty=difficulty, sets=sets)
     if kind == "bfcl":
         from agent_envs.envs.functions.bfcl.tasks import BfclTasks
         return BfclTasks(rest.split(",") if rest else None)
@@ -107,8 +110,9 @@ class FunctionsEnv(HarmonyEnv):
             async), :class:`Tool` objects, JSON Schema dicts (with an optional ``"fn"``),
             classes or :class:`StatefulTools` (a fresh instance per episode).
         split: Split seeded resets draw from.
-        difficulty: Procedural difficulty (1..5).
-        sets: Procedural tool sets to draw from (default: all).
+        difficulty: Procedural difficulty (1..5; default 1). BFCL and JSONL tasks have their
+            own: giving it with them is an error.
+        sets: Procedural tool sets to draw from (default: all; procedural only).
         instructions: Developer instructions (a task's own take precedence).
         render_mode: None or ``"ansi"``.
         **kwargs: Fields of :class:`~agent_envs.core.EnvConfig` (budgets; here
@@ -118,10 +122,11 @@ class FunctionsEnv(HarmonyEnv):
     """
 
     env_id = "functions-v0"
+    config_classes = (EnvConfig, RunnerConfig)
 
     def __init__(self, *, task_source: str | TaskSource | None = None,
                  tasks: str | TaskSource | None = None, tools: Sequence[ToolLike] = (),
-                 split: Split = "train", difficulty: int = 1,
+                 split: Split = "train", difficulty: int | None = None,
                  sets: Sequence[str] | None = None, instructions: str | None = None,
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
@@ -146,20 +151,11 @@ class FunctionsEnv(HarmonyEnv):
         self._errors: dict[str, int] = {}
         self._skipped: list[str] = []
 
-    @staticmethod
-    def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    @classmethod
+    def _split_kwargs(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        cls.check_arguments(kwargs)
         env_fields = {f.name for f in dataclasses.fields(EnvConfig)}
         run_fields = {f.name for f in dataclasses.fields(RunnerConfig)}
-        unknown = set(kwargs) - env_fields - run_fields
-        if unknown:
-            known = sorted(env_fields | run_fields | {"task_source", "tasks", "tools", "split",
-                                                      "difficulty", "sets", "instructions",
-                                                      "render_mode"})
-            name = min(unknown)
-            hint = difflib.get_close_matches(name, known, n=1)
-            raise TypeError(f"FunctionsEnv got an unknown argument {name!r}"
-                            + (f"; did you mean {hint[0]!r}?" if hint else "")
-                            + f" Known arguments: {', '.join(known)}")
         return ({k: v for k, v in kwargs.items() if k in env_fields},
                 {k: v for k, v in kwargs.items() if k in run_fields})
 

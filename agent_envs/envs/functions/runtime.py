@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from agent_envs.core import ToolCall, ToolOutcome
+from agent_envs.core import ToolCall, ToolOutcome, check_field_types
 from agent_envs.envs.functions.tools import ArgumentConversionError, Tool, ToolSet
 from agent_envs.envs.functions.validation import ValidationMode
 
@@ -62,6 +62,7 @@ class RunnerConfig:
     record_only_text: str = "The call was recorded; this tool returns no result."
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.validation not in ("strict", "lax", "off"):
             raise ValueError(f"validation must be 'strict', 'lax' or 'off', "
                              f"got {self.validation!r}")

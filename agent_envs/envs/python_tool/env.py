@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import difflib
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import openai_harmony as oh
 
-from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
+from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome, check_field_types
 from agent_envs.harmony import HarmonyCodec, SystemConfig
-from agent_envs.tasks.base import Split, Task, TaskSource
-from sandboxes import ExecResult, Limits, Sandbox, SandboxError, Session, make_sandbox
+from agent_envs.tasks.base import Split, Task, TaskSource, check_procedural_only
+from sandboxes import (
+    ExecResult,
+    Limits,
+    Sandbox,
+    SandboxError,
+    Session,
+    UnknownBackend,
+    make_sandbox,
+)
+from sandboxes.registry import check_backend_name
 
 __all__ = [
-    "DEFAULT_INSTRUCTIONS", "PythonToolConfig", "PythonToolEnv", "python_tool_description",
+    "DEFAULT_INSTRUCTIONS", "MIN_MEMORY_MB", "PythonToolConfig", "PythonToolEnv", "python_tool_description",
     "shared_sandbox",
 ]
 
@@ -64,6 +72,11 @@ def python_tool_description(call_timeout_s: float) -> str:
     return text
 
 
+#: The least ``memory_mb`` a session is given: below ~192 MiB of address space numpy (and
+#: with it most of what models import) fails to import in the sandbox.
+MIN_MEMORY_MB = 256
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PythonToolConfig:
     """Settings of the python tool.
@@ -74,7 +87,8 @@ class PythonToolConfig:
             ``bubblewrap`` or ``docker``.
         call_timeout_s: Wall-clock limit of one code cell; on expiry the
             session is killed and the next call starts a fresh one.
-        memory_mb: Memory limit of a session.
+        memory_mb: Memory (address-space) limit of a session in MiB, at least
+            :data:`MIN_MEMORY_MB`.
         max_code_bytes: Largest code cell that is run; larger cells are refused
             with an error message to the model.
         max_output_chars: Characters of tool output the model sees; longer
@@ -92,11 +106,22 @@ class PythonToolConfig:
     instructions: str = DEFAULT_INSTRUCTIONS
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        try:
+            check_backend_name(self.sandbox)
+        except UnknownBackend as e:  # also a ValueError; name the argument
+            raise UnknownBackend(f"sandbox={self.sandbox!r}: {e}") from None
         if not self.call_timeout_s > 0:
             raise ValueError(f"call_timeout_s must be > 0, got {self.call_timeout_s!r}")
-        for name in ("memory_mb", "max_code_bytes", "max_output_chars"):
+        for name in ("max_code_bytes", "max_output_chars"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if int(self.memory_mb) < MIN_MEMORY_MB:
+            raise ValueError(
+                f"memory_mb={self.memory_mb!r} is too small: a python session needs at least "
+                f"{MIN_MEMORY_MB} MiB (its limit is on address space, and importing numpy "
+                f"alone maps ~200 MiB), or every call fails. Use e.g. memory_mb=2048 (the "
+                f"default).")
 
 
 _SANDBOXES: dict[tuple[Any, ...], Sandbox] = {}
@@ -126,19 +151,11 @@ def _close_shared_sandboxes() -> None:
 
 
 def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    PythonToolEnv.check_arguments(kwargs)
     env_fields = {f.name for f in dataclasses.fields(EnvConfig)}
     tool_fields = {f.name for f in dataclasses.fields(PythonToolConfig)}
     env_kw = {k: v for k, v in kwargs.items() if k in env_fields}
     tool_kw = {k: v for k, v in kwargs.items() if k in tool_fields}
-    unknown = set(kwargs) - env_fields - tool_fields
-    if unknown:
-        known = sorted(env_fields | tool_fields | {"task_source", "split", "render_mode",
-                                                    "difficulty", "families"})
-        name = sorted(unknown)[0]
-        hint = difflib.get_close_matches(name, known, n=1)
-        raise TypeError(f"PythonToolEnv got an unknown argument {name!r}"
-                        + (f"; did you mean {hint[0]!r}?" if hint else "")
-                        + f" Known arguments: {', '.join(known)}")
     if "preimports" in tool_kw:
         tool_kw["preimports"] = tuple(tool_kw["preimports"])
     return env_kw, tool_kw
@@ -151,8 +168,9 @@ class PythonToolEnv(HarmonyEnv):
         task_source: A ``TaskSource`` or a spec string: ``"procedural"``
             (default), ``"jsonl:PATH"``, ``"gsm8k[:split]"``, ``"math[:split]"``.
         split: ``"train"`` or ``"test"``; the split seeded resets draw from.
-        difficulty: Difficulty knob of the procedural source (1..5).
-        families: Procedural families to draw from (default: all).
+        difficulty: Difficulty knob of the procedural source (1..5; default 1). Other
+            sources have their own tasks: giving it with them is an error.
+        families: Procedural families to draw from (default: all; procedural only).
         sandbox_instance: A ``Sandbox`` to open sessions from (you own it);
             default: a process-wide one for ``sandbox``/limits/preimports.
         render_mode: None or ``"ansi"``.
@@ -161,19 +179,23 @@ class PythonToolEnv(HarmonyEnv):
     """
 
     env_id = "python-tool-v0"
+    config_classes = (EnvConfig, PythonToolConfig)
 
     def __init__(self, *, task_source: str | TaskSource = "procedural", split: Split = "train",
-                 difficulty: int = 1, families: Sequence[str] | None = None,
+                 difficulty: int | None = None, families: Sequence[str] | None = None,
                  sandbox_instance: Sandbox | None = None, render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
         env_kw, tool_kw = _split_kwargs(kwargs)
         self.tool_config = PythonToolConfig(**tool_kw)
-        if isinstance(task_source, str):
+        if isinstance(task_source, str) and task_source == "procedural":
             from agent_envs.tasks import make_task_source
-            source_kw: dict[str, Any] = {}
-            if task_source.split(":", 1)[0] == "procedural":
-                source_kw = {"difficulty": difficulty, "families": families}
-            task_source = make_task_source(task_source, **source_kw)
+            task_source = make_task_source(task_source, difficulty=difficulty or 1,
+                                           families=families)
+        else:
+            check_procedural_only(task_source, difficulty=difficulty, families=families)
+            if isinstance(task_source, str):
+                from agent_envs.tasks import make_task_source
+                task_source = make_task_source(task_source)
         super().__init__(task_source=task_source, split=split, config=EnvConfig(**env_kw),
                          render_mode=render_mode, codec=codec)
         self._sandbox_instance = sandbox_instance

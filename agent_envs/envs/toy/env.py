@@ -143,9 +143,12 @@ class PrefilledDigitsEnv(HarmonyEnv):
     ``verify``.
     """
 
+    config_classes = (EnvConfig,)  # what a subclass's **kwargs take (argument checks)
+
     def __init__(self, task_source: TaskSource, *, defaults: dict[str, Any],
                  split: Split = "train", render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
+        type(self).check_arguments(kwargs)  # the rest must be EnvConfig fields: did-you-mean
         base = codec or get_codec()
         self.prefill: tuple[int, ...] = toy_token_ids(base)[0]
         super().__init__(task_source=task_source, split=split,

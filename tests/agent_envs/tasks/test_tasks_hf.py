@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import sys
+import time
 from pathlib import Path
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -117,9 +120,45 @@ def test_missing_datasets_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_hub_load_offline_is_a_dataset_error(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"could not load GSM8K \(openai/gsm8k/main.*data_files="):
+    # The advice is one the command line can act on (it has no data_files= flag).
+    with pytest.raises(DatasetError, match=r"could not load GSM8K \(openai/gsm8k/main.*" + re.escape(
+            "(on the command line: --tasks gsm8k:test:FILE), a .jsonl, .json, .parquet or .csv "
+            "file with columns question, answer; or set HF_DATASETS_OFFLINE=1")):
         load_gsm8k("test", cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DatasetError, match="unknown MATH subjects"):
         load_math("test", subjects=["alchemy"])
     with pytest.raises(DatasetError, match="split must be 'train' or 'test', got 'dev'"):
         load_math("dev")  # type: ignore[arg-type]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: connecting is refused at once
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_hub_fails_fast_with_advice_the_cli_can_act_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: offline, datasets retried for ~25 s, then advised data_files= (no CLI flag).
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy",
+                "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetError, match=re.escape(
+            f"cannot reach the Hugging Face Hub to download MATH ({endpoint}: "
+            f"ConnectionRefusedError")) as e:
+        make_task_source("math:train", cache_dir=str(tmp_path / "cache"))
+    assert time.perf_counter() - t0 < 5.0
+    assert "task_source='math:train:FILE' (on the command line: --tasks math:train:FILE)" \
+        in str(e.value)
+
+
+def test_spec_with_a_local_file_loads_it(tmp_path: Path) -> None:
+    files = jsonl(tmp_path / "gsm8k_test.jsonl", GSM8K_ROWS)
+    source = make_task_source(f"gsm8k:test:{files}", cache_dir=str(tmp_path / "cache"))
+    assert [t.answer for t in source] == ["7", "2500", "-3"]  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match=re.escape("split must be 'train' or 'test', e.g. "
+                                                  "'gsm8k:test' or 'gsm8k:test:FILE'")):
+        make_task_source(f"gsm8k:dev:{files}")
