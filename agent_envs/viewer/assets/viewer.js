@@ -352,7 +352,7 @@
   function verdictCard(ep) {
     const v = ep.verdict || {};
     const rows = [["reward", fmt(ep.reward)]];
-    for (const [k, x] of Object.entries(ep.components || {})) rows.push([`  ${k}`, fmt(x)]);
+    for (const [k, x] of Object.entries(ep.components || {})) rows.push([`component ${k}`, fmt(x)]);
     if (ep.verdict) {
       rows.push(["extracted answer", v.extracted === null || v.extracted === undefined ? "(none)" : String(v.extracted)]);
       rows.push(["reason", v.reason || ""]);
@@ -552,6 +552,7 @@
       if (e.key === "Escape" && !$("#episode").hidden) location.hash = "#/";
     });
     await route();
+    window.viewerReadyMs = performance.now();   // since navigation start (benchmarks)
     document.body.dataset.ready = "1";   // for tests and scripts: the list is drawn
   }
   main().catch((e) => {
