@@ -456,6 +456,16 @@ class Tau2Env(FunctionsEnv):
         return tau2_messages(self.task, self._convo,
                              [(c.content, c.error) for c in self.episode.tau2_calls])
 
+    def close(self) -> None:
+        """End the episode and release the user simulator's resources. Idempotent."""
+        super().close()
+        self.user_simulator.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await super().aclose()
+        await self.user_simulator.aclose()
+
     def end_episode(self) -> None:
         user, self._user = getattr(self, "_user", None), None
         if user is not None:

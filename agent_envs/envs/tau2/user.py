@@ -120,6 +120,14 @@ class UserSimulator(abc.ABC):
     def start(self, task: Any, seed: int | None) -> UserSession:
         """The user of one episode of ``task`` (a ``Tau2Task``), seeded with the env's seed."""
 
+    def close(self) -> None:
+        """Release what the simulator holds (an LLM user's connection pool); it may be used
+        again afterwards. Called by the env's ``close``."""
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (called by the env's ``aclose``)."""
+        self.close()
+
 
 class _ListSession(UserSession):
     """Replies from a list, by turn; running past it is an infrastructure fault."""
@@ -273,6 +281,12 @@ class RecordingUser(UserSimulator):
 
     def start(self, task: Any, seed: int | None) -> UserSession:
         return _RecordingSession(self.inner.start(task, seed), self, task.id, seed)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one episode's record (thread-safe within a process)."""
@@ -461,6 +475,18 @@ class LLMUser(UserSimulator):
 
     def start(self, task: Any, seed: int | None) -> UserSession:
         return _LLMSession(self.caller, user_system_prompt(task.tau2_task()), seed)
+
+    def close(self) -> None:
+        close = getattr(self.policy, "close", None)
+        if callable(close):
+            close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.policy, "aclose", None)
+        if callable(aclose):
+            await aclose()
+        else:
+            self.close()
 
 
 def user_from_spec(spec: str | UserSimulator | None) -> UserSimulator:

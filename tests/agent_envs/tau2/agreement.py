@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tests.agent_envs.tau2.tau2_reference import tau2_reward_info
-
 from agent_envs.envs.tau2 import Tau2Env, Tau2Oracle
 from agent_envs.envs.tau2.plan import Mutation, applicable_mutations, oracle_plan
 from agent_envs.envs.tau2.verifier import ASSERTION_RAISES, evaluate
+from tests.agent_envs.tau2.tau2_reference import tau2_reward_info
 
 __all__ = ["Case", "cases_for", "run_case"]
 

@@ -45,12 +45,12 @@ def _install_litellm_stub() -> None:
 
 _install_litellm_stub()
 
-from agent_envs.envs.tau2.data import require_tau2  # noqa: E402
+from agent_envs.envs.tau2.data import require_tau2
 
 require_tau2()  # τ²'s logging off before its modules load
 
-from tau2.data_model.simulation import Results, SimulationRun  # noqa: E402
-from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation  # noqa: E402
+from tau2.data_model.simulation import Results, SimulationRun
+from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 
 __all__ = ["EvaluationType", "Results", "SimulationRun", "tau2_reward_info"]
 

@@ -13,13 +13,12 @@ import random
 
 import pytest
 
-from tests.agent_envs.tau2.agreement import cases_for, run_case
-
 from agent_envs.envs.tau2 import Tau2Env
 from agent_envs.envs.tau2.data import domain
 from agent_envs.envs.tau2.plan import oracle_plan
 from agent_envs.envs.tau2.tasks import task_id
 from agent_envs.envs.tau2.verifier import ASSERTION_RAISES
+from tests.agent_envs.tau2.agreement import cases_for, run_case
 
 _ENVS: dict[str, Tau2Env] = {}
 

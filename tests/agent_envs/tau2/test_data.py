@@ -8,14 +8,13 @@ import sys
 
 import pytest
 
-from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (stubs litellm first)
-
 from agent_envs.envs.tau2 import Tau2Error, agent_system_prompt
 from agent_envs.envs.tau2.data import SERVED_DOMAINS, domain, require_tau2
 from agent_envs.envs.tau2.judge import judge_messages, parse_checks
 from agent_envs.envs.tau2.tasks import Tau2Tasks, make_tau2_source
 from agent_envs.envs.tau2.user import user_system_prompt
 from agent_envs.errors import MissingDependencyError, UnknownTaskError
+from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (skip without τ², stub litellm)
 
 
 def _walk(node):  # type: ignore[no-untyped-def]

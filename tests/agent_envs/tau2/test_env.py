@@ -12,8 +12,6 @@ import numpy as np
 import openai_harmony as oh
 import pytest
 
-from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (stubs litellm first)
-
 import agent_envs
 from agent_envs.envs.tau2 import CassetteUser, Tau2Env, Tau2Error, Tau2Oracle
 from agent_envs.envs.tau2.conversation import GREETING
@@ -22,6 +20,7 @@ from agent_envs.envs.tau2.judge import JUDGE_OFF
 from agent_envs.envs.tau2.plan import oracle_plan
 from agent_envs.envs.tau2.user import UserSimulatorError
 from agent_envs.harmony import get_codec, message_text
+from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (skip without τ², stub litellm)
 
 
 def call(name: str, args: dict[str, Any]) -> str:
@@ -179,7 +178,7 @@ def test_history_tasks_open_with_their_history() -> None:
         ("user", None), ("assistant", "functions.create_task"), ("tool", "assistant"),
         ("assistant", None), ("user", None)]
     assert json.loads(message_text(msgs[2]))["task_id"] == "task_2"
-    infos, (reward, term, _) = run(env, Tau2Oracle(), "mock_update_task_with_message_history")
+    _, (reward, term, _) = run(env, Tau2Oracle(), "mock_update_task_with_message_history")
     assert term and reward == 1.0
 
 
@@ -201,14 +200,14 @@ def test_seeded_resets_repeat_and_draw_from_the_split() -> None:
     b, ib = env.reset(seed=11)
     assert np.array_equal(a, b) and ia["task_id"] == ib["task_id"]
     assert env.task.split == "test"
-    assert env.task_source.get(ia["task_id"]).tau2_id in (
-        domain("airline").split_of.keys())
+    tau2_id = env.task_source.get(ia["task_id"]).tau2_id
+    assert domain("airline").split_of[tau2_id] == "test"
 
 
 def test_the_async_twin_gives_the_same_episode() -> None:
     env = Tau2Env(task_source="mock")
     oracle = Tau2Oracle()
-    infos, (reward, _, _) = run(env, oracle, "mock_update_task_1")
+    _, (reward, _, _) = run(env, oracle, "mock_update_task_1")
     sync_tokens = env.tokens.tolist()
 
     async def arun() -> tuple[float, list[int]]:
@@ -225,10 +224,10 @@ def test_the_async_twin_gives_the_same_episode() -> None:
 
 def test_nothing_the_verifier_knows_reaches_info(retail: Tau2Env) -> None:
     # An agent that does nothing: the expected calls' arguments are the verifier's alone.
-    obs, info = retail.reset(options={"task_id": "retail_0"})
+    _, info = retail.reset(options={"task_id": "retail_0"})
     infos = [info]
     for text in ("Let me see.", "Goodbye."):
-        obs, reward, term, trunc, info = retail.step(say(text))
+        _, reward, term, _, info = retail.step(say(text))
         infos.append(info)
     assert term and reward == 0.0
     text = json.dumps(infos)

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_envs.tau2.tau2_reference import EvaluationType, Results, evaluate_simulation
-
 from agent_envs.cli import main
-from agent_envs.eval import EvalConfig, load_bundle, run_eval, verify
 from agent_envs.envs.tau2 import Tau2Error
 from agent_envs.envs.tau2.export import export_bundle
 from agent_envs.envs.tau2.judge import JUDGE_OFF
+from agent_envs.eval import EvalConfig, load_bundle, run_eval, verify
+from tests.agent_envs.tau2.tau2_reference import EvaluationType, Results, evaluate_simulation
 from trainers.policies.oracle import OraclePolicy
 
 QUIET = {"progress": False, "concurrency": 4}
@@ -70,13 +69,12 @@ def test_the_export_is_taus_results_and_taus_evaluator_gives_the_same_rewards(
 
 
 def test_taus_leaderboard_checks_accept_the_export(mock_bundle: Path, tmp_path: Path) -> None:
+    from tau2.registry import registry
     from tau2.scripts.leaderboard.verify_trajectories_public import (
         check_format,
         check_num_trials,
         check_tasks,
     )
-
-    from tau2.registry import registry
 
     out = tmp_path / "r.json"
     export_bundle(mock_bundle, out)

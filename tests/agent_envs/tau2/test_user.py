@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (stubs litellm first)
-
 from agent_envs.envs.tau2 import (
     CassetteUser,
     JudgeError,
@@ -28,6 +26,7 @@ from agent_envs.envs.tau2.data import domain
 from agent_envs.envs.tau2.tasks import Tau2Tasks
 from agent_envs.envs.tau2.user import user_system_prompt
 from agent_envs.harmony import get_codec, message_text
+from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (skip without τ², stub litellm)
 
 
 class FakePolicy:
@@ -64,7 +63,7 @@ def episode(env: Tau2Env, task_id: str, oracle: Tau2Oracle | None = None) -> dic
     oracle = oracle or Tau2Oracle()
     obs, _ = env.reset(options={"task_id": task_id})
     while True:
-        obs, reward, term, trunc, info = env.step(oracle.act_text(obs, env.task))
+        obs, _, term, trunc, info = env.step(oracle.act_text(obs, env.task))
         if term or trunc:
             return info
 
@@ -88,7 +87,7 @@ def test_recorded_users_replay_by_turn_and_exactly(tmp_path: Path) -> None:
     assert replayed["episode"]["user_simulator"]["recorded_by"] == [rec["simulator"]]
     # Exactly: a different agent message is a miss, and a miss is infrastructure.
     exact = Tau2Env(task_source="mock", user=CassetteUser(tape, match="exact"))
-    obs, _ = exact.reset(options={"task_id": "mock_update_task_1"})
+    exact.reset(options={"task_id": "mock_update_task_1"})
     _, _, _, trunc, info = exact.step("<|channel|>final<|message|>Something else.<|return|>")
     assert trunc and info["truncated_reason"] == "infra"
     assert "(match='exact') has no reply for this conversation: at user turn 2" \
