@@ -497,7 +497,7 @@
     } catch (e) { sec.replaceChildren(h("div", { class: "err" }, `cannot open episode ${i}: ${e}`)); }
   }
 
-  async function pane(label, src, idx, task) {
+  async function pane(label, src, idx) {
     const box = h("div", { class: "pane" });
     const head = h("div", { class: "pane-head" }, `${label}: ${src.policy.model}`);
     const body = h("div", {});
@@ -519,7 +519,7 @@
     if (!t) { sec.replaceChildren(h("div", { class: "err" }, `no flipped task ${n}`)); return; }
     sec.replaceChildren(h("div", { class: "kv" }, "loading\u2026"));
     try {
-      const [a, b] = await Promise.all([pane("A", META.a, t.ea, t), pane("B", META.b, t.eb, t)]);
+      const [a, b] = await Promise.all([pane("A", META.a, t.ea), pane("B", META.b, t.eb)]);
       sec.replaceChildren(nav(VIEW.map((v) => ITEMS[v].n), n, "#/t/"),
         h("div", { class: "ep-head" }, h("span", { class: "task" }, t.task), badge(t.dir,
           t.dir === "to_correct" ? "wrong \u2192 correct" : "correct \u2192 wrong"),

@@ -199,3 +199,26 @@ def test_text_that_looks_like_html_stays_data(family_episodes, tmp_path: Path) -
     meta, blobs = read_page(bundle / "viewer.html")
     assert meta["title"] == f"viewer-test | {evil}"  # the page shows it as text
     assert {r["reason"] for r in blobs["index"]["rows"]} == {evil}
+
+
+def test_view_serve_from_the_command_line_until_ctrl_c(episodes_jsonl: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent_envs.cli", "view", str(episodes_jsonl), "--serve",
+         "--port", "0", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ))
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[0].startswith("12 episodes, 1 chunks"), lines
+        assert lines[1].startswith("serving on http://127.0.0.1:"), lines
+        url = lines[1].split()[2]
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and b'id="b-index"' in page.content
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
