@@ -240,6 +240,7 @@ class Tau2Env(FunctionsEnv):
         """
         self._seed = seed
         super().reset(seed=seed, options=options)
+        self.episode.environment  # noqa: B018 - the database, built now rather than mid-step
         if self._user_speaks_first():
             assert self._user is not None
             self._add_user(self._user.reply(user_view(self.task, self._convo)))
@@ -250,11 +251,15 @@ class Tau2Env(FunctionsEnv):
         """Async twin of :meth:`reset` (the database is built in a worker thread)."""
         self._seed = seed
         await self.aend_episode()
-        await asyncio.to_thread(self._begin_episode, seed, options)
+        await asyncio.to_thread(self._begin_with_database, seed, options)
         if self._user_speaks_first():
             assert self._user is not None
             self._add_user(await self._user.areply(user_view(self.task, self._convo)))
         return self._open()
+
+    def _begin_with_database(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        self._begin_episode(seed, options)
+        self.episode.environment  # noqa: B018 - built in the worker thread, not in the loop
 
     # -- τ²'s bookkeeping -------------------------------------------------------------
 

@@ -73,17 +73,28 @@ class Tau2Episode(EpisodeState):
         task: The task.
 
     Attributes:
-        environment: τ²'s ``Environment`` (fresh database, task's initial state applied).
+        environment: τ²'s ``Environment`` (fresh database, task's initial state applied),
+            built on first use.
         tau2_calls: Every call that reached the environment, in order.
     """
 
     def __init__(self, task: Tau2Task) -> None:
         self.domain: Domain = domain(task.domain)
-        self.environment = self.domain.new_environment()
-        initialise(self.environment, task.tau2_task())
+        self.task = task
+        self._environment: Any = None
         self.tau2_calls: list[Tau2Call] = []
         tools = [dataclasses.replace(t, fn=self._caller(t.name)) for t in _templates(self.domain)]
         super().__init__(tools)
+
+    @property
+    def environment(self) -> Any:
+        """τ²'s ``Environment`` of the episode, built on first use (a prompt alone, as a suite
+        manifest needs, builds no database)."""
+        if self._environment is None:
+            env = self.domain.new_environment()
+            initialise(env, self.task.tau2_task())
+            self._environment = env
+        return self._environment
 
     def _caller(self, name: str) -> Any:
         def call(**arguments: Any) -> str:
