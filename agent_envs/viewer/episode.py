@@ -10,6 +10,7 @@ here writes harmony by hand.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -340,8 +341,9 @@ def _round(x: float) -> float | None:
 
 def first_user_text(view: dict[str, Any], parts: PartStore) -> str:
     """The first user message of a decoded episode (the question), for the list's search."""
-    for seg in parts.expand(view)["segments"]:
-        for m in seg["messages"]:
+    for seg in view["segments"]:
+        prompt = (m for n in seg["parts"] for m in parts.parts[n]["messages"])
+        for m in itertools.chain(prompt, seg["messages"]):
             if m["role"] == "user":
                 return str(m["text"])
     return ""

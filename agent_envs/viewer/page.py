@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import html
 import json
+import math
 import os
 import re
 import tempfile
@@ -96,8 +97,7 @@ def _pack_bytes(raw: bytes) -> str:
 
 
 def _pack(obj: Any) -> str:
-    return _pack_bytes(json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
-                                  allow_nan=False).encode())
+    return _pack_bytes(_dumps(obj).encode())
 
 
 def default_output(path: str | Path, compare_to: str | Path | None = None) -> Path:
@@ -158,7 +158,21 @@ def _views(src: Source, chunks: _Chunks, store: PartStore, table: TokenTable,
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere in the record (meta, a verdict): null
+        return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]], chunks: _Chunks,
@@ -186,7 +200,7 @@ def render_page(meta: dict[str, Any], blobs: dict[str, str]) -> str:
     """The HTML: the template with the style, the script, the page's metadata and its blobs."""
     assets = resources.files("agent_envs.viewer") / "assets"
     # JSON inside <script>: "<" escaped so no text in it can close the element.
-    meta_json = json.dumps(meta, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
+    meta_json = _dumps(meta).replace("<", "\\u003c")
     parts = {
         "{{TITLE}}": html.escape(str(meta.get("title", "episodes"))),
         "/*{{CSS}}*/": (assets / "viewer.css").read_text(encoding="utf-8"),

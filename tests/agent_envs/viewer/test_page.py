@@ -222,3 +222,17 @@ def test_view_serve_from_the_command_line_until_ctrl_c(episodes_jsonl: Path) -> 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_nan_and_infinity_in_a_record_become_null(family_episodes, tmp_path: Path) -> None:
+    import dataclasses
+
+    ep = family_episodes["functions"][0]
+    odd = dataclasses.replace(ep, reward=float("nan"), meta={"score": float("inf"), "n": 1},
+                              verdict=dict(ep.verdict, margin=float("-inf")))
+    page = build_viewer(save_episodes([odd], tmp_path / "nan.jsonl")).path
+    _, blobs = read_page(page)
+    row = blobs["index"]["rows"][0]
+    view = blobs[f"c{row['c']}"][row["k"]]
+    assert row["reward"] is None and view["reward"] is None
+    assert view["meta"] == {"score": None, "n": 1} and view["verdict"]["margin"] is None
