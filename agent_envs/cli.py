@@ -25,16 +25,6 @@ from typing import Any
 __all__ = ["main"]
 
 
-def _default_vocab() -> None:
-    """Point openai-harmony at ../shared/vocab when run from a checkout with it beside."""
-    if os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
-        return
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidate = os.path.join(os.path.dirname(here), "shared", "vocab")
-    if os.path.isfile(os.path.join(candidate, "o200k_base.tiktoken")):
-        os.environ["TIKTOKEN_ENCODINGS_BASE"] = candidate
-
-
 @dataclass
 class EpisodeSummary:
     """What the CLI reports for one oracle episode."""
@@ -88,9 +78,13 @@ async def _run_oracle(args: argparse.Namespace, env_kwargs: dict[str, Any]
     bar = tqdm(total=args.episodes, desc=f"rollout {args.env}", unit="ep", file=sys.stderr,
                disable=args.quiet)
 
+    from agent_envs.core import derive_seed
+
     async def one(i: int) -> EpisodeSummary:
         async with sem:
-            s = await _oracle_episode(args.env, env_kwargs, args.seed + i,
+            # The collector's seeds (--out, other policies): the same --seed draws the same tasks.
+            seed = derive_seed(args.seed, "env", i // args.group_size)
+            s = await _oracle_episode(args.env, env_kwargs, seed,
                                       args.policy == "oracle-wrong", i < args.transcripts,
                                       not args.no_color and sys.stdout.isatty(), args.env_url)
         bar.update(1)
@@ -148,8 +142,36 @@ def _env_args(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _all_infra(flagged: int, episodes: int, first: str | None) -> int:
+    """The rollout exit code: 1 when every episode was flagged as an infra error, else 0."""
+    if episodes and flagged == episodes:
+        print(f"error: all {episodes} episode(s) were flagged as infra errors, so nothing usable "
+              f"was collected (first: {first}); fix the environment (sandbox, --env-url server, "
+              f"policy server) and run again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, so that it dumps as strict JSON."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
-    """Run episodes of ENV with a policy; print transcripts and a summary."""
+    """Run episodes of ENV with a policy; print transcripts and a summary.
+
+    Exit code (both ways of running, with or without ``--out``): 0 when the run finished and
+    at least one episode ran without an infra error (rewards are reported, not judged); 1 when
+    every episode was flagged as an infra error; 2 for bad input (nothing ran).
+    """
     env_kwargs: dict[str, Any] = {"split": args.split}
     for name in ("difficulty", "sandbox"):
         if getattr(args, name) is not None:
@@ -157,12 +179,22 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.tasks:
         env_kwargs["task_source"] = args.tasks
     env_kwargs.update(_env_args(args.env_arg))
+    if args.episodes % args.group_size:
+        raise ValueError(f"--episodes ({args.episodes}) must be a multiple of --group-size "
+                         f"({args.group_size}); e.g. --episodes "
+                         f"{max(1, args.episodes // args.group_size) * args.group_size}")
+    if not (args.env_url or os.environ.get("AGENT_ENVS_ENV_URL")):
+        # Make one env now: a bad env argument (a misspelt name, --sandbox bubblewarp, a bad
+        # value) is a clear error here, not an infra error in every episode.
+        import agent_envs
+
+        agent_envs.make(args.env, **env_kwargs).close()
     t0 = time.perf_counter()
     if args.policy in ("oracle", "oracle-wrong") and not args.out and args.backend == "local":
         eps = asyncio.run(_run_oracle(args, env_kwargs))
         _print_summary(args, eps, time.perf_counter() - t0)
         failed = [e for e in eps if e.infra_error]
-        return 1 if failed and len(failed) == len(eps) else 0
+        return _all_infra(len(failed), len(eps), failed[0].infra_error if failed else None)
     try:
         from trainers.rollout import run_rollout_cli
     except ImportError as e:
@@ -175,8 +207,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                               max_tokens=args.max_tokens, temperature=args.temperature,
                               top_p=args.top_p, env_kwargs=env_kwargs, backend=args.backend,
                               progress=not args.quiet, env_url=args.env_url)
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    print(json.dumps(_finite(summary), indent=2, default=str, allow_nan=False))
+    first = next(iter(summary.get("infra_errors") or {}), None)
+    return _all_infra(summary["infra_flagged"], summary["episodes"], first)
 
 
 EVAL_ACTIONS = ("list", "compare", "board", "rescore", "verify", "export")
@@ -286,7 +319,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: training needs the [train] extra (torch, transformers): {e}. "
               f"Install it with: pip install 'agent-envs[train]'", file=sys.stderr)
         return 2
-    return int(train_main([args.config, *args.overrides]))
+    flags = [f for f, on in (("--print-config", args.print_config),
+                             ("--help-config", args.help_config)) if on]
+    return int(train_main([*([args.config] if args.config else []), *args.overrides, *flags]))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -453,9 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--judge-model", default=None, help="served model name of an http --judge")
     e.set_defaults(func=cmd_eval)
 
-    t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)")
-    t.add_argument("config", help="a TOML config, e.g. configs/tiny-cpu.toml")
-    t.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)",
+                       description="Train a policy with GRPO or PPO from a TOML config; "
+                                   "KEY=VALUE overrides are dotted keys (algo.lr=1e-4 "
+                                   "env.kwargs.max_turns=2).")
+    t.add_argument("config", nargs="?", help="a TOML config, e.g. configs/tiny-cpu.toml")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="key.sub=value overrides")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (file + overrides) as JSON and exit")
+    t.add_argument("--help-config", action="store_true",
+                   help="list every config key with its type, default and help, and exit")
     t.set_defaults(func=cmd_train)
 
     x = sub.add_parser("export", add_help=False,
@@ -514,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agent-envs`` console script."""
-    _default_vocab()
+    from agent_envs.harmony.vocab import use_default_vocab
+
+    use_default_vocab()  # ../shared/vocab beside a checkout; child processes inherit it
     args = build_parser().parse_args(argv)
     for name in ("episodes", "concurrency", "group_size", "trials"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
@@ -523,9 +567,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from agent_envs.errors import AgentEnvsError
     from sandboxes.errors import SandboxError
+
+    # A user's mistakes (arguments, config, env arguments, a policy spec, a missing optional
+    # package) are one line and exit code 2, never a traceback.
+    user_errors: tuple[type[BaseException], ...] = (
+        AgentEnvsError, SandboxError, ValueError, TypeError, ImportError)
+    try:
+        from trainers.policies.errors import PolicyError
+    except ImportError:
+        pass
+    else:
+        user_errors += (PolicyError,)
     try:
         return int(args.func(args))
-    except (AgentEnvsError, SandboxError, ValueError, TypeError) as e:
+    except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -332,10 +332,26 @@ class TrainConfig:
                        f"step ({r.tasks_per_step} tasks x {r.group_size} = {episodes}): some "
                        f"chunks would be empty",
                        f"Use algo.microbatches <= {episodes // a.minibatches}.")
+        self._check_env()
         if self.rollout.sampler == "vllm" and not self.model.device.startswith("cuda"):
             raise _bad("model", "device", self.model.device, "the vLLM sampler needs the "
                        "trainer on a CUDA device", "Set model.device='cuda', or "
                        "rollout.sampler='transformers'.")
+
+    def _check_env(self) -> None:
+        """The env id and the *names* in env.kwargs, checked now (a misspelt argument gets the
+        closest name); values are checked when the env is made. An env that is not registered
+        here is left to the server when env.url is set."""
+        from agent_envs.errors import MissingDependencyError, UnknownArgumentError, UnknownEnvError
+        from agent_envs.registry import check_env_kwargs
+
+        try:
+            check_env_kwargs(self.env.id, self.env.kwargs)
+        except UnknownArgumentError as e:
+            raise ConfigError(f"env.kwargs: {e}. Set them as env.kwargs.NAME=VALUE.") from e
+        except (UnknownEnvError, MissingDependencyError) as e:
+            if self.env.url is None:
+                raise ConfigError(f"env.id: {e}") from e
 
     @property
     def out_dir(self) -> Path:

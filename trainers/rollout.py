@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
+import importlib.util
 import logging
-import math
 import os
 import time
 import traceback
@@ -34,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent_envs.core import to_jsonable
+from agent_envs.core import derive_seed, to_jsonable
 from trainers.episode import Episode, Segment, Turn, save_episodes
 from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest, SamplingParams
 
@@ -140,12 +139,6 @@ class RolloutConfig:
     def num_episodes(self) -> int:
         """``num_groups * group_size``."""
         return self.num_groups * self.group_size
-
-
-def derive_seed(base: int, *keys: object) -> int:
-    """A seed in ``[0, 2**31 - 1)`` that depends only on ``base`` and ``keys`` (stable across runs)."""
-    h = hashlib.blake2b(repr((int(base),) + keys).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "little") % (2**31 - 1)
 
 
 def draw_tasks(env_id: str, num_tasks: int, *, seed: int = 0, split: str = "train",
@@ -527,7 +520,10 @@ class RolloutCollector:
 
 
 def summarize(episodes: Sequence[Episode], wall_s: float) -> dict[str, Any]:
-    """Run summary: counts, mean reward, solved fraction, infra count, turns, tokens, rate."""
+    """Run summary: counts, mean reward, solved fraction, infra count, turns, tokens, rate.
+
+    Means over no usable episode (all infra-flagged) are None, so the summary is strict JSON.
+    """
     n = len(episodes)
     ok = [e for e in episodes if not e.infra]
     errors: dict[str, int] = {}
@@ -537,8 +533,9 @@ def summarize(episodes: Sequence[Episode], wall_s: float) -> dict[str, Any]:
             errors[key] = errors.get(key, 0) + 1
     return {
         "episodes": n,
-        "mean_reward": float(np.mean([e.reward for e in ok])) if ok else math.nan,
-        "solved_frac": float(np.mean([e.solved for e in ok])) if ok else math.nan,
+        # None (JSON null), not NaN, when every episode was infra-flagged: NaN is not JSON.
+        "mean_reward": float(np.mean([e.reward for e in ok])) if ok else None,
+        "solved_frac": float(np.mean([e.solved for e in ok])) if ok else None,
         "infra_flagged": n - len(ok),
         "infra_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
         "turns": sum(len(e.turns) for e in episodes),
@@ -549,7 +546,7 @@ def summarize(episodes: Sequence[Episode], wall_s: float) -> dict[str, Any]:
         "env_s": sum(e.env_s for e in episodes),
         "policy_s": sum(e.policy_s for e in episodes),
         "wall_s": wall_s,
-        "episodes_per_s": n / wall_s if wall_s > 0 else math.nan,
+        "episodes_per_s": n / wall_s if wall_s > 0 else None,
     }
 
 
@@ -660,6 +657,9 @@ def run_rollout_cli(
             f"--episodes ({episodes}) must be a positive multiple of --group-size "
             f"({group_size}); e.g. --episodes {max(1, episodes // max(group_size, 1)) * group_size}."
         )
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise RolloutConfigError("--backend ray needs Ray, which is not installed: pip install "
+                                 "'agent-envs[ray]' (or use --backend local)")
     policy = policy_spec if isinstance(policy_spec, Policy) else policy_from_spec(
         policy_spec, model=model)
     cfg = RolloutConfig(

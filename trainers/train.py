@@ -91,6 +91,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_model",
+    "check_device",
     "enable_checkpointing",
     "token_logprobs",
     "train",
@@ -121,6 +122,7 @@ def build_model(config: TrainConfig, base: torch.nn.Module | None = None) -> tor
     )
 
     m = config.model
+    check_device(m.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
              "float16": torch.float16}[m.dtype]
     if m.name == "tiny" or base is not None:
@@ -138,9 +140,21 @@ def build_model(config: TrainConfig, base: torch.nn.Module | None = None) -> tor
         if m.gradient_checkpointing:
             enable_checkpointing(model)
     else:
-        model = load_gpt_oss(m.name, GptOssLoadConfig(
-            attn_implementation=m.attn_implementation, dtype=m.dtype, device=m.device,
-            gradient_checkpointing=m.gradient_checkpointing))
+        from trainers.policies.errors import PolicyConfigError
+        from trainers.policies.hf import check_model_source
+
+        try:
+            check_model_source(m.name)
+            model = load_gpt_oss(m.name, GptOssLoadConfig(
+                attn_implementation=m.attn_implementation, dtype=m.dtype, device=m.device,
+                gradient_checkpointing=m.gradient_checkpointing))
+        except PolicyConfigError as e:
+            raise ConfigError(f"model.name: {e}. Or use model.name='tiny' (a random tiny "
+                              f"gpt-oss built in code).") from e
+        except (OSError, ValueError) as e:  # transformers' "not found / not a checkpoint"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"model.name={m.name!r}: cannot load it as a gpt-oss "
+                              f"checkpoint: {first}") from e
     model.config.use_cache = False
     if m.freeze_input_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -150,6 +164,19 @@ def build_model(config: TrainConfig, base: torch.nn.Module | None = None) -> tor
             attention_modules=m.lora_attention_modules,
             expert_parameters=m.lora_expert_parameters))
     return model.train()
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device on a machine without one (torch would fail later with a bare
+    ``AssertionError: Torch not compiled with CUDA enabled``).
+
+    Raises:
+        ConfigError: ``model.device`` names CUDA and no CUDA device is available.
+    """
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"model.device={device!r}, but no CUDA device is available here "
+                          f"(torch.cuda.is_available() is False). Use model.device='cpu' "
+                          f"(with model.dtype='float32'), or run on a machine with a GPU.")
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
@@ -298,6 +325,7 @@ class Trainer:
         torch.manual_seed(c.seed)
         random.seed(c.seed)
         np.random.seed(c.seed % (2**32))
+        check_device(c.model.device)
         self.device = torch.device(c.model.device)
         self.model = model if model is not None else build_model(c)
         self.env_factory = env_factory

@@ -33,7 +33,8 @@ from agent_envs.tasks.answers import last_boxed, parse_number
 from agent_envs.tasks.base import AnswerKind, Split, Task
 from agent_envs.tasks.finite import FiniteTasks
 
-__all__ = ["GSM8K_PATH", "MATH_PATH", "MATH_SUBJECTS", "DatasetTasks", "load_gsm8k", "load_math"]
+__all__ = ["GSM8K_PATH", "MATH_PATH", "MATH_SUBJECTS", "DatasetTasks", "hub_problem",
+           "load_gsm8k", "load_math"]
 
 GSM8K_PATH = "openai/gsm8k"
 MATH_PATH = "EleutherAI/hendrycks_math"
@@ -97,7 +98,7 @@ def _offline_advice(what: str, split: Split, columns: tuple[str, ...]) -> str:
             f"a copy already in the datasets cache.")
 
 
-def _hub_problem(timeout_s: float = 3.0) -> str | None:
+def hub_problem(timeout_s: float = 3.0) -> str | None:
     """Why the Hugging Face Hub cannot be reached from here (None when it can, when offline
     mode is on, or when a proxy is configured: ``datasets`` then decides)."""
     if any(os.environ.get(v, "").strip() not in ("", "0", "false", "False")
@@ -121,7 +122,7 @@ def _load(*, what: str, path: str, config: str | None, split: Split,
           columns: tuple[str, ...]) -> Any:
     datasets = _datasets()
     if data_files is None and "/" in path:  # a Hub repo id: fail fast when it cannot be reached
-        problem = _hub_problem()
+        problem = hub_problem()
         if problem is not None:
             raise DatasetError(f"cannot reach the Hugging Face Hub to download {what} "
                                f"({problem}). {_offline_advice(what, split, columns)}")

@@ -19,7 +19,37 @@ import torch
 from trainers.policies.base import Policy, Sample, SampleRequest
 from trainers.policies.errors import PolicyConfigError
 
-__all__ = ["TransformersPolicy", "processed_logprobs"]
+__all__ = ["TransformersPolicy", "check_model_source", "processed_logprobs"]
+
+
+def check_model_source(name_or_path: str) -> None:
+    """Fail at once, with what to do, when ``from_pretrained(name_or_path)`` cannot work here:
+    a path that is not a directory, or a hub id while the Hugging Face Hub cannot be reached
+    (transformers would retry for about a minute, then raise an ``OSError``).
+
+    Raises:
+        PolicyConfigError: the message names the model and the fix.
+    """
+    import os
+
+    from agent_envs.tasks.hf import hub_problem
+
+    path = os.path.expanduser(name_or_path)
+    if os.path.isdir(path):
+        return
+    looks_like_path = name_or_path.startswith(("/", "./", "../", "~")) or os.sep * 2 in path \
+        or name_or_path.count("/") > 1 or os.path.exists(path)
+    if looks_like_path:
+        raise PolicyConfigError(
+            f"model {name_or_path!r} is not a directory here; give a local checkpoint "
+            f"directory (with config.json and the weights) or a hub id such as "
+            f"'openai/gpt-oss-20b'")
+    problem = hub_problem()
+    if problem is not None:
+        raise PolicyConfigError(
+            f"model {name_or_path!r} is not a local directory, and the Hugging Face Hub cannot "
+            f"be reached to download it ({problem}); give a local checkpoint directory, or set "
+            f"HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache")
 
 
 def processed_logprobs(
@@ -151,11 +181,24 @@ class TransformersPolicy(Policy):
             device: ``"cpu"``, ``"cuda"``, ... (default: cuda if available).
             dtype: Torch dtype name or ``"auto"``.
             **kwargs: Passed to ``TransformersPolicy``.
+
+        Raises:
+            PolicyConfigError: no such directory, the Hub unreachable for a hub id, a model
+                that cannot be loaded, or a CUDA device that is not there.
         """
         from transformers import AutoModelForCausalLM
 
+        check_model_source(name_or_path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise PolicyConfigError(f"device={device!r}, but no CUDA device is available here "
+                                    f"(torch.cuda.is_available() is False); use device='cpu'")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        except (OSError, ValueError) as e:  # "not found", "not a checkpoint", "unrecognized"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PolicyConfigError(f"cannot load model {name_or_path!r}: {first}") from e
+        model = model.to(device)
         kwargs.setdefault("policy_id", name_or_path)
         return cls(model, **kwargs)
 
