@@ -221,8 +221,7 @@ class Tau2Env(FunctionsEnv):
         self._steps += 1
         if is_stop(text):
             self._termination = "user_stop"
-        else:
-            self._check_limits()
+        self._check_limits()  # after the stop too: τ²'s limits override it
 
     def _open(self) -> tuple[np.ndarray, dict[str, Any]]:
         if self._convo and self._convo[-1]["role"] == "user":
@@ -264,9 +263,9 @@ class Tau2Env(FunctionsEnv):
     # -- τ²'s bookkeeping -------------------------------------------------------------
 
     def _check_limits(self) -> None:
-        """τ²'s checks after a message that is not to the environment."""
-        if self._termination is not None:
-            return
+        """τ²'s checks after a message that is not to the environment. As in τ²'s
+        orchestrator they come after the message's own end (a stop) and override it: a stop
+        that is the ``max_steps``-th message ends the conversation as ``max_steps``."""
         if self._steps >= self.max_steps:
             self._termination = "max_steps"
         if self.max_errors is not None and self._n_errors >= self.max_errors:

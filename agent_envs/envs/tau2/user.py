@@ -157,6 +157,9 @@ class _ListSession(UserSession):
         self.turn += 1
         return self.replies[k]
 
+    async def areply(self, view: UserView) -> str:
+        return self.reply(view)  # no I/O: no worker thread
+
 
 class ScriptedUser(UserSimulator):
     """The oracle plan's user (see the module docstring)."""

@@ -147,6 +147,16 @@ def test_max_steps_ends_as_truncated_with_reward_zero() -> None:
     assert end["verdict"]["reason"] == "τ² ended the conversation: max_steps (reward 0)"
 
 
+def test_a_stop_that_is_the_last_allowed_message_ends_as_max_steps_as_in_tau2() -> None:
+    # mock_update_task_1: user, agent asks, user, call, result, agent, user's stop = 7 messages.
+    # τ²'s orchestrator checks its limits after the stop and lets them win.
+    for max_steps, reason in ((8, "user_stop"), (7, "max_steps")):
+        env = Tau2Env(task_source="mock", max_steps=max_steps)
+        infos, (reward, _, _) = run(env, Tau2Oracle(), "mock_update_task_1")
+        assert infos[-1]["episode"]["tau2"]["termination_reason"] == reason
+        assert infos[-1]["tau2"]["steps"] == 7 and reward == (reason == "user_stop")
+
+
 def test_max_errors_ends_as_truncated_with_reward_zero() -> None:
     env = Tau2Env(task_source="mock", max_errors=3)
     infos, (reward, term, trunc) = run(env, Tau2Oracle(mutation="too_many_errors", max_errors=3),
