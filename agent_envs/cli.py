@@ -229,7 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     if target == "verify":
         if len(rest) != 1:
-            raise ValueError("usage: agent-envs eval verify BUNDLE_DIR")
+            raise ValueError("usage: agent-envs eval verify BUNDLE_DIR (or BUNDLE_DIR.tar.gz)")
         problems = ev.verify(rest[0])
         for line in problems:
             print(f"FAIL {line}")

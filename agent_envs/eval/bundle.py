@@ -265,6 +265,9 @@ def load_bundle(path: str | Path) -> Bundle:
     from trainers.episode import load_episodes
 
     p = Path(path)
+    if _is_archive(p):
+        raise BundleError(f"{p} is a bundle archive; extract it first (tar xzf {p}) and pass "
+                          f"the directory (`agent-envs eval verify` takes the archive as is)")
     missing = [f for f in (*FILES, "bundle.json") if not (p / f).exists()]
     if missing:
         raise BundleError(f"{p} is not a complete bundle: missing {', '.join(missing)}; is "
@@ -278,14 +281,48 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{p}: unreadable bundle ({e})") from e
 
 
+def _is_archive(p: Path) -> bool:
+    return p.is_file() and p.name.endswith((".tar.gz", ".tgz"))
+
+
+def _extract_archive(archive: Path, into: Path) -> Path:
+    """Unpack a bundle archive (``DIR.tar.gz``: one directory of plain files) into ``into``
+    and return the bundle directory. Links, absolute paths and ``..`` are refused."""
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    dirs = [d for d in into.iterdir() if d.is_dir() and (d / "bundle.json").is_file()]
+    if len(dirs) != 1:
+        raise BundleError(f"{archive} does not hold one bundle directory (with bundle.json); "
+                          f"found {sorted(d.name for d in into.iterdir())}")
+    return dirs[0]
+
+
 def verify(path: str | Path) -> list[str]:
     """Every inconsistency in a bundle (empty when it verifies).
+
+    ``path`` is a bundle directory or its archive ``DIR.tar.gz`` (unpacked to a temporary
+    directory and checked there).
 
     Checks: file digests; the manifest's hash against the header (and the pinned manifest
     for official runs); episode ids, task ids and trial counts against the manifest; each
     reward against its components and verdict; the content digest; the metrics, recomputed.
+
+    Raises:
+        BundleError: ``path`` is neither a directory nor a readable ``.tar.gz`` archive.
     """
     p = Path(path)
+    if _is_archive(p):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="agent-envs-verify-") as tmp:
+            try:
+                root = _extract_archive(p, Path(tmp))
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise BundleError(f"{p} is not a readable bundle archive: {e}") from e
+            return verify(root)
+    if not p.is_dir():
+        raise BundleError(f"{p} is not a bundle directory or a bundle archive (DIR.tar.gz); "
+                          f"`agent-envs eval verify` takes either")
     problems: list[str] = []
     try:
         listed = json.loads((p / "bundle.json").read_text())["files"]

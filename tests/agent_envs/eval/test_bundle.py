@@ -51,6 +51,27 @@ def test_verify_passes_untouched_and_via_the_cli(bundles, capsys) -> None:
     assert "OK" in capsys.readouterr().out
 
 
+def test_verify_takes_the_archive_as_is(bundles, tmp_path: Path, capsys) -> None:
+    # Before: `eval verify DIR.tar.gz` said "bundle.json unreadable: ... Not a directory".
+    archive = bundles["oracle"].with_name(bundles["oracle"].name + ".tar.gz")
+    assert verify(archive) == []
+    assert cli_main(["eval", "verify", str(archive)]) == 0
+    assert "OK: hashes, episodes and metrics verify" in capsys.readouterr().out
+    # An archive of an edited bundle fails as the directory would.
+    b = _copy(bundles["oracle"], tmp_path / "oracle")
+    _edit_episode(b, 3, reward=0.0, reward_components={"correct": 0.0})
+    edited = tmp_path / "edited.tar.gz"
+    subprocess.run(["tar", "-czf", str(edited), "-C", str(tmp_path), "oracle"], check=True)
+    assert any("reward disagrees with its verdict" in p for p in verify(edited))
+    # Neither a directory nor an archive: one line, exit 2.
+    assert cli_main(["eval", "verify", str(tmp_path / "missing.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.tar.gz is not a bundle directory or a bundle archive (DIR.tar.gz)" in err
+    assert "Traceback" not in err
+    with pytest.raises(BundleError, match="is a bundle archive; extract it first"):
+        bundle_module.load_bundle(archive)
+
+
 def test_verify_fails_after_one_reward_is_edited(bundles, tmp_path: Path, capsys) -> None:
     b = _copy(bundles["oracle"], tmp_path / "b")
     _edit_episode(b, 3, reward=0.0, reward_components={"correct": 0.0})
