@@ -21,11 +21,12 @@ from agent_envs.errors import (
     InvalidActionError,
     MissingDependencyError,
     TaskFileError,
+    UnknownArgumentError,
     UnknownEnvError,
     UnknownTaskError,
     VocabularyError,
 )
-from agent_envs.registry import EnvSpec, list_envs, make, register, spec
+from agent_envs.registry import EnvSpec, check_env_kwargs, list_envs, make, register, spec
 from agent_envs.server.protocol import RemoteEnvError, ServerBusyError, ServerUnavailableError
 
 __version__ = "0.1.0"
@@ -34,8 +35,8 @@ __all__ = [
     "INFO_KEYS", "AgentEnvsError", "DatasetError", "EnvConfig", "EnvSpec", "EnvStateError",
     "HarmonyEnv", "InvalidActionError", "MissingDependencyError", "RemoteEnvError",
     "ServerBusyError", "ServerUnavailableError", "TaskFileError", "ToolCall", "ToolOutcome",
-    "UnknownEnvError", "UnknownTaskError", "VocabularyError", "__version__", "list_envs", "make",
-    "register", "remote", "spec",
+    "UnknownArgumentError", "UnknownEnvError", "UnknownTaskError", "VocabularyError",
+    "__version__", "check_env_kwargs", "list_envs", "make", "register", "remote", "spec",
 ]
 
 
