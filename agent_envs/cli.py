@@ -550,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent_envs.viewer.cli import register as register_view
 
     register_view(sub)
+    from agent_envs.envs.browser.corpus_cli import register as register_corpus
+
+    register_corpus(sub)
 
     return p
 

@@ -2,6 +2,8 @@
 
     python benchmarks/browser.py [--pages 100000] [--queries 300] [--baseline-queries 30]
                                  [--quick] [--out benchmarks/results/browser.png]
+    python benchmarks/browser.py --passages 21000000 [...]   (Wikipedia scale: see
+                                                              benchmarks/browser_scale.py)
 
 1. A procedural world of ``--pages`` interlinked pages (people, companies, cities, countries
    and their near-duplicates) is generated and indexed by the ``corpus`` backend (bm25s,
@@ -267,6 +269,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
+    if any(a == "--passages" or a.startswith("--passages=") for a in sys.argv[1:]):
+        import browser_scale  # the Wikipedia-scale mode: its own options and report
+
+        browser_scale.main(sys.argv[1:])
+        return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=100_000)

@@ -36,7 +36,7 @@ from agent_envs.envs.browser.backends import (
 from agent_envs.envs.browser.page import Page, page_from_html, page_from_text
 
 __all__ = ["Corpus", "CorpusBackend", "CorpusError", "Document", "default_cache_dir",
-           "tokenize"]
+           "summary_of", "tokenize"]
 
 _INDEX_VERSION = "1"
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -308,7 +308,12 @@ class CorpusBackend(Backend):
         k = min(k, positive)
         if k <= 0:
             return []
-        idx = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+        if k < len(s):
+            kth = s[np.argpartition(-s, k - 1)[k - 1]]
+            above = np.flatnonzero(s > kth)  # fewer than k; the rest tie at the k-th score,
+            idx = np.concatenate([above, np.flatnonzero(s == kth)[:k - len(above)]])  # first
+        else:
+            idx = np.arange(len(s))
         order = sorted(idx.tolist(), key=lambda i: (-float(s[i]), i))[:k]
         return [(i, float(s[i])) for i in order]
 
@@ -361,17 +366,22 @@ class CorpusBackend(Backend):
         return text
 
     def _summary(self, text: str, pattern: re.Pattern[str] | None) -> str:
-        n = self.summary_chars
-        start = 0
-        if pattern is not None:
-            m = pattern.search(text)
-            if m is not None and m.start() > n // 3:
-                start = text.rfind(" ", 0, m.start() - n // 3) + 1
-        piece = text[start: start + n]
-        if start + n < len(text):
-            cut = piece.rfind(" ")
-            piece = (piece[:cut] if cut > n // 2 else piece) + " ..."
-        return ("... " if start else "") + piece
+        return summary_of(text, pattern, self.summary_chars)
+
+
+def summary_of(text: str, pattern: re.Pattern[str] | None, n: int) -> str:
+    """A result's summary: ``n`` characters of its search text around the first query term
+    (``pattern``), or its opening; cut at a space, with ``...`` where text was left out."""
+    start = 0
+    if pattern is not None:
+        m = pattern.search(text)
+        if m is not None and m.start() > n // 3:
+            start = text.rfind(" ", 0, m.start() - n // 3) + 1
+    piece = text[start: start + n]
+    if start + n < len(text):
+        cut = piece.rfind(" ")
+        piece = (piece[:cut] if cut > n // 2 else piece) + " ..."
+    return ("... " if start else "") + piece
 
 
 def _accumulate(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:

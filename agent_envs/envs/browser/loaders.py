@@ -22,6 +22,7 @@ from typing import Any
 
 from agent_envs.envs.browser.backends import Backend
 from agent_envs.envs.browser.corpus import Corpus, CorpusBackend, Document
+from agent_envs.envs.browser.diskindex import DiskCorpus, is_index
 from agent_envs.envs.browser.tasks import BrowserTask, BrowserTaskSource
 from agent_envs.errors import DatasetError
 from agent_envs.tasks.base import Split
@@ -38,7 +39,7 @@ class LoadedBrowserTasks(FiniteTasks, BrowserTaskSource):
     error_class = DatasetError
 
     def __init__(self, *, name: str, tasks: Sequence[BrowserTask], origin: str,
-                 corpus: Corpus, cache_dir: str | None = None) -> None:
+                 corpus: Corpus | DiskCorpus, cache_dir: str | None = None) -> None:
         super().__init__(name=name, tasks=tasks, origin=origin)
         self.corpus = corpus
         self._cache_dir = cache_dir
@@ -46,8 +47,9 @@ class LoadedBrowserTasks(FiniteTasks, BrowserTaskSource):
 
     def backend_for(self, task: BrowserTask) -> Backend:
         if self._backend is None:
-            self._backend = CorpusBackend(self.corpus, cache_dir=self._cache_dir,
-                                          persist=self._cache_dir is not None)
+            self._backend = (self.corpus.backend() if isinstance(self.corpus, DiskCorpus)
+                             else CorpusBackend(self.corpus, cache_dir=self._cache_dir,
+                                                persist=self._cache_dir is not None))
         return self._backend
 
 
@@ -70,9 +72,11 @@ def _rows(what: str, source: DataFiles, split: str, path: str | None) -> Any:
                            "(JSONL or Parquet)") from e
 
 
-def _corpus(corpus: str | os.PathLike[str] | Corpus) -> Corpus:
-    if isinstance(corpus, Corpus):
+def _corpus(corpus: str | os.PathLike[str] | Corpus | DiskCorpus) -> Corpus | DiskCorpus:
+    if isinstance(corpus, (Corpus, DiskCorpus)):
         return corpus
+    if is_index(corpus):  # an on-disk index (agent-envs corpus build): wiki-18 at full size
+        return DiskCorpus(corpus)
     return Corpus.from_jsonl(corpus)
 
 
@@ -83,7 +87,8 @@ def load_search_r1(data_files: DataFiles, *, corpus: str | os.PathLike[str] | Co
 
     Args:
         data_files: QA files (JSONL or Parquet) with ``question`` and ``golden_answers``.
-        corpus: The corpus JSONL (or a :class:`Corpus`).
+        corpus: The corpus JSONL (or a :class:`Corpus`), or an on-disk index of it (its
+            directory, or a :class:`DiskCorpus`) for corpora too big for memory.
         split: The split the tasks belong to.
         path: A dataset repo id to load instead of ``data_files`` (online).
         cache_dir: Where the BM25 index is saved.
@@ -125,6 +130,10 @@ def load_browsecomp_plus(data_files: DataFiles, *, corpus: str | os.PathLike[str
         corpus_path: Dataset repo id for the corpus (online), instead of ``corpus``.
         cache_dir: Where the BM25 index is saved.
     """
+    if isinstance(corpus, DiskCorpus) or (not isinstance(corpus, Corpus) and is_index(corpus)):
+        raise DatasetError(f"BrowseComp-Plus takes its corpus JSONL, not an on-disk index "
+                           f"({corpus!r}): its documents are matched to the queries' evidence "
+                           "by docid as they load (100k documents fit in memory)")
     if isinstance(corpus, Corpus):
         built = corpus
     else:

@@ -1,0 +1,474 @@
+"""The browser's corpus backend at Wikipedia scale (``benchmarks/browser.py --passages N``).
+
+    python benchmarks/browser.py --passages 1000000 [--data-dir /work/data/wiki]
+        [--queries 400] [--compare 200000] [--heap-mb 256] [--threads 1]
+
+For a generated Wikipedia-shaped corpus of N passages in wiki-18's format
+(``agent_envs.envs.browser.synth``; the head of a bigger one when there is one), it
+measures the on-disk backend (:mod:`agent_envs.envs.browser.diskindex`):
+
+1. the build (``agent-envs corpus build``, a child process): wall time, peak RSS, index size
+   on disk. It is resumable: run the benchmark again after a stop and the build goes on,
+   and the times of all its runs are added up (``INDEX.build.json``);
+2. in a fresh process after the index and corpus are evicted from the page cache
+   (``posix_fadvise(DONTNEED)``): opening the index, then **cold** searches (the whole
+   results page the model sees) and ``open`` of random passages (``fetch``);
+3. **warm**: the same queries again with a new backend object (the page cache warm, the
+   backend's own caches empty), p50/p95 of wall time and of CPU time (this machine is
+   shared, so wall time includes waiting for a core);
+4. the memory an env process adds by serving the index: RSS and USS (private) before opening
+   and after the searches; then 4 processes searching at once, with their RSS, USS and PSS
+   (shared file pages are counted once: no copy of the index per process);
+5. the ranking against today's in-memory ``CorpusBackend`` (bm25s) on the first
+   ``--compare`` passages, where it fits in memory: identical top-20 rankings, identical
+   results pages, overlap@20, and tantivy's own ranking's overlap@20; at every size, the
+   share of searches whose top 20 are proven to be ``CorpusBackend``'s (``stats``), and
+   the candidates scored per search.
+
+The numbers go to ``benchmarks/results/browser_scale.json`` (one entry per size, kept across
+runs) and the plot of every size measured so far to ``benchmarks/results/browser_scale.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGETS = {"build_peak_gb": 8.0, "warm_p50_ms": 20.0, "env_added_gb": 1.0}
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def _label(n: int) -> str:
+    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+# -- the corpus -------------------------------------------------------------------------
+
+def corpus_file(n: int, data: Path) -> Path:
+    """The N-passage corpus: made by ``head`` of a bigger generated one, else generated."""
+    from agent_envs.envs.browser.synth import write_corpus
+
+    out = data / f"wiki-{_label(n)}.jsonl"
+    if out.is_file():
+        return out
+    bigger = sorted((p for p in data.glob("wiki-*.jsonl") if _lines_at_least(p, n)),
+                    key=lambda p: p.stat().st_size)
+    if bigger:
+        say(f"      the first {n:,} lines of {bigger[0].name} -> {out.name}")
+        tmp = out.with_name(out.name + ".part")
+        with bigger[0].open("rb") as src, tmp.open("wb") as dst:
+            for i, line in enumerate(src):
+                if i == n:
+                    break
+                dst.write(line)
+        tmp.replace(out)
+        return out
+    say(f"      generating {n:,} passages -> {out}")
+    return write_corpus(out, n, progress=True)
+
+
+def _lines_at_least(p: Path, n: int) -> bool:
+    # passages are ~550 bytes: a file far too small cannot have n lines
+    if p.stat().st_size < n * 300:
+        return False
+    with p.open("rb") as f:
+        return sum(1 for _ in f) >= n
+
+
+# -- the build ----------------------------------------------------------------------------
+
+def build(corpus: Path, index: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Build (or resume) the index in a child process; times and peaks of all runs."""
+    log_path = index.with_name(index.name + ".build.json")
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {"runs": []}
+    from agent_envs.envs.browser.diskindex import MANIFEST
+    if not (index / MANIFEST).is_file():
+        cmd = [sys.executable, "-m", "agent_envs.cli", "corpus", "build", str(corpus),
+               str(index), "--heap-mb", str(args.heap_mb), "--threads", str(args.threads),
+               "--workers", str(args.workers), "--checkpoint", str(args.checkpoint)]
+        say(f"      {' '.join(cmd[2:])}")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT)
+        peak = 0.0
+        while True:  # VmHWM: the child's own peak (ru_maxrss would start at ours, at fork)
+            peak = max(peak, _tree_hwm_mb(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.2)
+        seconds = time.perf_counter() - t0
+        run = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1),
+               "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+               "status": os.waitstatus_to_exitcode(status)}
+        log["runs"].append(run)
+        log_path.write_text(json.dumps(log, indent=1))
+        if run["status"] != 0:
+            raise SystemExit(f"the build stopped (exit {run['status']}); run the benchmark "
+                             "again to resume it")
+    runs = log["runs"]
+    from agent_envs.envs.browser.diskindex import DiskCorpus
+    idx = DiskCorpus(index)
+    return {"seconds": sum(r["seconds"] for r in runs), "cpu_s": sum(r["cpu_s"] for r in runs),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in runs), default=float("nan")),
+            "runs": len(runs), "index_mb": idx.index_bytes() / 2**20,
+            "corpus_mb": corpus.stat().st_size / 2**20, "documents": idx.documents}
+
+
+def _hwm_mb(pid: int | str = "self") -> float:
+    """The process's peak RSS so far (VmHWM), in MB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _tree_hwm_mb(pid: int) -> float:
+    """The peaks of a process and its children (the build's workers), added up."""
+    import psutil
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    return _hwm_mb(pid) + sum(_hwm_mb(k.pid) for k in kids)
+
+
+def evict(paths: list[Path]) -> None:
+    """Drop these files' pages from the page cache (so the next reads go to the disk)."""
+    for p in paths:
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)  # dirty pages are not dropped
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+# -- measurements in fresh processes ----------------------------------------------------
+
+def _mem() -> dict[str, float]:
+    import psutil
+    m = psutil.Process().memory_full_info()
+    return {"rss_mb": m.rss / 2**20, "uss_mb": m.uss / 2**20, "pss_mb": m.pss / 2**20}
+
+
+def serve(index: str, queries: list[str], urls: list[str], evict_first: list[str]
+          ) -> dict[str, Any]:
+    """One env process: open the index cold, search and open pages cold, then warm."""
+    import agent_envs.envs.browser.diskindex as di
+
+    if evict_first:
+        evict([Path(p) for p in evict_first])
+    before = _mem()
+    t0 = time.perf_counter()
+    corpus = di.DiskCorpus(index)
+    backend = corpus.backend()
+    backend.search(queries[0], 20)  # opening = the manifest, the maps, and a first search
+    open_s = time.perf_counter() - t0
+
+    def timed(fn: Any, items: list[str]) -> tuple[list[float], list[float]]:
+        wall, cpu = [], []
+        for x in items:
+            t, c = time.perf_counter(), time.process_time()
+            fn(x)
+            wall.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
+        return wall, cpu
+
+    cold_search, cold_search_cpu = timed(lambda q: backend.search(q, 20), queries[1:])
+    cold_open, _ = timed(backend.fetch, urls)
+    stats_cold = dict(backend.stats)
+    warm = corpus.backend()  # the page cache is warm; this backend's own caches are empty
+    warm_search, warm_search_cpu = timed(lambda q: warm.search(q, 20), queries[1:])
+    warm_top, warm_top_cpu = timed(lambda q: warm.top(q, 20), queries[1:])
+    warm_open, _ = timed(warm.fetch, urls)
+    after = _mem()
+    return {
+        "open_index_ms": open_s * 1000,
+        "cold_search_ms": {"p50": pct(cold_search, 50), "p95": pct(cold_search, 95),
+                           "cpu_p50": pct(cold_search_cpu, 50)},
+        "cold_open_ms": {"p50": pct(cold_open, 50), "p95": pct(cold_open, 95)},
+        "warm_search_ms": {"p50": pct(warm_search, 50), "p95": pct(warm_search, 95),
+                           "cpu_p50": pct(warm_search_cpu, 50),
+                           "cpu_p95": pct(warm_search_cpu, 95)},
+        "warm_top20_ms": {"p50": pct(warm_top, 50), "p95": pct(warm_top, 95),
+                          "cpu_p50": pct(warm_top_cpu, 50)},
+        "warm_open_ms": {"p50": pct(warm_open, 50), "p95": pct(warm_open, 95)},
+        "proven_share": stats_cold["proven"] / max(1, stats_cold["searches"]),
+        "candidates_per_search": stats_cold["candidates"] / max(1, stats_cold["searches"]),
+        "mem_before": before, "mem_after": after,
+        "added_rss_mb": after["rss_mb"] - before["rss_mb"],
+        "added_uss_mb": after["uss_mb"] - before["uss_mb"],
+        "queries": len(queries) - 1, "opens": len(urls),
+    }
+
+
+def shared(index: str, queries: list[str], start_at: float) -> dict[str, float]:
+    """One of several processes searching the same index at once."""
+    import agent_envs.envs.browser.diskindex as di
+
+    base = _mem()
+    backend = di.DiskCorpusBackend(index)
+    while time.time() < start_at:
+        time.sleep(0.01)
+    wall = []
+    for q in queries:
+        t = time.perf_counter()
+        backend.search(q, 20)
+        wall.append((time.perf_counter() - t) * 1000)
+    m = _mem()
+    return {**m, "added_uss_mb": m["uss_mb"] - base["uss_mb"], "p50_ms": pct(wall, 50)}
+
+
+def compare(corpus: str, index: str, queries: list[str]) -> dict[str, Any]:
+    """Today's in-memory CorpusBackend against the on-disk one on the same corpus."""
+    from agent_envs.envs.browser.corpus import Corpus, CorpusBackend
+    from agent_envs.envs.browser.diskindex import DiskCorpus
+
+    t0 = time.perf_counter()
+    ref = CorpusBackend(Corpus.from_jsonl(corpus), persist=False)
+    build_s = time.perf_counter() - t0
+    peak = _hwm_mb()
+    ours = DiskCorpus(index).backend()
+    same_rank = same_page = 0
+    overlap, overlap_tantivy, ref_ms = [], [], []
+    for q in queries:
+        t = time.perf_counter()
+        page_ref = ref.search(q, 20)
+        ref_ms.append((time.perf_counter() - t) * 1000)
+        want = ref.top(q, 20)
+        got = ours.top(q, 20)
+        same_rank += want == got
+        same_page += page_ref.text == ours.search(q, 20).text
+        w = {i for i, _ in want}
+        overlap.append(len(w & {i for i, _ in got}) / max(1, len(w)))
+        raw = ours.candidates_of(q, 20)[0]
+        overlap_tantivy.append(len(w & set(raw)) / max(1, len(w)))
+    return {"passages": len(ref.corpus), "queries": len(queries),
+            "identical_top20": same_rank / len(queries),
+            "identical_pages": same_page / len(queries),
+            "overlap20": float(np.mean(overlap)),
+            "tantivy_own_overlap20": float(np.mean(overlap_tantivy)),
+            "bm25s_build_s": build_s, "bm25s_peak_rss_mb": peak,
+            "bm25s_search_ms": {"p50": pct(ref_ms, 50), "p95": pct(ref_ms, 95)}}
+
+
+def _in_child(fn: Any, *a: Any) -> Any:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
+        return ex.submit(fn, *a).result()
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import psutil
+
+    from agent_envs.envs.browser.synth import sample_questions
+
+    n, data = args.passages, Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    say(f"[1/5] the corpus: {n:,} Wikipedia-shaped passages (wiki-18's format)")
+    corpus = corpus_file(n, data)
+    index = data / f"wiki-{_label(n)}.index"
+    if args.rebuild:
+        import shutil
+        shutil.rmtree(index, ignore_errors=True)
+        index.with_name(index.name + ".build.json").unlink(missing_ok=True)
+    say(f"[2/5] the index: {index}")
+    built = build(corpus, index, args)
+    say(f"      {built['documents']:,} documents; build {built['seconds']:,.0f} s over "
+        f"{built['runs']} run(s), peak RSS {built['peak_rss_mb']:,.0f} MB, index "
+        f"{built['index_mb']:,.0f} MB on disk (corpus {built['corpus_mb']:,.0f} MB)")
+    qa = sample_questions(corpus, args.queries + 1, seed=args.seed)
+    queries = [str(r["question"]) for r in qa]
+    rng = np.random.default_rng(args.seed)
+    urls = [f"https://corpus.local/doc/{int(i)}" for i in rng.integers(0, n, args.opens)]
+    say(f"[3/5] one env process: cold (page cache evicted), then warm; {args.queries} "
+        f"queries, {args.opens} opens")
+    served = _in_child(serve, str(index), queries, urls, [str(index), str(corpus)])
+    s = served
+    say(f"      open the index {s['open_index_ms']:.0f} ms; search cold p50/p95 "
+        f"{s['cold_search_ms']['p50']:.1f}/{s['cold_search_ms']['p95']:.1f} ms, warm "
+        f"{s['warm_search_ms']['p50']:.1f}/{s['warm_search_ms']['p95']:.1f} ms (CPU p50 "
+        f"{s['warm_search_ms']['cpu_p50']:.1f} ms); open cold {s['cold_open_ms']['p50']:.2f}"
+        f", warm {s['warm_open_ms']['p50']:.2f} ms; adds RSS {s['added_rss_mb']:.0f} MB "
+        f"(USS {s['added_uss_mb']:.0f} MB)")
+    say(f"      proven identical to CorpusBackend's top 20: {s['proven_share']:.1%} of "
+        f"searches ({s['candidates_per_search']:.0f} candidates scored per search)")
+    say(f"[4/5] {args.processes} processes searching the index at once")
+    ctx = get_context("spawn")
+    start = time.time() + 5
+    with ProcessPoolExecutor(args.processes, mp_context=ctx) as ex:
+        futs = [ex.submit(shared, str(index), queries[1 + i::args.processes][:100], start)
+                for i in range(args.processes)]
+        procs = [f.result() for f in futs]
+    say("      " + "; ".join(f"RSS {p['rss_mb']:.0f} / USS {p['uss_mb']:.0f} / PSS "
+                            f"{p['pss_mb']:.0f} MB" for p in procs))
+    result: dict[str, Any] = {
+        "passages": n, "build": built, "serve": served, "processes": procs,
+        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+                    "mem_gb": psutil.virtual_memory().total / 2**30},
+        "heap_mb": args.heap_mb, "threads": args.threads, "workers": args.workers,
+    }
+    m = min(n, args.compare)
+    need_gb = m / 1_000_000 * 12  # today's backend: ~11.6 GB at 1M passages
+    avail = psutil.virtual_memory().available / 2**30
+    if m > 0 and need_gb < avail * 0.8:
+        say(f"[5/5] today's CorpusBackend (bm25s, in memory) on the first {m:,} passages, "
+            "against the on-disk index of the same file")
+        small = corpus_file(m, data)
+        small_index = data / f"wiki-{_label(m)}.index"
+        build(small, small_index, args)
+        cmp_ = _in_child(compare, str(small), str(small_index), queries[1:args.compare_queries])
+        result["compare"] = cmp_
+        say(f"      identical top-20 rankings {cmp_['identical_top20']:.1%}, identical "
+            f"results pages {cmp_['identical_pages']:.1%}, overlap@20 "
+            f"{cmp_['overlap20']:.4f} (tantivy's own BM25: {cmp_['tantivy_own_overlap20']:.3f});"
+            f" bm25s: build {cmp_['bm25s_build_s']:.0f} s, peak RSS "
+            f"{cmp_['bm25s_peak_rss_mb']:,.0f} MB, search p50 "
+            f"{cmp_['bm25s_search_ms']['p50']:.1f} ms")
+    else:
+        say(f"[5/5] skipped: today's backend on {m:,} passages needs ~{need_gb:.0f} GB, "
+            f"{avail:.0f} GB available")
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    b, s = result["build"], result["serve"]
+    say(f"\n=== {result['passages']:,} passages (on-disk index: tantivy + exact rescoring) ===")
+    sw, sc = s["warm_search_ms"], s["cold_search_ms"]
+    rows = [
+        ("build", f"{b['seconds']:,.0f} s wall, {b['cpu_s']:,.0f} s CPU ({b['runs']} run(s))"),
+        ("build peak RSS",
+         f"{b['peak_rss_mb']:,.0f} MB (target <= {TARGETS['build_peak_gb']:.0f} GB)"),
+        ("index on disk", f"{b['index_mb']:,.0f} MB (+ the corpus, {b['corpus_mb']:,.0f} MB)"),
+        ("open the index", f"{s['open_index_ms']:.0f} ms (cold)"),
+        ("search, cold p50 / p95", f"{sc['p50']:.1f} / {sc['p95']:.1f} ms"),
+        ("search, warm p50 / p95",
+         (f"{sw['p50']:.1f} / {sw['p95']:.1f} ms (target p50 <= {TARGETS['warm_p50_ms']:.0f}"
+          f" ms); CPU {sw['cpu_p50']:.1f} / {sw['cpu_p95']:.1f} ms")),
+        ("top-20 only, warm p50", f"{s['warm_top20_ms']['p50']:.1f} ms"),
+        ("open a passage, cold p50 / p95",
+         f"{s['cold_open_ms']['p50']:.2f} / {s['cold_open_ms']['p95']:.2f} ms"),
+        ("open a passage, warm p50 / p95",
+         f"{s['warm_open_ms']['p50']:.2f} / {s['warm_open_ms']['p95']:.2f} ms"),
+        ("env process adds",
+         (f"{s['added_rss_mb']:.0f} MB RSS, {s['added_uss_mb']:.0f} MB private (target <= "
+          f"{TARGETS['env_added_gb']:.0f} GB)")),
+        ("proven = CorpusBackend's top 20", f"{s['proven_share']:.1%} of searches"),
+    ]
+    if "compare" in result:
+        c = result["compare"]
+        rows.append((f"vs CorpusBackend ({c['passages']:,} passages)",
+                     (f"identical pages {c['identical_pages']:.1%}, overlap@20 "
+                      f"{c['overlap20']:.4f}; tantivy's own BM25 "
+                      f"{c['tantivy_own_overlap20']:.3f}")))
+        rows.append(("CorpusBackend (bm25s) there",
+                     (f"build {c['bm25s_build_s']:.0f} s, peak {c['bm25s_peak_rss_mb']:,.0f} MB,"
+                      f" search p50 {c['bm25s_search_ms']['p50']:.1f} ms")))
+    for k, v in rows:
+        say(f"{k:<34} {v}")
+    say(f"(machine: {result['machine']['cpus']} CPUs, load average "
+        f"{result['machine']['load_avg'][0]:.1f} during the run)")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(results, key=int)
+    xs = [int(k) / 1e6 for k in sizes]
+    r = [results[k] for k in sizes]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
+    a.plot(xs, [x["build"]["seconds"] / 60 for x in r], "o-", label="build (min)")
+    a.set_xlabel("passages (M)")
+    a.set_ylabel("build wall time (min)")
+    a2 = a.twinx()
+    a2.plot(xs, [x["build"]["peak_rss_mb"] / 1024 for x in r], "s--", color="#c55",
+            label="peak RSS (GB)")
+    a2.axhline(TARGETS["build_peak_gb"], color="#c55", lw=0.8, ls=":")
+    a2.set_ylabel("build peak RSS (GB); target 8")
+    a.set_title("build")
+    for key, style, label in (("cold_search_ms", "o-", "cold"), ("warm_search_ms", "s-", "warm")):
+        b.plot(xs, [x["serve"][key]["p50"] for x in r], style, label=f"{label} p50")
+        b.plot(xs, [x["serve"][key]["p95"] for x in r], style, alpha=0.4, label=f"{label} p95")
+    b.plot(xs, [x["serve"]["warm_search_ms"]["cpu_p50"] for x in r], "^:", label="warm CPU p50")
+    b.axhline(TARGETS["warm_p50_ms"], color="gray", ls="--", lw=1, label="target p50")
+    b.set_yscale("log")
+    b.set_xlabel("passages (M)")
+    b.set_ylabel("ms per search (whole results page)")
+    b.set_title("search")
+    b.legend(fontsize=7)
+    c.bar([f"{x:g}M" for x in xs], [x["build"]["index_mb"] / 1024 for x in r], color="#57a",
+          label="index")
+    c.bar([f"{x:g}M" for x in xs], [x["serve"]["added_uss_mb"] / 1024 for x in r],
+          color="#2a7", label="env process adds (private)")
+    c.set_ylabel("GB")
+    c.set_title("index on disk; memory an env adds")
+    c.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--passages", type=int, required=True)
+    ap.add_argument("--data-dir", default=os.environ.get("AGENT_ENVS_WIKI_DIR", "/work/data/wiki"),
+                    help="where corpora and indexes go (big: ~0.55 GB + ~0.5 GB per 1M)")
+    ap.add_argument("--queries", type=int, default=400)
+    ap.add_argument("--opens", type=int, default=200)
+    ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--compare", type=int, default=200_000,
+                    help="passages to compare with today's in-memory backend (0: skip)")
+    ap.add_argument("--compare-queries", type=int, default=300)
+    ap.add_argument("--heap-mb", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=1, help="tantivy's indexing threads")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes that parse and tokenize the corpus in the build")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="delete this size's index and its build log first")
+    ap.add_argument("--checkpoint", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/browser_scale.png")
+    args = ap.parse_args(argv)
+    result = run(args)
+    report(result)
+    store = args.out.with_suffix(".json")
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    results[str(args.passages)] = result
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(results, indent=1))
+    plot(results, args.out)
+    say(f"plot: {args.out}  numbers: {store}")
+
+
+if __name__ == "__main__":
+    main()
