@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -53,14 +54,22 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
+#: The server runs with a token, as a real one should (its check is part of the round trip
+#: only at connect; every step pays for the observation's decoded text and its redaction).
+TOKEN = secrets.token_hex(16)
+
+
 def start_server(env_id: str, kwargs: dict[str, Any]) -> tuple[subprocess.Popen, str]:
     args = [a for k, v in kwargs.items() for a in ("--env-arg", f"{k}={json.dumps(v)}")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent_envs.cli", "serve", env_id, "--port", "0", *args],
+        [sys.executable, "-m", "agent_envs.cli", "serve", env_id, "--port", "0",
+         "--token", TOKEN, *args],
         cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    line = proc.stdout.readline()
+    line = ""
+    while not line.startswith("serving") and (more := proc.stdout.readline()):
+        line = more  # skip warnings printed before the banner
     m = re.search(r"on (http://\S+) ", line)
     if m is None:
         proc.kill()
@@ -84,7 +93,7 @@ def measure(env_id: str, size: int, steps: int) -> dict[str, Any]:
     try:
         extra = {"max_tokens": size + 50_000}
         local = agent_envs.make(env_id, **spec["kwargs"], **extra)
-        remote = agent_envs.remote(url, env_id, **extra)
+        remote = agent_envs.remote(url, env_id, token=TOKEN, **extra)
         times: dict[str, list[float]] = {"local": [], "remote": []}
         done, seed, context = 0, 0, []
         grow(local, 999, size)  # warm-up: sandbox zygote, server session, caches

@@ -127,11 +127,13 @@ def test_openenv_generic_client_drives_a_python_tool_episode_to_its_reward(serve
             obs = result.observation
             if obs["tokens"] is not None:
                 tokens = obs["tokens"]
+                assert obs["text"] == get_codec().decode(tokens)
             else:  # a delta: check the prefix the server extended, then append
                 prefix = tokens + action
                 assert obs["prefix_len"] == len(prefix)
                 assert obs["prefix_hash"] == prefix_hash(prefix)
                 tokens = prefix + obs["appended"]
+                assert obs["text"] == get_codec().decode(obs["appended"])  # only what is new
             lobs, *_ = local.step(action)
             assert tokens == lobs.tolist()
             steps += 1
