@@ -188,3 +188,65 @@ def test_encode_survives_inputs_that_overflow_the_tokenizer(codec):
     ids = codec.encode(text)
     assert ids[:3] == codec.encode("<|channel|>analysis<|message|>") and ids[-1] == CALL
     assert codec.decode(ids) == text
+
+
+# -- the vocabulary without TIKTOKEN_ENCODINGS_BASE (issue 18: the quick start in a fresh shell) --
+
+
+def test_vocab_beside_the_checkout_is_found_when_the_variable_is_unset(monkeypatch, tmp_path):
+    import shutil
+
+    real = vocab_mod.resolve_vocab_file()
+    assert real is not None
+    there = tmp_path / "shared" / "vocab"
+    there.mkdir(parents=True)
+    shutil.copy(real, there / "o200k_base.tiktoken")
+    monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
+    monkeypatch.setattr(vocab_mod, "default_vocab_dirs", lambda: [tmp_path / "nope", there])
+    assert vocab_mod.resolve_vocab_file() == there / "o200k_base.tiktoken"
+    import os
+
+    assert os.environ["TIKTOKEN_ENCODINGS_BASE"] == str(there)  # harmony (and children) read it
+
+
+def test_no_vocab_anywhere_is_one_error_naming_the_variable(monkeypatch, tmp_path):
+    def offline(name):  # what openai-harmony raises when it cannot download the file
+        raise oh.HarmonyError("error downloading or loading vocab file")
+
+    vocab_mod.load_encoding.cache_clear()
+    try:
+        monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
+        monkeypatch.setattr(vocab_mod, "default_vocab_dirs", lambda: [tmp_path])
+        monkeypatch.setattr(vocab_mod.oh, "load_harmony_encoding", offline)
+        with pytest.raises(VocabularyError, match=re.escape(
+                f"(TIKTOKEN_ENCODINGS_BASE is not set and no o200k_base.tiktoken is in "
+                f"{tmp_path}; harmony said: error downloading or loading vocab file). Set "
+                f"TIKTOKEN_ENCODINGS_BASE to a directory that holds o200k_base.tiktoken")):
+            vocab_mod.load_encoding()
+    finally:
+        vocab_mod.load_encoding.cache_clear()
+
+
+def _readme_quick_start() -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    found = [b for b in blocks if "agent_envs.make(" in b]
+    assert found, "README.md has no ```python block that calls agent_envs.make()"
+    return found[0]
+
+
+def test_readme_quick_start_runs_as_written_in_a_fresh_shell(tmp_path):
+    # Before: only the CLI found the vocabulary by itself; the snippet failed without
+    # TIKTOKEN_ENCODINGS_BASE. Now `import agent_envs` finds it as the CLI does.
+    import os
+    import subprocess
+    import sys
+
+    if not any((d / "o200k_base.tiktoken").is_file() for d in vocab_mod.default_vocab_dirs()):
+        pytest.skip("no vocabulary beside this checkout (../shared/vocab)")
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_ENCODINGS_BASE"}
+    proc = subprocess.run([sys.executable, "-c", _readme_quick_start()], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -462,3 +462,56 @@ def test_an_env_whose_extra_is_missing_names_the_extra(monkeypatch):
     finally:
         _REGISTRY.pop("needs-extra-v0")
         gymnasium.registry.pop("agent_envs/needs-extra-v0", None)
+
+
+# -- issue 18: mistakes that used to pass silently -----------------------------------------------
+
+
+def test_a_misspelt_sandbox_or_too_little_memory_fails_at_make():
+    # Before: both were accepted, and every episode then became an infra error.
+    with pytest.raises(ValueError, match=re.escape(
+            "sandbox='bubblewarp': unknown sandbox backend 'bubblewarp'; did you mean "
+            "'bubblewrap'?")):
+        agent_envs.make("python-tool", sandbox="bubblewarp")
+    with pytest.raises(ValueError, match=re.escape(
+            "memory_mb=1 is too small: a python session needs at least 256 MiB")):
+        agent_envs.make("python-tool", memory_mb=1)
+    agent_envs.make("python-tool", sandbox="auto", memory_mb=256).close()
+
+
+def test_procedural_knobs_with_other_sources_are_errors(tmp_path):
+    from agent_envs.tasks import save_tasks
+    from agent_envs.tasks.base import Task
+
+    path = tmp_path / "tasks.jsonl"
+    save_tasks(path, [Task(id="t/0", prompt="1+1?", answer="2", answer_kind="int")])
+    agent_envs.make("python-tool", task_source=f"jsonl:{path}").close()
+    with pytest.raises(ValueError, match=re.escape(
+            f"difficulty=3 applies to procedural tasks only, not to task source "
+            f"'jsonl:{path}'")):
+        agent_envs.make("python-tool", task_source=f"jsonl:{path}", difficulty=3)
+    with pytest.raises(ValueError, match=re.escape("families=['modpow'] applies to procedural")):
+        agent_envs.make("python-tool", task_source=f"jsonl:{path}", families=["modpow"])
+
+
+def test_d5_training_tasks_are_solvable_within_the_limits():
+    # Before: kgram d5 tasks needed up to a 98,722-byte cell (limit 65,536) and prompts over
+    # the 32,768-token budget; the eval suite skipped them, the training split did not. A seeded
+    # sample of each family at d5, played by the oracle through the real sandbox.
+    from agent_envs.tasks import family_names
+
+    for family in family_names():
+        env = agent_envs.make("python-tool", difficulty=5, families=[family])
+        try:
+            obs, info = env.reset(seed=17)
+            assert len(env.task.solution_code.encode()) <= env.tool_config.max_code_bytes
+            oracle = Oracle()
+            while True:
+                obs, reward, terminated, truncated, info = env.step(oracle.act(obs, env.task))
+                if terminated or truncated:
+                    break
+            assert (reward, info["infra_error"], info["truncated_reason"]) == (1.0, None, None), \
+                (info["task_id"], info["tool_outcome"], info["truncated_reason"])
+            assert len(obs) <= env.config.max_tokens
+        finally:
+            env.close()

@@ -116,3 +116,29 @@ def test_stops_on_harmony_stop_token(model) -> None:  # type: ignore[no-untyped-
     assert s.token_ids == ref[:k] + [200012]
     assert s.finish_reason == "stop"
     assert s.logprobs == [0.0] * (k + 1)  # top-k 1: the kept token has probability 1
+
+
+def test_from_pretrained_mistakes_are_clear_errors(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # issue 18: --policy hf:/nonexistent was a huggingface OSError traceback.
+    import re
+    import socket
+
+    from trainers.policies.errors import PolicyConfigError
+
+    with pytest.raises(PolicyConfigError, match=re.escape(
+            f"model '{tmp_path / 'nope'}' is not a directory here")):
+        TransformersPolicy.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(PolicyConfigError, match=re.escape(
+            f"cannot load model '{tmp_path}': ")):
+        TransformersPolicy.from_pretrained(str(tmp_path))  # a directory, but no checkpoint
+    with socket.socket() as sock:  # a port nothing listens on: the Hub is unreachable at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy",
+                "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(PolicyConfigError, match=re.escape(
+            "model 'someone/some-model' is not a local directory, and the Hugging Face Hub "
+            "cannot be reached to download it")):
+        TransformersPolicy.from_pretrained("someone/some-model")

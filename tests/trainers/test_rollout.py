@@ -229,3 +229,26 @@ def test_policy_specs_and_config_errors() -> None:
     with pytest.raises(RolloutConfigError, match=re.escape("RolloutConfig.group_size must be >= 1, got 0")):
         _cfg(group_size=0)
     assert derive_seed(1, "a") == derive_seed(1, "a") != derive_seed(1, "b")
+
+
+def test_summary_of_an_all_infra_run_is_strict_json() -> None:
+    # issue 18: the --out summary said "mean_reward": NaN, which is not JSON.
+    import json
+
+    from trainers.episode import Episode
+    from trainers.rollout import summarize
+
+    eps = [Episode(episode_id=f"g{i}-e0", env_id="toy-digit-v0", env_version="v0",
+                   task_id=None, group_id=i, index=0, seed=i, sample_seed=i, policy_id="p",
+                   policy_version="0", infra_error="sandbox down") for i in range(2)]
+    summary = summarize(eps, 0.0)
+    assert summary["mean_reward"] is None and summary["solved_frac"] is None
+    assert summary["episodes_per_s"] is None and summary["infra_flagged"] == 2
+    json.dumps(summary, allow_nan=False)
+
+
+def test_derive_seed_is_the_one_in_agent_envs() -> None:
+    from agent_envs.core import derive_seed as core_derive_seed
+
+    assert derive_seed is core_derive_seed
+    assert derive_seed(5, "env", 0) == core_derive_seed(5, "env", 0) != derive_seed(5, "env", 1)

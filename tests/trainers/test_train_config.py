@@ -102,6 +102,10 @@ def test_override_beats_the_file_and_preset_override_drops_file_fields(tmp_path:
     (["algo.lr"], "override 'algo.lr' is invalid: expected KEY=VALUE"),
     (["rollout.sampler=vllm"], "model.device='cpu' is invalid: the vLLM sampler needs"),
     (["steps=0"], "train.steps=0 is invalid: must be >= 1"),
+    # issue 18: a bad env kwarg in a config had no did-you-mean (it failed at the first make)
+    (["env.kwargs.max_turnz=2"], ("env.kwargs: toy-digit-v0 got an unknown argument "
+                                  "'max_turnz'; did you mean 'max_turns'?")),
+    (["env.id=toy-digt"], "env.id: no environment 'toy-digt' is registered. Did you mean"),
 ])
 def test_invalid_values_say_what_and_how_to_fix(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -156,3 +160,24 @@ def test_cli_print_config_and_bad_override(capsys: pytest.CaptureFixture[str]) -
     assert main([]) == 2
     assert main(["--help-config"]) == 0
     assert "[correction]" in capsys.readouterr().out
+
+
+def test_cuda_without_cuda_and_a_missing_model_are_config_errors(tmp_path: Path) -> None:
+    # issue 18: device="cuda" without CUDA was a bare AssertionError from torch, and a bad
+    # model name a huggingface OSError traceback (after a minute of retries offline).
+    import torch
+
+    from trainers.train import Trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    config = load_config(None, [f"logging.out_dir={tmp_path}", "model.device=cuda"])
+    with pytest.raises(ConfigError, match=re.escape(
+            "model.device='cuda', but no CUDA device is available here "
+            "(torch.cuda.is_available() is False). Use model.device='cpu'")):
+        Trainer(config)
+    config = load_config(None, [f"logging.out_dir={tmp_path}",
+                                f"model.name={tmp_path / 'no-such-checkpoint'}"])
+    with pytest.raises(ConfigError, match=re.escape(
+            f"model.name: model '{tmp_path / 'no-such-checkpoint'}' is not a directory here")):
+        Trainer(config)

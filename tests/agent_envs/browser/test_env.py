@@ -225,3 +225,38 @@ def test_citations_of_lines_not_shown_or_without_the_evidence_are_flagged():
     assert statuses == ["ok", "no_evidence", "not_displayed"]
     assert info["browser"]["judgement"]["citation_precision"] == pytest.approx(1 / 3)
     env.close()
+
+
+def test_corpus_with_procedural_tasks_and_difficulty_with_loader_specs_are_errors(tmp_path):
+    # Before: make("browser", corpus=PATH) accepted the corpus and ignored it, and difficulty
+    # was ignored with search-r1: tasks.
+    corpus = tmp_path / "corpus.jsonl"
+    with pytest.raises(ValueError, match=re.escape(
+            f"corpus='{corpus}' is for the loader specs: procedural tasks build their own pages "
+            f"and would ignore it.")):
+        agent_envs.make("browser", corpus=str(corpus))
+    with pytest.raises(ValueError, match=re.escape(
+            f"difficulty=2 applies to procedural tasks only, not to task source "
+            f"'search-r1:{tmp_path / 'qa.jsonl'}'")):
+        agent_envs.make("browser", task_source=f"search-r1:{tmp_path / 'qa.jsonl'}",
+                        corpus=str(corpus), difficulty=2)
+
+
+@pytest.mark.parametrize("call", ["search", "find"])
+def test_a_megabyte_query_or_pattern_is_an_observation_without_a_tokenizer_panic(call, capfd):
+    # Before: tiktoken panicked (StackOverflow) to stderr and the step took ~10-20 s.
+    codec = get_codec()
+    env = agent_envs.make("browser")
+    prev, _ = env.reset(seed=0)
+    if call == "find":
+        prev, *_ = env.step('<|channel|>analysis to=browser.search<|message|>'
+                            '{"query": "history"}<|call|>')
+    key = "query" if call == "search" else "pattern"
+    action = (codec.encode(f'<|channel|>analysis to=browser.{call}<|message|>{{"{key}": "')
+              + codec.encode("x" * 1_000_000) + codec.encode('"}<|call|>'))
+    obs, _, _, _, info = env.step(action)
+    assert info["tool_outcome"]["recipient"] == f"browser.{call}"
+    assert info["infra_error"] is None
+    assert obs[: len(prev) + len(action)].tolist() == prev.tolist() + action
+    assert "panicked" not in capfd.readouterr().err
+    env.close()

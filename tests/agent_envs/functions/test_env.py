@@ -279,3 +279,22 @@ def test_a_second_call_in_one_completion_is_reported_not_silently_dropped(env):
     assert "earlier call(s) in the same completion were not run" in info["model_error"]
     assert info["functions"]["errors"] == {"not_run": 1}
     assert [c.name for c in env.episode.calls] == ["get_weather"]
+
+
+def test_procedural_knobs_with_bfcl_or_jsonl_tasks_are_errors(tmp_path):
+    # Before: difficulty was ignored silently with jsonl: (and bfcl) tasks.
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(
+            "difficulty=3 applies to procedural tasks only, not to task source 'jsonl:")):
+        agent_envs.make("functions", task_source=f"jsonl:{tmp_path / 'calls.jsonl'}",
+                        difficulty=3)
+    with pytest.raises(ValueError, match=re.escape(
+            "sets=['shop'] applies to procedural tasks only, not to task source 'bfcl'")):
+        agent_envs.make("functions", tasks="bfcl", sets=["shop"])
+    with pytest.raises(agent_envs.UnknownArgumentError, match=re.escape(
+            "functions-v0 got an unknown argument 'max_turnz'; did you mean 'max_turns'?")):
+        agent_envs.make("functions", max_turnz=3)
+    env = agent_envs.make("functions", difficulty=2)  # procedural: taken
+    assert env.task_source.difficulty == 2
+    env.close()

@@ -184,3 +184,24 @@ def test_solution_code_prints_the_answer(family: str) -> None:
             assert check_answer(task.answer, task).correct
             assert not check_answer(f"\\boxed{{{_wrong(task)}}}", task).correct
             assert task.answer_kind in ("int", "fraction", "str") and task.tolerance is None
+
+
+@pytest.mark.parametrize("difficulty", range(1, 6))
+def test_every_task_fits_the_python_tool_limits(difficulty: int) -> None:
+    """A seeded sample of train tasks of every family: the reference solution fits a code cell
+    and prompt plus solution fit the token budget (kgram d5 once did not, issue 18)."""
+    from agent_envs.core import EnvConfig
+    from agent_envs.envs.python_tool import PythonToolConfig
+    from agent_envs.harmony import get_codec
+
+    codec = get_codec()
+    cell, budget = PythonToolConfig().max_code_bytes, EnvConfig().max_tokens
+    for family in family_names():
+        source = ProceduralTasks(difficulty=difficulty, families=[family])
+        for seed in (3, 1009):
+            task = source.sample(seed, "train")
+            code = task.solution_code or ""
+            assert len(code.encode()) <= cell, (task.id, len(code.encode()))
+            # ~1,000 tokens of system and developer messages, the answer and the tool's reply.
+            tokens = len(codec.encode(task.prompt)) + len(codec.encode(code)) + 1000
+            assert tokens <= budget, (task.id, tokens)
