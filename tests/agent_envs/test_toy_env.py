@@ -233,7 +233,8 @@ def test_cycle_observation_ends_with_the_start_digit_and_hides_the_pattern() -> 
         starts.add(start)
         assert obs[-len(env.prefill) - 1:].tolist() == list(env.prefill) + [DIGIT[int(start)]]
         text = CODEC.decode(obs)
-        assert f"starts with {start}" in text and "3719" not in text
+        assert f"Continue from {start}:" in text and "3719" not in text
+        assert "<|start|>system" not in text  # a short prompt: the user message only
         assert "3719" not in info["task_id"]  # the id names the start, never the pattern
         assert env.reset(seed=seed)[1]["task_id"] == info["task_id"]  # deterministic
     assert starts == set("3719")  # every start digit is drawn

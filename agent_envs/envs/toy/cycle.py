@@ -9,7 +9,9 @@ trivial policies score nothing and the optimum is 1.0:
     4567890123...<|return|>                             <- the action: L digits, then stop
 
 The env picks a start digit ``s`` per task (from the seed), writes it as the first
-character of the final message (an env token, loss mask 0) and says it in the prompt; the
+character of the final message (an env token, loss mask 0) and says it in the prompt (a
+user message only, no system message: ~20 prompt tokens, so that a CPU experiment spends
+its compute on the answer rather than on harmony's ~60-token system header); the
 answer is the ``pattern`` cycle continued from ``s`` for ``length`` digits (pattern
 ``0123456789``: count on from ``s``, modulo 10). The pattern is the same for every task and
 is not shown: the policy learns it from reward alone, as the map from each digit to the
@@ -122,8 +124,7 @@ class CycleTaskSource(TaskSource):
         return "".join(self.pattern[(i + 1 + j) % k] for j in range(self.length))
 
     def _task(self, start: str, split: Split) -> Task:
-        prompt = (f"The digit sequence starts with {start}. Continue it: write the next "
-                  f"{self.length} digits and nothing else.")
+        prompt = f"Continue from {start}: the next {self.length} digits."
         # The id names the start and length, never the pattern (the hidden part).
         return Task(id=f"{self.name}/{split}/{self.length}/{start}", prompt=prompt,
                     answer=self.target(start), answer_kind="str", split=split,
@@ -170,9 +171,10 @@ class ToyCycleEnv(PositionScoredEnv):
         self._start_ids = {str(d): (t,) for d, t in enumerate(self._digit_ids)}
 
     def initial_messages(self, task: Task) -> list[oh.Message]:
+        """The user message only (no system message; see the module docstring)."""
         # Every assistant turn of this episode opens with PREFILL_TEXT and the start digit.
         self.codec.set_prefill(self.prefill + self._start_ids[task.meta["start"]])  # type: ignore[attr-defined]
-        return super().initial_messages(task)
+        return [self.codec.user_message(task.prompt)]
 
     def score(self, text: str, task: Task) -> float:
         """:func:`cycle_score` of the model's digits from the task's start digit."""
