@@ -44,8 +44,9 @@ def remote(url: str, env_id: str, **kwargs: Any) -> Any:
     """A gymnasium env whose episodes run on the ``agent-envs serve`` server at ``url``.
 
     ``kwargs`` are env arguments (JSON values) plus the client options of
-    :func:`agent_envs.server.client.remote` (``connect_timeout_s``, ``message_timeout_s``,
-    ``busy_timeout_s``). Needs the ``[server]`` extra (``websockets``).
+    :func:`agent_envs.server.client.remote` (``token``, default ``AGENT_ENVS_SERVER_TOKEN``;
+    ``full_task``; ``connect_timeout_s``, ``message_timeout_s``, ``busy_timeout_s``). Needs
+    the ``[server]`` extra (``websockets``).
     """
     from agent_envs.server.client import remote as _remote
 
