@@ -56,12 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2, default=str))
         return 0
+    from trainers.policies.errors import PolicyConfigError, PolicyUnavailableError
     from trainers.train import train
 
     t0 = time.perf_counter()
     try:
         result = train(config)
-    except ConfigError as e:
+    except (ConfigError, PolicyConfigError, PolicyUnavailableError) as e:
+        # a setting that cannot work here (a device, a model, a sampler's package): one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     last = result.history[-1] if result.history else {}
