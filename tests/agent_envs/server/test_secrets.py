@@ -223,3 +223,34 @@ def test_the_full_task_goes_only_to_a_token_holder_that_asks(serve) -> None:
     body = httpx.post(with_token.url + "/reset", json={"seed": 0, "full_task": True},
                       headers=AUTH).json()
     assert body["observation"]["task"]["answer"] == "7"
+
+
+@pytest.mark.parametrize(("reason", "kept"), [
+    ("match", True), ("no answer found", True), ("turn 2 of 4 answered", True),
+    ("no function called (wrong)", True), ("the user replied", True),
+    ("τ² reward 0 (DB 0, COMMUNICATE 0)", True),
+    ("expected 42, got 41", False), ("expected 'walrus', got 'seal'", False),
+    ("could not read 'x' as a number (int)", False), ("missing call transfer(...)", False),
+])
+def test_only_reasons_that_cannot_name_the_answer_go_out(reason, kept) -> None:
+    from agent_envs.server.public import public_info
+
+    info = {"verdict": {"correct": False, "extracted": "41", "reason": reason}, "turn": 3}
+    out = public_info(info)
+    assert out["verdict"]["reason"] == reason if kept else out["verdict"]["reason"].startswith(
+        "withheld: ")
+    assert out["verdict"]["extracted"] == "41" and out["turn"] == 3
+    assert info["verdict"]["reason"] == reason  # the env's own dict is left alone
+
+
+def test_task_meta_family_is_never_a_bfcl_category() -> None:
+    from agent_envs.server.public import public_task
+
+    env = agent_envs.make("functions", task_source="bfcl:live_irrelevance")
+    try:
+        env.reset(seed=0)
+        meta = public_task(env.task)
+    finally:
+        env.close()
+    assert meta["family"] == "bfcl" and "irrelevance" not in meta["family"]
+    assert meta["split"] == "test" and set(meta) == set(PUBLIC_TASK_KEYS)
