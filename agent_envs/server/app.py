@@ -237,6 +237,7 @@ def preflight(settings: ServerSettings, *, timeout_s: float | None = None) -> No
     blame = (f"; the culprit: {_env_args_text({k: kwargs[k] for k in culprits})}"
              if culprits else "")
     with_args = f" with {shown}" if kwargs else ""
+    error = error.rstrip(". ")
     raise ServerStartError(f"cannot serve {settings.served_id}{with_args}: {error}{blame}. Fix "
                            f"the --env-arg value(s) (`agent-envs list` shows the envs; "
                            f"make('{settings.env_id}', ...) takes the same arguments)")
