@@ -2,8 +2,8 @@
 
 openai-harmony's tokenizer splits text into pieces (runs of letters, of punctuation, of
 whitespace, ...) and byte-pair-merges each piece in time that grows with the square of its
-length: 100,000 characters of ``x`` take ~20 s, and a megabyte overflows the Rust stack in its
-split regex (a panic that prints a Rust backtrace to stderr). Text like that reaches the codec
+length (``benchmarks/long_run_tokenize.py`` measures it against ours), and a megabyte
+overflows the Rust stack in its split regex (a panic that prints a Rust backtrace to stderr). Text like that reaches the codec
 whenever a model's huge argument is echoed back (a browser query shown as a page title, a
 find pattern) or a caller passes a huge ``str`` action.
 
@@ -27,11 +27,11 @@ __all__ = ["LONG_RUN", "RUN_BUDGET", "RUN_CHUNK", "encode_ordinary", "encode_wit
            "has_long_run"]
 
 #: Runs this long or longer count towards :data:`RUN_BUDGET` (the tokenizer's time grows with
-#: the square of a run's length: 1,000 letters ~0.6 ms, 10,000 ~0.25 s, 100,000 ~21 s).
+#: the square of a run's length; see benchmarks/long_run_tokenize.py).
 LONG_RUN = 1024
 #: A text whose long runs' squared lengths sum past this is encoded with them in chunks.
 RUN_BUDGET = 32_768**2
-#: Chunk size inside a long run: ~0.2 s per megabyte of run (128 and up: ~1 s).
+#: Chunk size inside a long run (chunks of 128 and more cost several times as much).
 RUN_CHUNK = 64
 
 _RUN = re.compile(rf"\S{{{LONG_RUN},}}|\s{{{LONG_RUN},}}")
