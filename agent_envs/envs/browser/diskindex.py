@@ -466,9 +466,13 @@ class DiskCorpusBackend(Backend):
         exact: Take more candidates until the ranking is provably ``CorpusBackend``'s
             (see :meth:`top`).
         max_candidates: The most candidates ``exact`` takes.
+        max_postings: A latency budget: the postings a search asks tantivy to score, at
+            most, unless that leaves no term or ``exact`` is set (None: no budget; see
+            :meth:`top` for what it costs in ranking).
 
     Attributes:
-        stats: ``searches``, ``proven`` (of those, how many are provably exact) and
+        stats: ``searches``, ``proven`` (of those, how many are provably exact),
+            ``budgeted`` (how many left common terms out of tantivy's query) and
             ``candidates`` (documents scored, in all).
         bound: A document's score is at most this times its tantivy score.
     """
@@ -476,7 +480,7 @@ class DiskCorpusBackend(Backend):
     def __init__(self, corpus: DiskCorpus | str | os.PathLike[str], *, k1: float = 1.5,
                  b: float = 0.75, summary_chars: int = 200, page_cache: int = 256,
                  candidates: int = 100, exact: bool = False,
-                 max_candidates: int = 20_000) -> None:
+                 max_candidates: int = 20_000, max_postings: int | None = None) -> None:
         self.corpus = corpus if isinstance(corpus, DiskCorpus) else DiskCorpus(corpus)
         self.source = self.corpus.name
         self.k1, self.b = float(k1), float(b)
@@ -485,13 +489,15 @@ class DiskCorpusBackend(Backend):
         self.candidates = int(candidates)
         self.exact, self.max_candidates = bool(exact), max(int(max_candidates), self.candidates)
         self.bound = _score_bound(self.k1, self.b)
-        self.stats = {"searches": 0, "proven": 0, "candidates": 0}
+        self.max_postings = max_postings
+        self.stats = {"searches": 0, "proven": 0, "budgeted": 0, "candidates": 0}
         self._texts: OrderedDict[int, str] = OrderedDict()
         self.summary_chars = int(summary_chars)
         self._pages: OrderedDict[str, Page] = OrderedDict()
         self._page_cache = int(page_cache)
         self._docs: OrderedDict[int, _Doc] = OrderedDict()
         self._idf: dict[str, float | None] = {}
+        self._df: dict[str, int] = {}
         self._searcher: Any = None
         self._pid = -1
 
@@ -500,6 +506,7 @@ class DiskCorpusBackend(Backend):
             self._searcher = self.corpus.index.searcher()
             self._pid = os.getpid()
             self._idf.clear()
+            self._df.clear()
         return self._searcher
 
     # -- ranking --------------------------------------------------------------------------
@@ -533,8 +540,7 @@ class DiskCorpusBackend(Backend):
             n = self.corpus.documents
             self._idf[term] = (float(np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5))))
                                if df else None)
-            if len(self._idf) > 65536:
-                self._idf.clear()
+            self._df[term] = df
         return self._idf[term]
 
     def score_rows(self, query: str, rows: list[int]) -> np.ndarray:
@@ -567,8 +573,11 @@ class DiskCorpusBackend(Backend):
         """The rows of the ``k`` best documents by tantivy's BM25 for ``query``'s terms,
         their tantivy scores (best first), and whether they are all the documents that
         have a term of the query."""
+        return self._engine(Counter(tokenize(query)), k)
+
+    def _engine(self, counts: Counter[str] | dict[str, int], k: int
+                ) -> tuple[list[int], list[float], bool]:
         tv = _tantivy()
-        counts = Counter(tokenize(query))
         if not counts:
             return [], [], True
         searcher = self._search_handle()
@@ -585,40 +594,80 @@ class DiskCorpusBackend(Backend):
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(row, score)`` pairs, best first (ties broken by row), scored as
-        ``CorpusBackend`` scores, among the ``candidates`` best by tantivy's BM25.
+        ``CorpusBackend`` scores.
 
-        A document scores at most ``bound`` times its tantivy score, so candidates are
-        scored best-first only until the rest cannot reach the ``k``-th score; the answer
-        is then provably ``CorpusBackend``'s, which :attr:`stats` counts. When the
-        candidates run out first, it is the best among them; with ``exact=True`` the
-        candidates grow (x4, up to ``max_candidates``) until it is proven.
+        The ``candidates`` best documents by tantivy's BM25 are scored exactly, best first,
+        until the rest cannot reach the ``k``-th score: a document scores at most
+        ``bound`` times its tantivy score, so once ``bound`` times a candidate's tantivy
+        score is below the ``k``-th exact score, neither it, the candidates after it nor
+        any other document can enter the top ``k``. The answer is then provably
+        ``CorpusBackend``'s, which :attr:`stats` counts (``proven``).
+
+        tantivy's Python binding scores every posting of every term it is asked for (it
+        collects through a ``MultiCollector``, which turns off block-max WAND), so a
+        query's most common terms are the cost. Given a ``max_postings`` budget, when the
+        terms have more postings than that together, the most common ones are left out of
+        tantivy's query (they still count in the exact score, and each adds at most its
+        idf to the bound): such a search counts in ``stats`` as ``budgeted``, and as
+        proven only if the bound shows it; it misses documents that rank on the common
+        terms (``benchmarks/browser.py --passages`` measures how many). When the candidates run out before the proof, the answer is the best
+        among them. ``exact=True`` asks tantivy for every term and grows the candidates
+        (x4, up to ``max_candidates``) until the answer is proven.
         """
         if k <= 0:
             return []
-        limit = max(k, self.candidates)
-        margin = self.bound * (1 + 1e-4)  # float32 idf and lengths in tantivy
-        while True:
-            rows, tscores, complete = self.candidates_of(query, limit)
-            scores = np.zeros(0, dtype=np.float32)
-            proven, i, kth = complete, 0, -1.0
-            while i < len(rows):
-                if margin * tscores[i] < kth:  # nothing from here on reaches the k-th score
-                    proven = True
+        if len(self._idf) > 65536:  # a bounded cache of the terms' statistics
+            self._idf.clear()
+            self._df.clear()
+        counts = Counter(t for t in tokenize(query) if self._idf_of(t) is not None)
+        if not counts:
+            return []
+        terms, slack = dict(counts), 0.0
+        if self.max_postings is not None and not self.exact:
+            postings = sum(self._df[t] for t in counts)
+            for t in sorted(counts, key=lambda t: (-self._df[t], t))[:-1]:
+                if postings <= self.max_postings:
                     break
-                j = min(len(rows), i + (k + 8 if i == 0 else 32))
-                scores = np.concatenate([scores, self.score_rows(query, rows[i:j])])
-                i = j
-                if len(scores) >= k:
-                    kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+                del terms[t]
+                postings -= self._df[t]
+                slack += counts[t] * self._idf[t]  # type: ignore[operator]
+            slack *= 1 + 1e-6  # a term's float32 value never exceeds its idf (float32)
+        limit, scored = max(k, self.candidates), 0
+        while True:
+            rows, scores, proven = self._rank(query, terms, slack, k, limit)
+            scored += len(scores)
             if proven or not self.exact or limit >= self.max_candidates:
                 break
             limit = min(limit * 4, self.max_candidates)
         self.stats["searches"] += 1
         self.stats["proven"] += proven
-        self.stats["candidates"] += len(scores)
+        self.stats["budgeted"] += slack > 0
+        self.stats["candidates"] += scored
         order = sorted((i for i in range(len(scores)) if scores[i] > 0),
                        key=lambda i: (-float(scores[i]), rows[i]))[:k]
         return [(rows[i], float(scores[i])) for i in order]
+
+    def _rank(self, query: str, terms: dict[str, int], slack: float, k: int, limit: int
+              ) -> tuple[list[int], np.ndarray, bool]:
+        """Score tantivy's best ``limit`` for ``terms`` exactly (with all of the query's
+        terms), best first, until the rest (those and every other document) provably cannot
+        reach the ``k``-th score; ``slack`` bounds what the terms left out can add."""
+        rows, tscores, complete = self._engine(terms, limit)
+        margin = self.bound * (1 + 1e-4)  # tantivy's float32 idf and lengths
+        scores = np.zeros(0, dtype=np.float32)
+        i, kth = 0, -math.inf
+        while i < len(rows):
+            if margin * tscores[i] + slack < kth:  # no one from here on reaches the k-th
+                return rows[:i], scores, True
+            j = min(len(rows), i + (k + 8 if i == 0 else 32))
+            scores = np.concatenate([scores, self.score_rows(query, rows[i:j])])
+            i = j
+            if len(scores) >= k:
+                kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+        # Every candidate is scored. A document that is not one has none of ``terms`` when
+        # they are complete, else a tantivy score under the last candidate's.
+        outside = slack + (0.0 if complete else margin * tscores[-1])
+        return rows, scores, (complete and slack == 0) or kth > outside
 
     # -- Backend ---------------------------------------------------------------------------
 

@@ -290,3 +290,20 @@ def test_errors_name_the_problem_and_the_fix(wiki, tmp_path):
         build_index(small, tmp_path / "i5", progress=False)
     with pytest.raises(ValueError, match=re.escape("candidates must be >= 1, got 0")):
         DiskCorpusBackend(index, candidates=0)
+
+
+def test_a_posting_budget_proves_only_what_it_can(wiki):
+    """With a budget, common terms leave tantivy's query: every search the backend calls
+    proven is still today's ranking, and the budget is counted."""
+    _, index, ref, questions = wiki
+    ours = index.backend(max_postings=300)
+    overlap = []
+    for q in questions + EDGE_QUERIES:
+        proven = ours.stats["proven"]
+        got, want = ours.top(q, 20), ref.top(q, 20)
+        if ours.stats["proven"] > proven:
+            assert got == want, q
+        w = {r for r, _ in want}
+        overlap.append(len(w & {r for r, _ in got}) / max(1, len(w)))
+    assert ours.stats["budgeted"] > len(questions) // 2
+    assert 0.5 < sum(overlap) / len(overlap) < 1.0  # it does cost ranking
