@@ -2,7 +2,8 @@
 
 * ``tool``/``page``/``view``: the tool, byte-identical to OpenAI's reference browser;
 * ``backends``/``corpus``/``live``/``cassette``: where pages come from (BM25 corpus,
-  the web through httpx, record/replay cassettes);
+  the web through httpx, record/replay cassettes); ``diskindex``/``docstore``: the corpus
+  on disk at Wikipedia scale; ``synth``: a Wikipedia-shaped corpus generator;
 * ``world``/``tasks``/``loaders``: procedural multi-hop worlds and dataset loaders;
 * ``verifier``: EM/F1, citations, evidence recall; ``oracle``: a scripted solver;
 * ``env``: ``BrowserEnv`` (``browser-v0``).
@@ -18,6 +19,7 @@ from agent_envs.envs.browser.backends import (
     results_page,
 )
 from agent_envs.envs.browser.corpus import Corpus, CorpusBackend, CorpusError, Document
+from agent_envs.envs.browser.diskindex import DiskCorpus, DiskCorpusBackend, build_index
 from agent_envs.envs.browser.env import (
     DEFAULT_INSTRUCTIONS,
     BrowserConfig,
@@ -41,9 +43,9 @@ __all__ = [
     "DEFAULT_INSTRUCTIONS", "DIFFICULTIES", "Backend", "BackendError", "BackendUnavailable",
     "BrowserConfig", "BrowserEnv", "BrowserOracle", "BrowserResult", "BrowserTask",
     "BrowserTaskSource", "BrowserTool", "BrowserToolConfig", "Corpus", "CorpusBackend",
-    "CorpusError", "Document", "Judgement", "Page", "ProceduralBrowserTasks", "SearchHit",
-    "View", "World", "WorldConfig", "judge", "make_browser_tasks", "page_from_html",
-    "page_from_text", "results_page",
+    "CorpusError", "DiskCorpus", "DiskCorpusBackend", "Document", "Judgement", "Page",
+    "ProceduralBrowserTasks", "SearchHit", "View", "World", "WorldConfig", "build_index",
+    "judge", "make_browser_tasks", "page_from_html", "page_from_text", "results_page",
 ]
 
 register_oracle(BrowserTask, BrowserOracle)
