@@ -252,6 +252,38 @@ def shared(index: str, queries: list[str], start_at: float) -> dict[str, float]:
             "added_anon_mb": m["anon_mb"] - base["anon_mb"], "p50_ms": pct(wall, 50)}
 
 
+def ranking(index: str, queries: list[str], budget: int) -> dict[str, Any]:
+    """At any size: the default ranking and a ``max_postings`` budget's against the proven
+    one (``exact=True``: CorpusBackend's top 20 whenever proven), and their times."""
+    from agent_envs.envs.browser.diskindex import DiskCorpus
+
+    corpus = DiskCorpus(index)
+    exact = corpus.backend(exact=True)
+    t0 = time.process_time()
+    want = [exact.top(q, 20) for q in queries]
+    exact_cpu = (time.process_time() - t0) / len(queries) * 1000
+    out: dict[str, Any] = {"queries": len(queries), "exact_proven": exact.stats["proven"],
+                           "exact_cpu_ms_mean": exact_cpu}
+    for name, backend in (("default", corpus.backend()),
+                          ("budget", corpus.backend(max_postings=budget))):
+        for q in queries:  # warm
+            backend.top(q, 20)
+        backend.stats = dict.fromkeys(backend.stats, 0)
+        same, overlap, wall = 0, [], []
+        for q, w in zip(queries, want):
+            t = time.perf_counter()
+            got = backend.top(q, 20)
+            wall.append((time.perf_counter() - t) * 1000)
+            same += got == w
+            ws = {r for r, _ in w}
+            overlap.append(len(ws & {r for r, _ in got}) / max(1, len(ws)))
+        out[name] = {"identical_top20": same / len(queries), "overlap20": float(np.mean(overlap)),
+                     "top20_ms": {"p50": pct(wall, 50), "p95": pct(wall, 95)},
+                     "budgeted": backend.stats["budgeted"], "proven": backend.stats["proven"]}
+    out["budget_postings"] = budget
+    return out
+
+
 def compare(corpus: str, index: str, queries: list[str]) -> dict[str, Any]:
     """Today's in-memory CorpusBackend against the on-disk one on the same corpus."""
     from agent_envs.envs.browser.corpus import Corpus, CorpusBackend
@@ -327,6 +359,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"(anonymous {s['added_anon_mb']:.0f} MB)")
     say(f"      proven identical to CorpusBackend's top 20: {s['proven_share']:.1%} of "
         f"searches ({s['candidates_per_search']:.0f} candidates scored per search)")
+    say(f"      ranking against the proven one (exact=True) on {args.ranking_queries} "
+        f"queries; and with a budget of {args.budget:,} postings")
+    rk = _in_child(ranking, str(index), queries[1:1 + args.ranking_queries], args.budget)
+    served["ranking"] = rk
+    say(f"      all proven: {rk['exact_proven']}/{rk['queries']}; default: identical "
+        f"{rk['default']['identical_top20']:.1%}, overlap@20 {rk['default']['overlap20']:.4f}, "
+        f"top-20 p50 {rk['default']['top20_ms']['p50']:.1f} ms; budget: identical "
+        f"{rk['budget']['identical_top20']:.1%}, overlap@20 {rk['budget']['overlap20']:.4f}, "
+        f"top-20 p50 {rk['budget']['top20_ms']['p50']:.1f} ms "
+        f"({rk['budget']['budgeted']} searches budgeted)")
     say(f"[4/5] {args.processes} processes searching the index at once")
     ctx = get_context("spawn")
     start = time.time() + 5
@@ -394,6 +436,16 @@ def report(result: dict[str, Any]) -> None:
                    for p in result["processes"])),
         ("proven = CorpusBackend's top 20", f"{s['proven_share']:.1%} of searches"),
     ]
+    if "ranking" in s:
+        rk = s["ranking"]
+        for name in ("default", "budget"):
+            r = rk[name]
+            label = ("ranking (default)" if name == "default"
+                     else f"ranking, max_postings={rk['budget_postings']:,}")
+            rows.append((label, (f"identical top 20 {r['identical_top20']:.1%}, overlap@20 "
+                                 f"{r['overlap20']:.4f}, top-20 p50 {r['top20_ms']['p50']:.1f} "
+                                 f"ms (vs exact=True on {rk['queries']} queries, "
+                                 f"{rk['exact_proven']} proven)")))
     if "compare" in result:
         c = result["compare"]
         rows.append((f"vs CorpusBackend ({c['passages']:,} passages)",
@@ -462,6 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compare", type=int, default=200_000,
                     help="passages to compare with today's in-memory backend (0: skip)")
     ap.add_argument("--compare-queries", type=int, default=300)
+    ap.add_argument("--ranking-queries", type=int, default=120,
+                    help="queries ranked with exact=True as the reference at this size")
+    ap.add_argument("--budget", type=int, default=1_000_000,
+                    help="max_postings of the budgeted searches measured beside the default")
     ap.add_argument("--heap-mb", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1, help="tantivy's indexing threads")
     ap.add_argument("--workers", type=int, default=1,
