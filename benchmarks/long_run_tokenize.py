@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                                    text)
                 same = ref == ours
             ratio = f"{one_s / ours_s:.1f}x" if one_s is not None else "-"
-            print(f"{kind + ' ' + format(n, ','):<22} {str(has_long_run(text)):>8} "
+            print(f"{kind + ' ' + format(n, ','):<22} {has_long_run(text)!s:>8} "
                   f"{'skipped' if one_s is None else f'{one_s:.3f}':>11} {ours_s:>9.3f} "
                   f"{ratio:>8} {'-' if same is None else str(same):>11}", flush=True)
             rows.append({"text": kind, "chars": n, "chunked": has_long_run(text),
