@@ -6,7 +6,8 @@ long it is, and a table of URL hashes sorted for lookup; all are ``.npy`` files 
 memory-mapped, so a process that serves the corpus holds only the pages it touched, and
 every process on the machine shares them (the page cache) with no copy per process. A
 document is one ``pread`` of its line and a JSON parse, into the same :class:`Document`
-that :meth:`Corpus.from_jsonl` builds from that line.
+that :meth:`Corpus.from_jsonl` builds from that line; :func:`terms_text` and :func:`terms_of`
+give its BM25 terms as the in-memory backend takes them.
 
 The store is written in parts while the corpus is streamed (:class:`StoreWriter`), one part
 per checkpoint of the index build, so a build that stops can resume where its last
@@ -24,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agent_envs.envs.browser.corpus import CorpusError, Document, _row_document
+from agent_envs.envs.browser import corpus as _corpus_module
+from agent_envs.envs.browser.corpus import CorpusError, Document, _row_document, tokenize
 
-__all__ = ["DocumentStore", "StoreWriter", "finish_store", "parse_line", "url_hash"]
+__all__ = ["DocumentStore", "StoreWriter", "finish_store", "parse_line", "terms_of",
+           "terms_text", "url_hash"]
 
 _STARTS, _LENGTHS, _HASHES, _ROWS, _TERMS = ("starts.npy", "lengths.npy", "url_hash.npy",
                                              "url_row.npy", "terms.npy")
@@ -54,6 +57,29 @@ def parse_line(line: bytes, where: str) -> Document:
     if not isinstance(row, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(row).__name__}")
     return _row_document(row, where)
+
+
+def terms_text(doc: Document) -> str:
+    """The lower-cased text whose ``\\w+`` runs, stopwords dropped, are the document's BM25
+    terms: ``tokenize(terms_text(doc)) == tokenize(f"{doc.title} {doc.search_text()}")``.
+
+    For a text document, search_text() only changes whitespace, which never joins or
+    splits a ``\\w+`` run, and ``str.lower`` depends on context only for a capital sigma;
+    so the raw text gives the same terms without building the search text.
+    """
+    raw = doc.text or ""
+    if doc.html is None and "\u03a3" not in raw and "\u03a3" not in doc.title:
+        return f"{doc.title} {raw}".lower()
+    return f"{doc.title} {doc.search_text()}".lower()
+
+
+def terms_of(lowered: str) -> list[str]:
+    """``tokenize`` of an already lower-cased text (a :func:`terms_text`)."""
+    stop = _corpus_module._STOP
+    if stop is None:
+        tokenize("")  # loads the stopword list
+        stop = _corpus_module._STOP
+    return [t for t in _corpus_module._TOKEN.findall(lowered) if t not in stop]
 
 
 @dataclass(frozen=True, kw_only=True)

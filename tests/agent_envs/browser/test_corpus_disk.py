@@ -17,8 +17,8 @@ from agent_envs.envs.browser.diskindex import (
     DiskCorpusBackend,
     build_index,
     is_index,
-    terms_text,
 )
+from agent_envs.envs.browser.docstore import terms_text
 from agent_envs.envs.browser.synth import WikiConfig, sample_questions, write_corpus
 
 pytest.importorskip("tantivy")
