@@ -52,10 +52,12 @@ class Tau2Oracle:
         if task.id not in self._plans:
             t = task.tau2_task()
             plan = oracle_plan(t, task.domain)
-            mutation = self.mutation or (wrong_mutation(t, plan, task.domain) if self.wrong
-                                         else None)
+            mutation, write = self.mutation, None
+            if mutation is None and self.wrong:
+                mutation, write = wrong_mutation(t, plan, task.domain)
             if mutation is not None:
-                plan = mutate(plan, mutation, task.domain, max_errors=self.max_errors)
+                plan = mutate(plan, mutation, task.domain, max_errors=self.max_errors,
+                              write=write)
             history_users = sum(1 for m in history_messages(task) if m.role == "user")
             if len(self._plans) > 1024:
                 self._plans.clear()

@@ -28,6 +28,7 @@ Mutations change what the agent does and keep the turns, so the same scripted us
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ from typing import Any, Literal
 from agent_envs.envs.tau2.data import domain
 
 __all__ = ["EXTRA_WRITES", "MUTATIONS", "AgentTurn", "Mutation", "Plan", "applicable_mutations",
-           "mutate", "oracle_plan", "wrong_mutation"]
+           "end_hashes", "mutate", "oracle_plan", "wrong_mutation"]
 
 Mutation = Literal["wrong_argument", "missing_write", "extra_write", "swapped_writes", "silent",
                    "too_many_errors"]
@@ -171,8 +172,17 @@ def applicable_mutations(plan: Plan, domain_name: str) -> list[Mutation]:
     return out
 
 
-def mutate(plan: Plan, mutation: Mutation, domain_name: str, *, max_errors: int = 10) -> Plan:
+def mutate(plan: Plan, mutation: Mutation, domain_name: str, *, max_errors: int = 10,
+           write: int | None = None) -> Plan:
     """``plan`` with one mutation applied (see the module docstring).
+
+    Args:
+        plan: The plan.
+        mutation: Which mistake.
+        domain_name: The τ² domain.
+        max_errors: How many failing calls ``too_many_errors`` makes.
+        write: Which write (index among the plan's writes) ``wrong_argument`` or
+            ``missing_write`` hits, instead of the first (the last for ``missing_write``).
 
     Raises:
         ValueError: the mutation does not apply to this plan (see :func:`applicable_mutations`).
@@ -186,7 +196,7 @@ def mutate(plan: Plan, mutation: Mutation, domain_name: str, *, max_errors: int 
         agent[t] = replace(agent[t], calls=tuple(calls))
 
     if mutation == "wrong_argument":
-        where = writes[0] if writes else next(
+        where = writes[write or 0] if writes else next(
             ((t, 0) for t, turn in enumerate(agent) if turn.calls), None)
         if where is None:
             raise ValueError("wrong_argument needs a call to change; this plan makes none")
@@ -203,7 +213,7 @@ def mutate(plan: Plan, mutation: Mutation, domain_name: str, *, max_errors: int 
     elif mutation == "missing_write":
         if not writes:
             raise ValueError("missing_write needs a write; this plan makes none")
-        t, c = writes[-1]
+        t, c = writes[-1 if write is None else write]
         set_calls(t, [call for i, call in enumerate(agent[t].calls) if i != c])
     elif mutation == "extra_write":
         uid = next(iter(dom.new_environment().tools.db.users))
@@ -229,18 +239,44 @@ def mutate(plan: Plan, mutation: Mutation, domain_name: str, *, max_errors: int 
     return replace(plan, agent=tuple(agent))
 
 
-def wrong_mutation(task: Any, plan: Plan, domain_name: str) -> Mutation:
-    """The mutation the ``oracle-wrong`` policy makes on ``task``: one that τ²'s evaluator
-    scores 0. A wrong argument in a write where there is a write; an extra write where the
-    database is checked; else (no criterion a finished conversation can miss) running into
-    τ²'s error limit."""
+def end_hashes(plan: Plan, task: Any, domain_name: str) -> tuple[str | None, str | None]:
+    """The database hashes after the plan's calls on a fresh environment in the task's initial
+    state (calls that fail change nothing, as in an episode)."""
+    from agent_envs.envs.tau2.tasks import initialise
+
+    env = domain(domain_name).new_environment()
+    initialise(env, task)
+    for turn in plan.agent:
+        for name, args in turn.calls:
+            with contextlib.suppress(Exception):
+                env.make_tool_call(tool_name=name, requestor="assistant", **copy.deepcopy(args))
+    return env.get_db_hash(), env.get_user_db_hash()
+
+
+def wrong_mutation(task: Any, plan: Plan, domain_name: str
+                   ) -> tuple[Mutation, int | None]:
+    """The mistake the ``oracle-wrong`` policy makes on ``task``, one τ²'s evaluator scores 0:
+    where the database is checked, the first of a wrong argument in a write, a missing write
+    and an extra write that leaves another database than the expected actions do (an expected
+    write that fails in τ² too changes nothing, so hitting it would not do); else, where a
+    message is checked, saying nothing; else (nothing a finished conversation can miss)
+    running into τ²'s error limit. Returns the mutation and the write it hits."""
+    from agent_envs.envs.tau2.verifier import gold_hashes
+
     criteria = task.evaluation_criteria
-    if _writes(plan, domain(domain_name).tool_types):
-        return "wrong_argument"
     basis = {r.value for r in criteria.reward_basis} if criteria else set()
-    if criteria is not None and "DB" in basis and (
-            criteria.actions is not None or criteria.env_assertions is not None):
-        return "extra_write"
+    checks_db = criteria is not None and "DB" in basis and (
+        criteria.actions is not None or criteria.env_assertions is not None)
+    if checks_db:
+        gold = gold_hashes(domain_name, task.id)
+        writes = _writes(plan, domain(domain_name).tool_types)
+        candidates: list[tuple[Mutation, int | None]] = [
+            *(("wrong_argument", i) for i in range(len(writes))),
+            *(("missing_write", i) for i in range(len(writes))), ("extra_write", None)]
+        for mutation, write in candidates:
+            if end_hashes(mutate(plan, mutation, domain_name, write=write), task,
+                          domain_name) != gold:
+                return mutation, write
     if criteria is not None and criteria.communicate_info and "COMMUNICATE" in basis:
-        return "silent"
-    return "too_many_errors"
+        return "silent", None
+    return "too_many_errors", None
