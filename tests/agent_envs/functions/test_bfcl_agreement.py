@@ -157,7 +157,7 @@ def test_multi_turn_verdicts_agree_with_bfcl_on_a_sample(category):
     assert tally["bfcl_True"] >= 10 and tally["bfcl_False"] >= 50, tally
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 @pytest.mark.parametrize("category", data.MULTI_TURN_CATEGORIES)
 def test_multi_turn_verdicts_agree_with_bfcl_on_every_entry(category):
     tally = _check_multi_turn(category, every=1)

@@ -89,7 +89,7 @@ def test_quarantined_entries_fail_for_the_stated_reason(envs):
             assert any(c.error_kind == "unknown_function" for c in env.episode.calls)
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 def test_quarantine_is_exactly_what_the_oracle_fails():
     from agent_envs.envs.functions.bfcl.quarantine import find_quarantine
     assert find_quarantine(progress=False) == quarantine()
