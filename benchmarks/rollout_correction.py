@@ -24,11 +24,13 @@ restored stable gradient norms and a rising reward. This file reproduces that on
   here, and Adam over 12.9M untouched rows doubled the step time). With matching
   attention the sampler's log-probs equal the trainer's (``no_mismatch``: KL ~ 1e-14).
 
-Two mismatch levels (``--head-gains``): a random tiny model is nearly uniform over the
-allowed tokens, so ignoring the sinks barely moves it; its LM head is scaled at init to
-make the policy as peaked as a trained model's. Gain 2 gives a per-token KL(sampler ||
-trainer) of a few 1e-3 at step 1 (the broken-kernel level: a healthy bf16 engine is at
-~1e-4..1e-3); gain 8 a few 1e-2 (gross).
+Two mismatch levels (``--levels``, :data:`LEVELS`): a random tiny model is nearly a bigram
+model whose attention adds little to the residual stream, so ignoring the sinks barely
+moves it; its LM head, sinks and attention output are scaled at init. ``mild`` gives a
+per-token KL(sampler || trainer) of ~5e-3 at step 1 (the broken-kernel level: a healthy
+bf16 engine is at ~1e-4..1e-3); ``gross`` ~3e-2 (bigger sinks, 3x the attention output).
+Both keep the policy near uniform at init (a sharper head makes GRPO collapse it onto a
+partial answer even without mismatch).
 
 Arms (``--arms``): ``no_mismatch`` (sampler = trainer, no correction), ``none`` (mismatch,
 no correction, decoupled: ``pi_old`` is the trainer's own detached log-probs, so the PPO
@@ -48,9 +50,9 @@ Run::
 
     python benchmarks/rollout_correction.py            # the grid -> results/rollout_correction.*
     python benchmarks/rollout_correction.py --sweep    # the sweep -> results/rollout_correction_sweep.*
-    python benchmarks/rollout_correction.py --steps 10 --seeds 0 --head-gains 8 \\
+    python benchmarks/rollout_correction.py --steps 20 --seeds 0 --levels gross \\
         --arms none none_bypass token_tis --out /tmp/rc
-    python benchmarks/rollout_correction.py --replot   # redraw the figures from the JSON
+    python benchmarks/rollout_correction.py --replot   # redraw the figure from the JSON (+ --sweep)
 
 Every finished run is saved under ``--work`` (keyed by its settings), so an interrupted
 run resumes where it stopped and a rerun with the same settings only redraws. It prints,
@@ -64,7 +66,6 @@ per arm, the trivial policies' score as a line) and the JSON next to it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -73,25 +74,38 @@ import math
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # runnable as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.rollout_correction_mismatch import (
+    AllowedRowsHead,
+    SubsetSampler,
+    register_sinkless_attention,
+)
+from benchmarks.rollout_correction_report import (
+    BLOWUP,
+    PANELS,
+    grid_rows,
+    level_title,
+    markdown_tables,
+    plot_grid,
+    plot_sweep,
+    print_grid_table,
+    print_no_mismatch_check,
+    print_sweep_table,
+    sweep_rows,
+)
 from trainers.config import ConfigError, TrainConfig, config_from_dict
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.policies.hf import _cache_of
 
-SINKLESS = "benchmark_ignore_sinks"
 #: Bump when a run's result would change for the same settings (invalidates --work caches).
 RUN_FORMAT = 2
 
@@ -129,183 +143,13 @@ SWEEP: dict[str, dict[str, Any]] = {
     "base": {},
     "attn gain 6": {"attn_gain": 6.0},
     "head gain 4": {"head_gain": 4.0},
+    "lr 1e-2": {"lr": 1e-2},
     "lr 3e-2": {"lr": 3e-2},
-    "lr 1e-1": {"lr": 1e-1},
     "2 epochs x 4 mb": {"epochs": 2, "minibatches": 4},
     "4 epochs x 8 mb": {"epochs": 4, "minibatches": 8},
     "length 96": {"length": 96},
 }
 SWEEP_ARMS = ("none", "none_bypass", "token_tis")
-
-#: panels of the grid figure: (metric key, title, log y axis)
-PANELS: tuple[tuple[str, str, bool], ...] = (
-    ("reward/mean", "reward (fraction of positions right)", False),
-    ("rollout_corr/k3_kl", "sampler-trainer KL per token (k3)", True),
-    ("bench/sampler_entropy", "sampler entropy per token (nats)", False),
-    ("grad/norm_max", "max grad norm (pre-clip)", True),
-    ("rollout_corr/rejected_token_frac", "rejected token fraction", False),
-)
-
-
-# --------------------------------------------------------------------------- the mismatch
-
-
-def attention_ignoring_sinks(
-    module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-    attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    """gpt-oss attention WITHOUT its sinks: plain softmax attention (the bug to reproduce)."""
-    n_rep = query.shape[1] // key.shape[1]
-    key = key.repeat_interleave(n_rep, dim=1)
-    value = value.repeat_interleave(n_rep, dim=1)
-    q_len, k_len = query.shape[2], key.shape[2]
-    mask = None if attention_mask is None else attention_mask[:, :, :, :k_len].to(query.dtype)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
-                                         is_causal=mask is None and q_len == k_len and q_len > 1)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def register_sinkless_attention() -> None:
-    """Register :func:`attention_ignoring_sinks` with transformers (benchmark only)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
-
-    AttentionInterface.register(SINKLESS, attention_ignoring_sinks)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(SINKLESS, eager_mask)
-
-
-@contextlib.contextmanager
-def attention_as(model: torch.nn.Module, implementation: str) -> Iterator[None]:
-    """Run ``model`` with another attention implementation inside the block."""
-    cfg = model.config
-    saved = cfg._attn_implementation
-    cfg._attn_implementation = implementation
-    try:
-        yield
-    finally:
-        cfg._attn_implementation = saved
-
-
-class _AllowedRows:
-    """Stands in for the LM head's weight: ``weight[ids]`` gives the rows of allowed ids."""
-
-    def __init__(self, head: AllowedRowsHead) -> None:
-        self.head = head
-
-    def __getitem__(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.head.lut[ids.to(self.head.lut.device)]
-        if bool((rows < 0).any()):
-            raise IndexError("AllowedRowsHead holds only the allowed tokens' rows")
-        return self.head.rows_weight[rows]
-
-
-class AllowedRowsHead(torch.nn.Module):
-    """An LM head that keeps (and trains) only the rows of the allowed token ids.
-
-    The trainer and :class:`SubsetSampler` only ever read ``head.weight[allowed_ids]``
-    (the softmax runs over the allowed tokens), so the other rows never get a gradient;
-    dropping them changes no log-prob and no update (``tests/trainers/
-    test_rollout_correction_bench.py`` checks both) and saves a dense 201088-row gradient
-    and an Adam step over 12.9M parameters per update.
-    """
-
-    def __init__(self, head: torch.nn.Linear, allowed: Sequence[int]) -> None:
-        super().__init__()
-        if getattr(head, "bias", None) is not None:
-            raise ValueError("AllowedRowsHead expects an LM head without bias (gpt-oss has none)")
-        ids = torch.as_tensor(sorted({int(t) for t in allowed}), dtype=torch.long)
-        lut = torch.full((head.weight.shape[0],), -1, dtype=torch.long)
-        lut[ids] = torch.arange(len(ids))
-        self.register_buffer("lut", lut, persistent=False)
-        self.rows_weight = torch.nn.Parameter(head.weight.detach()[ids].clone())
-        self.bias = None
-
-    @property
-    def weight(self) -> Any:  # type: ignore[override]
-        return _AllowedRows(self)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("AllowedRowsHead has no full-vocabulary forward: read "
-                           "head.weight[allowed_ids] (as the trainer and SubsetSampler do)")
-
-
-class SubsetSampler(Policy):
-    """Samples from the shared model over ``allowed`` token ids, with the sampler's log-probs.
-
-    Equivalent to ``TransformersPolicy(AllowedTokensModel(model, allowed))`` at
-    temperature 1 (the softmax runs over the allowed rows of the LM head only), but it
-    computes just those rows: on CPU the 201088-row head dominates sampling time.
-
-    Args:
-        model: the trainer's gpt-oss (shared, not copied).
-        allowed: the token ids to sample from (the env's ``allowed_token_ids()``).
-        sinkless: ignore the attention sinks while sampling (the mismatch).
-        bf16: sample under bfloat16 autocast (a lower-precision engine).
-        seed: the sampling RNG's seed.
-    """
-
-    def __init__(self, model: torch.nn.Module, allowed: Sequence[int], *, sinkless: bool,
-                 bf16: bool = False, seed: int = 0) -> None:
-        self.model = model
-        self.allowed = torch.as_tensor(sorted(set(allowed)), dtype=torch.long)
-        self.sinkless = sinkless
-        self.bf16 = bf16
-        self.policy_id = "tiny-gpt-oss" + ("+sinkless" if sinkless else "") + \
-            ("+bf16" if bf16 else "")
-        self.version = "0"
-        self._gen = torch.Generator().manual_seed(seed)
-
-    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        """One completion per request (temperature 1; stop tokens end a completion)."""
-        requests = list(requests)
-        if not requests:
-            return []
-        impl = SINKLESS if self.sinkless else self.model.config._attn_implementation
-        amp = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 \
-            else contextlib.nullcontext()
-        with torch.inference_mode(), attention_as(self.model, impl), amp:
-            return self._sample(requests)
-
-    def _sample(self, reqs: list[SampleRequest]) -> list[Sample]:
-        base = self.model.model
-        head = self.model.get_output_embeddings().weight[self.allowed]
-        b, width = len(reqs), max(len(r.prompt) for r in reqs)
-        ids = torch.full((b, width), 199999, dtype=torch.long)
-        attn = torch.zeros((b, width), dtype=torch.long)
-        for i, r in enumerate(reqs):
-            ids[i, width - len(r.prompt):] = torch.as_tensor(list(r.prompt))
-            attn[i, width - len(r.prompt):] = 1
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = base(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-        tokens: list[list[int]] = [[] for _ in reqs]
-        lps: list[list[float]] = [[] for _ in reqs]
-        done = [False] * b
-        reasons = ["length"] * b
-        for _ in range(max(r.max_tokens for r in reqs)):
-            logits = out.last_hidden_state[:, -1].float() @ head.float().T
-            logp = torch.log_softmax(logits, dim=-1)
-            pick = torch.multinomial(logp.exp(), 1, generator=self._gen)[:, 0]
-            nxt = self.allowed[pick]
-            for i, r in enumerate(reqs):
-                if done[i]:
-                    continue
-                tok = int(nxt[i])
-                tokens[i].append(tok)
-                lps[i].append(float(logp[i, pick[i]]))
-                if tok in r.stop_token_ids:
-                    done[i], reasons[i] = True, "stop"
-                elif len(tokens[i]) >= r.max_tokens:
-                    done[i] = True
-            if all(done):
-                break
-            attn = torch.cat([attn, torch.ones((b, 1), dtype=attn.dtype)], dim=1)
-            pos = pos[:, -1:] + 1
-            out = base(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos,
-                       use_cache=True, **_cache_of(out))
-        return [Sample(token_ids=t, logprobs=lp, finish_reason=why)  # type: ignore[arg-type]
-                for t, lp, why in zip(tokens, lps, reasons)]
-
 
 # --------------------------------------------------------------------------- one run
 
@@ -437,10 +281,10 @@ def cached_run(spec: RunSpec, work: Path, bar: Any) -> dict[str, Any]:
     path = work / "runs" / f"{spec.key()}.json"
     if path.exists():
         return json.loads(path.read_text())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     history = run_arm(spec, work, bar)
     result = {"spec": dataclasses.asdict(spec), "wall_s": time.perf_counter() - t0,
-              "history": history}
+              "cpu_s": time.process_time() - c0, "history": history}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
@@ -484,268 +328,6 @@ def run_all(specs: Sequence[RunSpec], args: argparse.Namespace) -> dict[RunSpec,
     return results
 
 
-# --------------------------------------------------------------------------- report
-
-
-def summarize(history: Sequence[dict[str, float]], learned_at: float) -> dict[str, float]:
-    """One run's numbers: final reward (mean of the last 5 steps), mean reward over all
-    steps (learning speed), learned (final >= ``learned_at``), KL (k3, per token) at step 1 /
-    max / final, max grad norm, mean rejected fraction, sampler entropy at step 1 / final /
-    its largest rebound (the most it rose above its lowest value so far)."""
-    last = history[-5:]
-
-    def col(key: str, rows: Sequence[dict[str, float]]) -> list[float]:
-        return [float(h[key]) for h in rows if key in h and math.isfinite(float(h[key]))]
-
-    ent = col("bench/sampler_entropy", history)
-    rebound = max((e - min(ent[:i + 1]) for i, e in enumerate(ent)), default=math.nan)
-    final = statistics.fmean(col("reward/mean", last))
-    return {
-        "final_reward": final,
-        "mean_reward": statistics.fmean(col("reward/mean", history)),
-        "learned": float(final >= learned_at),
-        "initial_kl": float(history[0].get("rollout_corr/k3_kl", math.nan)),
-        "max_kl": max(col("rollout_corr/k3_kl", history), default=math.nan),
-        "final_kl": statistics.fmean(col("rollout_corr/k3_kl", last) or [math.nan]),
-        "initial_grad_norm": float(history[0].get("grad/norm_max", math.nan)),
-        "max_grad_norm": max(col("grad/norm_max", history), default=math.nan),
-        "rejected_token_frac": statistics.fmean(col("rollout_corr/rejected_token_frac", history)
-                                                or [math.nan]),
-        "initial_entropy": ent[0] if ent else math.nan,
-        "final_entropy": statistics.fmean(col("bench/sampler_entropy", last) or [math.nan]),
-        "entropy_rebound": rebound,
-    }
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, standard error of the mean) of the finite ``values`` (se 0 for one value)."""
-    vals = [v for v in values if math.isfinite(v)]
-    if not vals:
-        return math.nan, math.nan
-    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
-    return statistics.fmean(vals), se
-
-
-def difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """(mean(a) - mean(b), its standard error): the two arms' seeds are independent runs."""
-    (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
-    return ma - mb, math.hypot(sa, sb)
-
-
-def exploded(s: dict[str, float]) -> list[str]:
-    """What blew up in one run (see :data:`BLOWUP`), as words."""
-    out = []
-    if s["max_kl"] >= BLOWUP["kl_growth"] * max(s["initial_kl"], 1e-12):
-        out.append(f"KL x{s['max_kl'] / max(s['initial_kl'], 1e-12):.0f}")
-    if s["entropy_rebound"] >= BLOWUP["entropy_rebound"]:
-        out.append(f"entropy +{s['entropy_rebound']:.2f}")
-    if s["max_grad_norm"] >= BLOWUP["grad_growth"] * max(s["initial_grad_norm"], 1e-12):
-        out.append(f"|g| x{s['max_grad_norm'] / max(s['initial_grad_norm'], 1e-12):.0f}")
-    return out
-
-
-#: A run "blows up" if its sampler/trainer KL grows 10x above its step-1 value, its entropy
-#: climbs back 0.5 nats above its lowest point, or its grad norm grows 10x above step 1.
-BLOWUP = {"kl_growth": 10.0, "entropy_rebound": 0.5, "grad_growth": 10.0}
-
-
-def _cell(v: tuple[float, float], fmt: str) -> str:
-    return f"{v[0]:{fmt}}±{v[1]:{fmt}}"
-
-
-def print_grid_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) -> None:
-    """One table per mismatch level: mean ± s.e. over seeds per arm."""
-    for regime, arms in rows.items():
-        print(f"\n{level_title(regime, arms)}; mean ± s.e. over {n_seeds} seeds; 'learned': "
-              f"seeds whose final reward >= the --learned-at threshold; 'vs none': "
-              f"mean-reward difference ± s.e. (* beyond 2 s.e.)")
-        header = (f"{'arm':<18} {'final reward':>13} {'mean reward':>13} {'learned':>7} "
-                  f"{'max KL':>17} {'max |g|':>11} {'rejected':>12} {'entropy':>12} "
-                  f"{'vs none':>15}")
-        print(header)
-        print("-" * len(header))
-        for arm, r in arms.items():
-            d, se = r["vs_none"]
-            vs = "" if arm == "none" or not math.isfinite(d) else \
-                f"{d:+.3f}±{se:.3f}{'*' if abs(d) > 2 * se else ' '}"
-            print(f"{arm:<18} {_cell(r['final_reward'], '.3f'):>13} "
-                  f"{_cell(r['mean_reward'], '.3f'):>13} "
-                  f"{round(r['learned'][0] * n_seeds):>4}/{n_seeds:<2} "
-                  f"{_cell(r['max_kl'], '.1e'):>17} {_cell(r['max_grad_norm'], '.2f'):>11} "
-                  f"{_cell(r['rejected_token_frac'], '.3f'):>12} "
-                  f"{_cell(r['final_entropy'], '.3f'):>12} {vs:>15}")
-
-
-def level_title(level: str, arms: dict[str, dict[str, Any]]) -> str:
-    """``gross mismatch (head gain 4, sink scale 10, attention gain 1): KL at step 1 ~ 3e-2``."""
-    kl0 = arms.get("none", next(iter(arms.values())))["initial_kl"][0]
-    scales = LEVELS.get(level)
-    how = "" if scales is None else (f" (head gain {scales['head_gain']:g}, sink scale "
-                                     f"{scales['sink_scale']:g}, attention gain "
-                                     f"{scales['attn_gain']:g})")
-    return f"{level} mismatch{how}: per-token KL at step 1 ~ {kl0:.1e}"
-
-
-def grid_rows(runs: dict[str, dict[str, list[list[dict[str, float]]]]], learned_at: float
-              ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per regime and arm: every summary metric as (mean, s.e.), the per-seed values, and the
-    mean reward's difference from ``none``."""
-    rows: dict[str, dict[str, dict[str, Any]]] = {}
-    for regime, arms in runs.items():
-        per_seed = {arm: [summarize(h, learned_at) for h in seeds] for arm, seeds in arms.items()}
-        rows[regime] = {}
-        for arm, sums in per_seed.items():
-            row: dict[str, Any] = {k: mean_se([s[k] for s in sums]) for k in sums[0]}
-            row["per_seed"] = {k: [s[k] for s in sums] for k in ("final_reward", "mean_reward")}
-            row["vs_none"] = difference([s["mean_reward"] for s in sums],
-                                        [s["mean_reward"] for s in per_seed["none"]]) \
-                if "none" in per_seed else (math.nan, math.nan)
-            rows[regime][arm] = row
-    return rows
-
-
-def sweep_rows(results: dict[str, dict[str, list[list[dict[str, float]]]]], learned_at: float
-               ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per sweep setting and arm: the summary metrics (mean, s.e.) and what blew up, per seed."""
-    rows: dict[str, dict[str, dict[str, Any]]] = {}
-    for setting, arms in results.items():
-        rows[setting] = {}
-        for arm, seeds in arms.items():
-            sums = [summarize(h, learned_at) for h in seeds]
-            row: dict[str, Any] = {k: mean_se([s[k] for s in sums]) for k in sums[0]}
-            row["blowups"] = [exploded(s) for s in sums]
-            rows[setting][arm] = row
-    return rows
-
-
-def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) -> None:
-    """One row per (setting, arm): KL at step 1 and max, entropy start/final/rebound, grad
-    norm, final reward, and the seeds that blew up."""
-    print(f"\nexplosion sweep; mean ± s.e. over {n_seeds} seeds; 'blew up': KL x"
-          f"{BLOWUP['kl_growth']:g} over step 1, entropy rebound >= "
-          f"{BLOWUP['entropy_rebound']:g} nats, or grad norm x{BLOWUP['grad_growth']:g}")
-    header = (f"{'setting':<17} {'arm':<12} {'KL step 1':>9} {'max KL':>9} {'H step 1':>8} "
-              f"{'H final':>7} {'H rebound':>9} {'max |g|':>8} {'final reward':>13} blew up")
-    print(header)
-    print("-" * len(header))
-    for setting, arms in rows.items():
-        for arm, r in arms.items():
-            blew = [b for b in r["blowups"] if b]
-            what = f"{len(blew)}/{n_seeds}" + (f" ({'; '.join(blew[0])})" if blew else "")
-            print(f"{setting:<17} {arm:<12} {r['initial_kl'][0]:>9.1e} {r['max_kl'][0]:>9.1e} "
-                  f"{r['initial_entropy'][0]:>8.2f} {r['final_entropy'][0]:>7.2f} "
-                  f"{r['entropy_rebound'][0]:>9.2f} {r['max_grad_norm'][0]:>8.2f} "
-                  f"{_cell(r['final_reward'], '.3f'):>13} {what}")
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _band(ax: Any, x: Any, vals: Any, color: Any, style: str, label: str, lw: float) -> None:
-    import numpy as np
-
-    mean = np.nanmean(vals, 0)
-    n = np.sum(np.isfinite(vals), 0)
-    se = np.nanstd(vals, 0, ddof=1) / np.sqrt(np.maximum(n, 1)) if vals.shape[0] > 1 \
-        else np.zeros_like(mean)
-    ax.plot(x, mean, style, color=color, label=label, lw=lw)
-    ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.15)
-
-
-def plot_grid(runs: dict[str, dict[str, list[list[dict[str, float]]]]], trivial: float,
-              path: Path, title: str, columns: dict[str, str] | None = None) -> Path:
-    """One row per metric of :data:`PANELS`, one column per mismatch level; per arm the mean
-    over seeds and a ± 1 s.e. band; the trivial policies' score as a line on the reward."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    ncol = len(runs)
-    fig, axes = plt.subplots(len(PANELS), ncol, figsize=(7.5 * ncol, 2.7 * len(PANELS)),
-                             sharex=True, squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    refs = ("no_mismatch", "none", "none_bypass")  # drawn last, on top
-    colors = {"none": "black", "no_mismatch": "grey", "none_bypass": "red"}
-    for c, (regime, arms) in enumerate(runs.items()):
-        order = [a for a in arms if a not in refs] + [a for a in refs if a in arms]
-        for r, (key, label, log) in enumerate(PANELS):
-            ax = axes[r, c]
-            for arm in order:
-                vals = np.array([[h.get(key, math.nan) for h in hist] for hist in arms[arm]],
-                                float)
-                if np.isnan(vals).all():
-                    continue
-                if log:
-                    vals = np.clip(vals, 1e-6, None)  # zeros (all-equal rewards) on a log axis
-                x = np.arange(1, vals.shape[1] + 1)
-                _band(ax, x, vals, colors.get(arm, cmap(list(ARMS).index(arm) % 10)),
-                      "--" if arm in refs else "-", arm, 2.0 if arm in refs else 1.2)
-            if key == "reward/mean":
-                ax.axhline(trivial, color="black", ls=":", lw=1.5,
-                           label=f"trivial policies ({trivial:.3f})")
-                ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{(columns or {}).get(regime, regime)}:\n{label}", fontsize=8)
-            if log:
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-        axes[0, c].legend(fontsize=7, ncol=3, loc="upper left")
-        axes[-1, c].set_xlabel("training step")
-    fig.suptitle(textwrap.fill(title, 110 * ncol), fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    return path
-
-
-def plot_sweep(results: dict[str, dict[str, list[list[dict[str, float]]]]], trivial: float,
-               path: Path, title: str) -> Path:
-    """One column per sweep setting; rows: KL, entropy, grad norm, reward over steps; one
-    curve per (arm, seed) so that a single seed's blow-up stays visible."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    keys = (("rollout_corr/k3_kl", "KL (k3)", True), ("bench/sampler_entropy", "entropy", False),
-            ("grad/norm_max", "max |g|", True), ("reward/mean", "reward", False))
-    ncol = len(results)
-    fig, axes = plt.subplots(len(keys), ncol, figsize=(2.6 * ncol, 2.1 * len(keys)),
-                             sharex="col", sharey="row", squeeze=False)
-    colors = {"none": "black", "none_bypass": "red", "token_tis": "tab:blue"}
-    for c, (setting, arms) in enumerate(results.items()):
-        for r, (key, label, log) in enumerate(keys):
-            ax = axes[r, c]
-            for arm, seeds in arms.items():
-                for i, hist in enumerate(seeds):
-                    y = np.array([h.get(key, math.nan) for h in hist], float)
-                    if log:
-                        y = np.clip(y, 1e-6, None)
-                    ax.plot(np.arange(1, len(y) + 1), y, color=colors.get(arm, "tab:green"),
-                            lw=0.9, alpha=0.8, label=arm if i == 0 else None)
-            if key == "reward/mean":
-                ax.axhline(trivial, color="black", ls=":", lw=1.2)
-            if log:
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-            if r == 0:
-                ax.set_title(setting, fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes[-1, c].set_xlabel("step", fontsize=8)
-    axes[0, 0].legend(fontsize=6, loc="best")
-    fig.suptitle(textwrap.fill(title, 40 * ncol), fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    return path
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -755,12 +337,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", nargs="+", default=list(ARMS),
                    help=f"arms to run (default: all): {', '.join(ARMS)}")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--tasks", type=int, default=8, help="tasks (start digits) per step")
     p.add_argument("--group-size", type=int, default=8, help="G, episodes per task")
     p.add_argument("--length", type=int, default=32, help="L, digits per answer")
     p.add_argument("--pattern", default="01234", help="the hidden cycle's distinct digits")
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--minibatches", type=int, default=1)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
@@ -787,6 +369,8 @@ def parser() -> argparse.ArgumentParser:
                    help="directory for rollout_correction{,_sweep}.{png,json} (or a .png path)")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the figure from the JSON in --out")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --replot: also print the tables in Markdown (for the docs)")
     return p
 
 
@@ -908,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = json.loads(out_json.read_text())
         hist = {reg: {a: [_rows(c) for c in seeds] for a, seeds in arms.items()}
                 for reg, arms in saved["history"].items()}
+        if args.markdown:
+            print(markdown_tables(saved))
         if saved["mode"] == "sweep":
             print(plot_sweep(hist, saved["trivial"]["trivial"], args.figure, saved["title"]))
         else:
@@ -938,9 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         png = plot_sweep(groups, trivial["trivial"], args.figure, title)
     else:
         rows = grid_rows(groups, args.learned_at)
-        print_grid_table(rows, len(args.seeds))
+        columns = {level: level_title(level, arms, LEVELS.get(level))
+                   for level, arms in rows.items()}
+        print_grid_table(rows, len(args.seeds), columns)
+        print()
+        print_no_mismatch_check(rows, trivial["trivial"])
         title = f"sinkless sampler vs sink-aware trainer: {setting}; seeds {args.seeds}"
-        columns = {level: level_title(level, arms) for level, arms in rows.items()}
         png = plot_grid(groups, trivial["trivial"], args.figure, title, columns)
     out_json.write_text(_compact_json({
         "mode": "sweep" if args.sweep else "grid", "setting": setting, "title": title,

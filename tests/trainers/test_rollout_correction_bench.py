@@ -56,7 +56,7 @@ def one_thread() -> Iterator[None]:
     (["--levels", "gros"], "--levels: unknown level 'gros'. Did you mean 'gross'?"),
     (["--pattern", "0012"], "pattern='0012' is invalid"),
     (["--minibatches", "100"], "algo.minibatches"),
-    (["--sweep", "--sweep-settings", "lr 3e2"], "unknown setting 'lr 3e2'. Did you mean 'lr 3e-2'?"),
+    (["--sweep", "--sweep-settings", "lr 1e2"], "unknown setting 'lr 1e2'. Did you mean 'lr 1e-2'?"),
     (["--replot", "--out", "{tmp}/empty"], "--replot: no results at {tmp}/empty/rollout_correction"),
 ])
 def test_bad_arguments_are_refused_before_any_compute(
@@ -156,7 +156,12 @@ def test_the_grid_prints_a_table_per_arm_saves_the_curves_and_reuses_saved_runs(
     again = capsys.readouterr().out
     assert "4 runs: 4 saved" in again and "0 to compute" in again
     assert json.loads(png.with_suffix(".json").read_text())["summary"] == res["summary"]
-    assert rc.main([*argv, "--replot"]) == 0  # and the figure redraws from the JSON alone
+    # The figure redraws from the JSON alone, and the tables print in Markdown for the docs.
+    assert rc.main([*argv, "--replot", "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| arm | final reward | mean reward | learned |" in md
+    row = r"^\| `token_tis` \| \d\.\d{3} ± \d\.\d{3} \|.*\| [+-]\d\.\d{3} ± "
+    assert re.search(row, md, re.MULTILINE)
 
 
 @pytest.mark.slow
@@ -164,15 +169,15 @@ def test_the_sweep_reports_per_setting_what_blew_up(
         rc: ModuleType, tmp_path: Path, one_thread: None,
         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert rc.main([*TINY, "--sweep", "--sweep-settings", "base", "lr 1e-1", "--sweep-seeds",
+    assert rc.main([*TINY, "--sweep", "--sweep-settings", "base", "lr 3e-2", "--sweep-seeds",
                     "0", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
     table = capsys.readouterr().out
     assert "explosion sweep" in table and "blew up" in table
-    lines = [line for line in table.splitlines() if line.startswith(("base ", "lr 1e-1 "))]
+    lines = [line for line in table.splitlines() if line.startswith(("base ", "lr 3e-2 "))]
     assert len(lines) == 6  # 2 settings x (none, none_bypass, token_tis)
     assert all(re.search(r" [01]/1", line) for line in lines)
     res = json.loads((out / "rollout_correction_sweep.json").read_text())
-    assert res["mode"] == "sweep" and list(res["summary"]) == ["base", "lr 1e-1"]
+    assert res["mode"] == "sweep" and list(res["summary"]) == ["base", "lr 3e-2"]
     for setting in res["summary"].values():
         assert set(setting) == {"none", "none_bypass", "token_tis"}
         for row in setting.values():
