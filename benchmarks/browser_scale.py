@@ -331,14 +331,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     n, data = args.passages, Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
-    say(f"[1/5] the corpus: {n:,} Wikipedia-shaped passages (wiki-18's format)")
+    say(f"[1/6] the corpus: {n:,} Wikipedia-shaped passages (wiki-18's format)")
     corpus = corpus_file(n, data)
     index = data / f"wiki-{_label(n)}.index"
     if args.rebuild:
         import shutil
         shutil.rmtree(index, ignore_errors=True)
         index.with_name(index.name + ".build.json").unlink(missing_ok=True)
-    say(f"[2/5] the index: {index}")
+    say(f"[2/6] the index: {index}")
     built = build(corpus, index, args)
     say(f"      {built['documents']:,} documents; build {built['seconds']:,.0f} s over "
         f"{built['runs']} run(s), peak RSS {built['peak_rss_mb']:,.0f} MB, index "
@@ -347,7 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     queries = [str(r["question"]) for r in qa]
     rng = np.random.default_rng(args.seed)
     urls = [f"https://corpus.local/doc/{int(i)}" for i in rng.integers(0, n, args.opens)]
-    say(f"[3/5] one env process: cold (page cache evicted), then warm; {args.queries} "
+    say(f"[3/6] one env process: cold (page cache evicted), then warm; {args.queries} "
         f"queries, {args.opens} opens")
     served = _in_child(serve, str(index), queries, urls, [str(index), str(corpus)])
     s = served
@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{rk['budget']['identical_top20']:.1%}, overlap@20 {rk['budget']['overlap20']:.4f}, "
         f"top-20 p50 {rk['budget']['top20_ms']['p50']:.1f} ms "
         f"({rk['budget']['budgeted']} searches budgeted)")
-    say(f"[4/5] {args.processes} processes searching the index at once")
+    say(f"[4/6] {args.processes} processes searching the index at once")
     ctx = get_context("spawn")
     start = time.time() + 5
     with ProcessPoolExecutor(args.processes, mp_context=ctx) as ex:
@@ -389,7 +389,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     need_gb = m / 1_000_000 * 12  # today's backend: ~11.6 GB at 1M passages
     avail = psutil.virtual_memory().available / 2**30
     if m > 0 and need_gb < avail * 0.8:
-        say(f"[5/5] today's CorpusBackend (bm25s, in memory) on the first {m:,} passages, "
+        say(f"[5/6] today's CorpusBackend (bm25s, in memory) on the first {m:,} passages, "
             "against the on-disk index of the same file")
         small = corpus_file(m, data)
         small_index = data / f"wiki-{_label(m)}.index"
@@ -403,9 +403,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{cmp_['bm25s_peak_rss_mb']:,.0f} MB, search p50 "
             f"{cmp_['bm25s_search_ms']['p50']:.1f} ms")
     else:
-        say(f"[5/5] skipped: today's backend on {m:,} passages needs ~{need_gb:.0f} GB, "
+        say(f"[5/6] skipped: today's backend on {m:,} passages needs ~{need_gb:.0f} GB, "
             f"{avail:.0f} GB available")
+    say("[6/6] the Search-R1 path end to end: agent-envs rollout browser --tasks "
+        "search-r1:QA --env-arg corpus=INDEX (the oracle), and a search/open/answer episode")
+    result["search_r1"] = search_r1(corpus, index, data, args)
+    e = result["search_r1"]
+    say(f"      rollout: {e['rollout']['solved']} solved, {e['rollout']['wall_s']:.1f} s, peak "
+        f"RSS {e['rollout']['peak_rss_mb']:.0f} MB; first episode (imports, opening) "
+        f"{e['episode']['first_episode_ms']:.0f} ms, then a search step "
+        f"{e['episode']['search_ms']:.1f} ms, an open step {e['episode']['open_ms']:.1f} ms, "
+        f"(p50 of {e['episode']['episodes'] - 1}), mean reward {e['episode']['reward']}")
     return result
+
+
+def episode(index: str, qa: str, n: int = 8) -> dict[str, Any]:
+    """Env episodes over the index: search the question, open the first result, answer. The
+    first (imports, opening the index) is timed whole; the steps of the others, p50."""
+    import json as json_
+
+    import agent_envs
+
+    t = time.perf_counter()
+    env = agent_envs.make("browser", task_source=f"search-r1:{qa}", corpus=index, split="test")
+    steps: dict[str, list[float]] = {"search": [], "open": [], "search_cpu": []}
+    rewards, first_ms = [], 0.0
+    for seed in range(n + 1):
+        env.reset(seed=seed)
+        for name, args in (("search", {"query": env.task.prompt}), ("open", {"id": 0})):
+            action = (f"<|channel|>analysis to=browser.{name} code<|message|>"
+                      f"{json_.dumps(args)}<|call|>")
+            t1, c1 = time.perf_counter(), time.process_time()
+            env.step(env.codec.encode(action))
+            if seed:
+                steps[name].append((time.perf_counter() - t1) * 1000)
+                if name == "search":
+                    steps["search_cpu"].append((time.process_time() - c1) * 1000)
+        final = f"<|channel|>final<|message|>Answer: {env.task.answer}<|return|>"
+        rewards.append(env.step(env.codec.encode(final))[1])
+        if seed == 0:
+            first_ms = (time.perf_counter() - t) * 1000
+    env.close()
+    return {"first_episode_ms": first_ms, "search_ms": pct(steps["search"], 50),
+            "search_cpu_ms": pct(steps["search_cpu"], 50),
+            "open_ms": pct(steps["open"], 50), "episodes": n + 1,
+            "reward": float(np.mean(rewards))}
+
+
+def search_r1(corpus: Path, index: Path, data: Path, args: argparse.Namespace
+              ) -> dict[str, Any]:
+    from agent_envs.envs.browser.synth import sample_questions
+
+    qa = data / f"qa-{_label(args.passages)}.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n"
+                          for r in sample_questions(corpus, args.episodes, seed=args.seed)))
+    cmd = [sys.executable, "-m", "agent_envs.cli", "rollout", "browser", "--tasks",
+           f"search-r1:{qa}", "--env-arg", f"corpus={index}", "--episodes", str(args.episodes),
+           "--split", "test", "--quiet", "--transcripts", "0"]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_hwm_mb(proc.pid))
+        time.sleep(0.2)
+    out = proc.stdout.read() if proc.stdout else ""
+    solved = next((ln.split(None, 1)[1] for ln in out.splitlines() if ln.startswith("solved")),
+                  "?")
+    rollout = {"command": " ".join(cmd[2:]), "solved": solved, "exit": proc.returncode,
+               "wall_s": time.perf_counter() - t, "peak_rss_mb": peak}
+    return {"rollout": rollout, "episode": _in_child(episode, str(index), str(qa))}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -455,6 +521,16 @@ def report(result: dict[str, Any]) -> None:
         rows.append(("CorpusBackend (bm25s) there",
                      (f"build {c['bm25s_build_s']:.0f} s, peak {c['bm25s_peak_rss_mb']:,.0f} MB,"
                       f" search p50 {c['bm25s_search_ms']['p50']:.1f} ms")))
+    if "search_r1" in result:
+        e = result["search_r1"]
+        rows.append(("Search-R1 rollout (oracle)",
+                     (f"{e['rollout']['solved']}, {e['rollout']['wall_s']:.1f} s, peak RSS "
+                      f"{e['rollout']['peak_rss_mb']:.0f} MB")))
+        rows.append(("env.step p50: search / open",
+                     (f"{e['episode']['search_ms']:.1f} / {e['episode']['open_ms']:.1f} ms "
+                      f"(search CPU {e['episode']['search_cpu_ms']:.1f} ms) "
+                      f"(first episode, imports and opening: "
+                      f"{e['episode']['first_episode_ms']:.0f} ms)")))
     for k, v in rows:
         say(f"{k:<34} {v}")
     say(f"(machine: {result['machine']['cpus']} CPUs, load average "
@@ -511,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=400)
     ap.add_argument("--opens", type=int, default=200)
     ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--episodes", type=int, default=16, help="Search-R1 rollout episodes")
     ap.add_argument("--compare", type=int, default=200_000,
                     help="passages to compare with today's in-memory backend (0: skip)")
     ap.add_argument("--compare-queries", type=int, default=300)
