@@ -77,6 +77,8 @@ def _corpus(corpus: str | os.PathLike[str] | Corpus | DiskCorpus) -> Corpus | Di
         return corpus
     if is_index(corpus):  # an on-disk index (agent-envs corpus build): wiki-18 at full size
         return DiskCorpus(corpus)
+    if os.path.isdir(corpus):
+        return DiskCorpus(corpus)  # not an index: its error says how to build one
     return Corpus.from_jsonl(corpus)
 
 

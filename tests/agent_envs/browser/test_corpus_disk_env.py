@@ -10,6 +10,7 @@ import pytest
 
 import agent_envs
 from agent_envs.cli import main
+from agent_envs.envs.browser.corpus import CorpusError
 from agent_envs.envs.browser.diskindex import DiskCorpusBackend, build_index
 from agent_envs.envs.browser.synth import WikiConfig, sample_questions, write_corpus
 from agent_envs.errors import DatasetError
@@ -101,3 +102,11 @@ def test_cli_builds_inspects_searches_and_rolls_out(search_r1, tmp_path, capsys)
     assert "solved         4/4" in summary and "infra errors   0" in summary
     assert main(["corpus", "info", str(tmp_path)]) == 2
     assert "is not a corpus index" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_an_index_says_how_to_build_one(search_r1, tmp_path):
+    _, qa, _ = search_r1
+    with pytest.raises(CorpusError, match=re.escape("is not a corpus index (no corpus-index.json);"
+                                                  " build one with: agent-envs corpus build")):
+        agent_envs.make("browser", task_source=f"search-r1:{qa}", corpus=str(tmp_path),
+                        split="test")
