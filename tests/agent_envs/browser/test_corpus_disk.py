@@ -307,3 +307,9 @@ def test_a_posting_budget_proves_only_what_it_can(wiki):
         overlap.append(len(w & {r for r, _ in got}) / max(1, len(w)))
     assert ours.stats["budgeted"] > len(questions) // 2
     assert 0.5 < sum(overlap) / len(overlap) < 1.0  # it does cost ranking
+
+
+def test_worker_processes_build_the_same_index(wiki, tmp_path):
+    path, index, _, questions = wiki
+    again = build_index(path, tmp_path / "idx", progress=False, workers=2, checkpoint=700)
+    _same_index(again, index, questions[:10])
