@@ -17,7 +17,13 @@ Built on ``openenv-core``'s ``HTTPEnvServer`` (``/ws``, ``/health``, ``/metadata
   ``CAPACITY_REACHED`` error, then the socket closes); ``agent_envs.remote`` waits and retries
   until its ``busy_timeout_s``;
 - start-up checks (:func:`run_server`): the port, and one env made, reset and closed with the
-  pinned kwargs (:func:`preflight`), so a bad ``--env-arg`` fails before the server listens.
+  pinned kwargs (:func:`preflight`), so a bad ``--env-arg`` fails before the server listens;
+- no thread per session: sessions' envs run as coroutines on the event loop, or on a bounded
+  pool of worker threads shared by all (:mod:`agent_envs.server.session`), and the open-file
+  limit is raised to what ``max_sessions`` needs (:func:`raise_fd_limit`), so one process
+  holds thousands of sessions;
+- ``GET /load``: open sessions and the cap, which clients spreading sessions over several
+  servers route by (:mod:`agent_envs.server.fleet`).
 """
 
 from __future__ import annotations
@@ -29,33 +35,65 @@ import functools
 import json
 import logging
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
 import agent_envs
 from agent_envs.server._openenv import ConcurrencyConfig, HTTPEnvServer
+from agent_envs.server._threads import ThreadSlots
 from agent_envs.server.auth import AuthGuard, is_loopback
 from agent_envs.server.models import EnvSessionState, ResetData, TokenAction, TokenObservation
 from agent_envs.server.protocol import TOKEN_ENV_VAR, ServerStartError
-from agent_envs.server.session import HarmonyEnvironment, ServerSettings, _Worker
+from agent_envs.server.session import HarmonyEnvironment, ServerSettings
 
 __all__ = ["HarmonyEnvironment", "ServerSettings", "bind_socket", "create_app",
            "exposure_warning", "make_uvicorn_server", "preflight", "run_server"]
 
 _log = logging.getLogger(__name__)
 
+#: Connections the kernel queues while the server accepts (capped by net.core.somaxconn): a
+#: burst of thousands of clients connecting at once waits here instead of timing out.
+LISTEN_BACKLOG = 4096
+#: Open files one session may hold: its WebSocket, and a sandbox session's socket, CPU-weight
+#: file and pidfd (python-tool); the rest of the process gets ``FD_RESERVE``.
+FDS_PER_SESSION = 4
+FD_RESERVE = 1024
+
+
+def raise_fd_limit(max_sessions: int) -> tuple[int, int | None]:
+    """Raise this process's soft RLIMIT_NOFILE towards what ``max_sessions`` sessions need
+    (at most the hard limit, which only root may raise). Returns (soft limit now, the
+    number of files needed when even the hard limit is lower, else None)."""
+    import resource
+
+    need = max_sessions * FDS_PER_SESSION + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    short = soft != resource.RLIM_INFINITY and soft < need
+    return soft, need if short else None
+
 class _Connection:
     """One ``/ws`` connection, as the idle reaper sees it: it can be told to close."""
 
+    __slots__ = ("closed_reason", "wakeup")
+
     def __init__(self) -> None:
         self.closed_reason: str | None = None
-        self.wakeup = asyncio.Event()
+        self.wakeup: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def close(self, reason: str) -> None:
         self.closed_reason = reason
-        self.wakeup.set()
+        if not self.wakeup.done():
+            self.wakeup.set_result(None)
 
 
 _CONNECTION: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
@@ -81,7 +119,7 @@ class _ClosableWebSockets:
         conn = _Connection()
         token = _CONNECTION.set(conn)
         pending: asyncio.Future | None = None
-        waiter = asyncio.ensure_future(conn.wakeup.wait())
+        waiter = conn.wakeup  # a future, not a task: nothing runs per idle connection
 
         async def closable_receive() -> Any:
             nonlocal pending
@@ -111,13 +149,45 @@ class _ClosableWebSockets:
 
 
 class AgentEnvServer(HTTPEnvServer):
-    """OpenEnv's ``HTTPEnvServer`` with a finer idle reaper that skips busy sessions and
-    closes the reaped session's socket (after an in-band notice)."""
+    """OpenEnv's ``HTTPEnvServer`` without a thread per session, with a finer idle reaper that
+    skips busy sessions and closes the reaped session's socket (after an in-band notice).
+
+    OpenEnv gives every session a one-thread executor of its own, to make the env in and
+    close it in. Ours are cheap to construct (the env itself is made at the first reset, on
+    the server's shared worker threads) and close as coroutines, so sessions get none.
+    """
 
     async def _create_session(self) -> tuple[str, Any]:
-        session_id, env = await super()._create_session()
-        env.connection = _CONNECTION.get()  # set by _ClosableWebSockets for /ws
+        from openenv.core.env_server.exceptions import SessionCapacityError
+        from openenv.core.env_server.types import SessionInfo
+
+        async with self._session_lock:
+            if len(self._sessions) >= self._max_concurrent_envs:
+                raise SessionCapacityError(active_sessions=len(self._sessions),
+                                           max_sessions=self._max_concurrent_envs)
+            session_id = str(uuid.uuid4())
+            env = self._env_factory()  # a HarmonyEnvironment: no env, no thread yet
+            env.connection = _CONNECTION.get()  # set by _ClosableWebSockets for /ws
+            now = time.time()
+            self._sessions[session_id] = env
+            self._session_info[session_id] = SessionInfo(
+                session_id=session_id, created_at=now, last_activity_at=now, step_count=0,
+                environment_type=type(env).__name__)
         return session_id, env
+
+    async def _cleanup_session_resources(self, env: Any, executor: Any = None,
+                                         stack: Any = None) -> None:
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+        if env is not None:
+            await env.aclose()  # never raises
+
+    def load(self) -> dict[str, Any]:
+        """Sessions open and the cap (``GET /load``; clients route new sessions by it)."""
+        return {"sessions": len(self._sessions), "max_sessions": self._max_concurrent_envs,
+                "busy": sum(1 for e in list(self._sessions.values())
+                            if getattr(e, "busy", False))}
 
     async def _reap_idle_sessions(self) -> None:
         timeout = self._session_idle_timeout_s
@@ -153,11 +223,18 @@ def create_app(settings: ServerSettings) -> Any:
     app = FastAPI(title=f"agent-envs: {settings.served_id}",
                   description="An agent-envs environment over OpenEnv's WebSocket protocol "
                               "with harmony token ids (see /schema).")
+    threads = ThreadSlots(settings.workers, name="agent-env")
     server = AgentEnvServer(
-        functools.partial(HarmonyEnvironment, settings), TokenAction, TokenObservation,
+        functools.partial(HarmonyEnvironment, settings, threads), TokenAction,
+        TokenObservation,
         concurrency_config=ConcurrencyConfig(max_concurrent_envs=settings.max_sessions,
                                              session_timeout=settings.idle_timeout_s))
     server.register_routes(app)
+
+    @app.get("/load", include_in_schema=False)
+    async def load() -> dict[str, Any]:
+        """Open sessions, the cap, and how many are in a reset or step now."""
+        return {"env_id": settings.served_id, **server.load()}
 
     @app.get("/schema", include_in_schema=False)
     async def schema() -> dict[str, Any]:  # OpenEnv's, with our state and reset models
@@ -190,7 +267,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         raise ServerStartError(_bind_error(host, port, e)) from e
@@ -262,17 +339,25 @@ def _try_env(settings: ServerSettings, kwargs: dict[str, Any], limit: float | No
             with contextlib.suppress(Exception):
                 env.close()
 
-    worker = _Worker()
+    call: Future[None] = Future()
+
+    def run() -> None:  # a daemon thread: an attempt that hangs does not hold up the exit
+        if call.set_running_or_notify_cancel():
+            try:
+                attempt()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                call.set_exception(e)
+            else:
+                call.set_result(None)
+
+    threading.Thread(target=run, daemon=True, name="agent-env-preflight").start()
     try:
-        call = worker.submit(attempt)
         call.result(timeout=limit)
     except FutureTimeoutError:
         return (f"making and resetting one env took longer than the step timeout "
                 f"({limit:g} s)")
     except Exception as e:  # noqa: BLE001 - reported with the env arguments
         return f"{type(e).__name__}: {e}"
-    finally:
-        worker.shutdown()
     return None
 
 
@@ -320,7 +405,7 @@ def make_uvicorn_server(settings: ServerSettings, *, log_level: str = "warning")
 
     config = uvicorn.Config(create_app(settings), ws="websockets-sansio", log_level=log_level,
                             ws_max_size=256 * 1024 * 1024, ws_per_message_deflate=False,
-                            backlog=2048, timeout_graceful_shutdown=5)
+                            backlog=LISTEN_BACKLOG, timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
 
@@ -329,15 +414,24 @@ def run_server(settings: ServerSettings, *, host: str = "127.0.0.1", port: int =
                check_env: bool = True, warn: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted; ``ready(url)`` is called once the socket listens.
 
-    Before listening: the port is bound (a port in use fails here), and with ``check_env``
-    one env is made, reset and closed (:func:`preflight`). ``warn`` gets a warning when the
-    server would be reachable from other machines without a token (default: stderr).
+    Before listening: the open-file limit is raised for ``max_sessions`` (``warn`` is told
+    when the hard limit is too low), the port is bound (a port in use fails here), and with
+    ``check_env`` one env is made, reset and closed (:func:`preflight`). ``warn`` gets a
+    warning when the server would be reachable from other machines without a token (default:
+    stderr).
 
     Raises:
         ServerStartError: the port cannot be bound, or the env arguments are bad.
     """
     _log_like_uvicorn(log_level)
     server = make_uvicorn_server(settings, log_level=log_level)  # bad settings fail here
+    soft, need = raise_fd_limit(settings.max_sessions)
+    if need is not None:
+        (warn or _stderr)(
+            f"warning: --max-sessions {settings.max_sessions} needs about {need} open files "
+            f"and this process may open {soft} (the hard RLIMIT_NOFILE); sessions past that "
+            f"fail to open their sockets. Raise it (ulimit -Hn as root, or LimitNOFILE= in a "
+            f"systemd unit) or lower --max-sessions to {max(1, (soft - FD_RESERVE) // FDS_PER_SESSION)}.")
     sock = bind_socket(host, port)
     try:
         if check_env:

@@ -1,12 +1,21 @@
 """One server session: a gymnasium env from ``agent_envs`` behind OpenEnv's ``Environment``.
 
-:class:`HarmonyEnvironment` runs the env in a thread of its own and speaks token ids
-(:mod:`agent_envs.server.models`), sending observations as deltas with a prefix hash, their
-decoded text, and only what a model may see (:mod:`agent_envs.server.public`). A reset or
-step past the step timeout returns an in-band ``step_timeout`` error (the episode ends,
-truncated, ``infra_error`` set) and the session's env is closed and replaced, so the session
-stays usable; an env whose making timed out is closed once made, and an env whose reset or
-step timed out is closed again once that call returns.
+:class:`HarmonyEnvironment` speaks token ids (:mod:`agent_envs.server.models`), sending
+observations as deltas with a prefix hash, their decoded text, and only what a model may see
+(:mod:`agent_envs.server.public`).
+
+No thread per session. An env whose async twins (``areset``/``astep``/``aclose``, and a
+harmony env's ``acall_tool``/``aend_episode``) are its real implementation runs as coroutines
+on the server's event loop, as the rollout collector drives envs: python-tool's sandbox calls
+are awaited on their sockets. Making an env, and every call of an env that overrides a sync
+method below its async twin (so the twin would skip the override), run on the server's bounded
+pool of threads (:class:`~agent_envs.server._threads.ThreadSlots`, ``ServerSettings.workers``).
+
+A reset or step past the step timeout returns an in-band ``step_timeout`` error (the episode
+ends, truncated, ``infra_error`` set) and the session's env is closed and replaced, so the
+session stays usable; an env whose making timed out is closed once made, and an env whose
+reset or step timed out is closed again once that call returns (a coroutine is cancelled: a
+sandbox call in flight kills its sandbox session).
 """
 
 from __future__ import annotations
@@ -15,11 +24,10 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +35,7 @@ import agent_envs
 from agent_envs.errors import AgentEnvsError, EnvStateError, InvalidActionError, UnknownTaskError
 from agent_envs.harmony import get_codec
 from agent_envs.server._openenv import Environment, EnvironmentMetadata
+from agent_envs.server._threads import ThreadSlots
 from agent_envs.server.models import EnvSessionState, TokenAction, TokenObservation
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
@@ -39,7 +48,7 @@ from agent_envs.server.protocol import (
 )
 from agent_envs.server.public import public_info, public_task
 
-__all__ = ["HarmonyEnvironment", "ServerSettings"]
+__all__ = ["HarmonyEnvironment", "ServerSettings", "runs_async"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +74,12 @@ class ServerSettings:
         token: Requests must present this token (``Authorization: Bearer TOKEN``) to reach
             anything but ``/health``; it also gates the full task (``full_task``). None: no
             authentication (fine on loopback; ``run_server`` warns on other addresses).
+        workers: Threads for blocking work, shared by every session: making envs, and the
+            calls of envs that run synchronously (see ``env_calls``).
+        env_calls: ``"auto"``: an env whose async twins are its real implementation runs on
+            the event loop (no thread), any other env's calls on the ``workers`` threads;
+            ``"threads"``: every env's calls on the threads (for an env whose async methods
+            block, e.g. CPU-heavy tools).
     """
 
     env_id: str
@@ -74,6 +89,8 @@ class ServerSettings:
     step_timeout_s: float | None = 600.0
     env_factory: Callable[..., Any] | None = None
     token: str | None = dataclasses.field(default=None, repr=False)
+    workers: int = 32
+    env_calls: Literal["auto", "threads"] = "auto"
 
     def __post_init__(self) -> None:
         if self.token is not None and (not isinstance(self.token, str) or not self.token
@@ -84,6 +101,14 @@ class ServerSettings:
                              "header); e.g. --token \"$(openssl rand -hex 16)\"")
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
+                or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1 (threads for making envs and "
+                             f"for envs that run synchronously), got {self.workers!r}")
+        if self.env_calls not in ("auto", "threads"):
+            raise ValueError(f"env_calls must be 'auto' (async envs on the event loop) or "
+                             f"'threads' (every env call on the worker threads), got "
+                             f"{self.env_calls!r}")
         for name in ("idle_timeout_s", "step_timeout_s"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -107,18 +132,26 @@ class _Reply(Exception):
 class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionState]):
     """One session: a gymnasium env from ``agent_envs`` behind OpenEnv's ``Environment``.
 
-    The env is made at the first reset (with the client's extra kwargs) and runs in a thread
-    of its own, so a step that hangs can be abandoned (see ``ServerSettings.step_timeout_s``).
+    The env is made at the first reset (with the client's extra kwargs), on the server's
+    worker threads; its calls then run as coroutines on the event loop or on those threads
+    (see the module docstring), and a call past ``ServerSettings.step_timeout_s`` is
+    abandoned.
+
+    Args:
+        settings: The server's settings.
+        threads: The server's shared worker threads (default: a process-wide pool of
+            ``settings.workers`` threads).
     """
 
-    SUPPORTS_CONCURRENT_SESSIONS = True  # each session has its own env and thread
+    SUPPORTS_CONCURRENT_SESSIONS = True  # each session has its own env
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, threads: ThreadSlots | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self._threads = threads if threads is not None else default_threads(settings.workers)
         self._env: Any = None
         self._kwargs: dict[str, Any] | None = None
-        self._pool: _Worker | None = None
+        self._async = False  # the env runs on the event loop (else on the worker threads)
         self._last_obs: np.ndarray | None = None
         self._hash: RunningHash | None = None  # of _last_obs
         self._last_info: dict[str, Any] = {}
@@ -192,12 +225,20 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
             readme_content=__doc__, author="agent-envs")
 
     def close(self) -> None:
-        """Close the env and its thread (OpenEnv calls this when the session ends)."""
+        """Close the env, blocking (from a thread; the server itself awaits :meth:`aclose`)."""
         if self.closed_reason is None:
             self.closed_reason = "the session was closed"
         self._active = False
-        env, pool, self._env, self._pool = self._env, self._pool, None, None
-        _close_env(env, pool)
+        env, self._env = self._env, None
+        _close_env(env)
+
+    async def aclose(self) -> None:
+        """Close the env (the server awaits this when the session ends). Never raises."""
+        if self.closed_reason is None:
+            self.closed_reason = "the session was closed"
+        self._active = False
+        env, self._env = self._env, None
+        await self._aclose_env(env, self._async)
 
     # -- work ------------------------------------------------------------------------------
 
@@ -229,14 +270,16 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                                 f"seed must be an integer or null, got {seed!r}"))
         kwargs = self._merge_kwargs(env_kwargs or {})
         if self._env is None or kwargs != self._kwargs:
-            _close_env(self._env, self._pool)
-            self._env, self._kwargs = None, None
-            self._pool = _Worker()
-            env = await self._run(self._make_env, kwargs, what="making the env",
+            old, self._env, self._kwargs = self._env, None, None
+            await self._aclose_env(old, self._async)
+            env = await self._run("making the env", functools.partial(self._make_env, kwargs),
                                   makes_env=True)
             self._env, self._kwargs = env, kwargs
-        obs, info = await self._run(functools.partial(self._env.reset, seed=seed,
-                                                      options=options), what="reset")
+            self._async = self.settings.env_calls == "auto" and runs_async(env)
+        env = self._env
+        obs, info = await self._run(
+            "reset", functools.partial(env.reset, seed=seed, options=options),
+            lambda: env.areset(seed=seed, options=options))
         self._last_obs = np.asarray(obs, dtype=np.int32)
         self._hash = RunningHash(self._last_obs)
         self._last_info = to_jsonable(info)
@@ -262,8 +305,9 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                                 "step before reset, or after the episode ended; send a reset "
                                 "message to start an episode"))
         act: Any = action.text if action.tokens is None else action.tokens
+        env = self._env
         obs, reward, terminated, truncated, info = await self._run(
-            functools.partial(self._env.step, act), what="step")
+            "step", functools.partial(env.step, act), lambda: env.astep(act))
         self._steps += 1
         new = np.asarray(obs, dtype=np.int32)
         prev, self._last_obs = self._last_obs, new
@@ -316,38 +360,66 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                                 "reconnects on reset)", done=True, truncated=True,
                                 info=self._infra_info(self.closed_reason)))
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, what: str,
+    async def _run(self, what: str, call: Callable[[], Any],
+                   coro: Callable[[], Awaitable[Any]] | None = None, *,
                    makes_env: bool = False) -> Any:
-        """``fn(*args)`` in the session's thread, under the step timeout; errors in-band.
+        """``coro()`` on the event loop if the env runs there, else ``call()`` on a worker
+        thread, under the step timeout; errors in-band.
 
-        A call that times out goes on in its thread (Python cannot stop it); the session's env
-        is closed at once (that unblocks a step waiting on a sandbox) and what the call leaves
-        behind is closed when it ends: the env it made (``makes_env``), or the session's env
-        once more (a reset or step may have opened something after the first close).
+        A call that times out is abandoned: a coroutine is cancelled (a sandbox call in flight
+        kills its sandbox session), a thread goes on (Python cannot stop it) and gives its
+        worker slot back. The session's env is closed at once (that unblocks a step waiting on
+        a sandbox) and what the call leaves behind is closed when it ends: the env it made
+        (``makes_env``), or the session's env once more (a reset or step may have opened
+        something after the first close).
         """
-        assert self._pool is not None
-        call = self._pool.submit(fn, *args)
-        fut = asyncio.wrap_future(call)
+        future: Future[Any] | None = None
+        if coro is not None and self._async and not makes_env:
+            task: asyncio.Future[Any] = asyncio.ensure_future(coro())
+        else:
+            future = self._threads.submit(call)
+            task = asyncio.wrap_future(future)
         limit = self.settings.step_timeout_s
         try:
-            return await asyncio.wait_for(fut, limit) if limit else await fut
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait((task,), timeout=limit)
+        except asyncio.CancelledError:  # the handler was cancelled (server shutdown)
+            if makes_env:  # the session never gets this env; close it when it is made
+                _close_when_done(future or task, None, made=True, is_async=False)
+            else:
+                task.cancel()
+            raise
+        if not done:
             why = (f"{what} ran longer than the server's step timeout ({limit:g} s); the "
                    "episode was ended and its env closed (the next reset makes a fresh one)")
-            _close_when_done(call, None if makes_env else self._env, made=makes_env)
+            if future is not None:
+                self._threads.abandon(future)
+            else:
+                task.cancel()
+            _close_when_done(future or task, None if makes_env else self._env, made=makes_env,
+                             is_async=future is None)
             self._abandon()
             raise _Reply(_error(ERROR_STEP_TIMEOUT, "TimeoutError", why, done=True,
-                                truncated=True, info=self._infra_info(why))) from None
+                                truncated=True, info=self._infra_info(why)))
+        try:
+            return task.result()
         except _CALLER_ERRORS as e:
             if what == "step" and not isinstance(e, (InvalidActionError, EnvStateError)):
                 return self._env_crashed(what, e)
             raise _Reply(_error(ERROR_BAD_REQUEST, type(e).__name__, str(e))) from None
         except Exception as e:  # noqa: BLE001 - any other env failure is infra, in-band
             return self._env_crashed(what, e)
-        except asyncio.CancelledError:  # the handler was cancelled (server shutdown)
-            if makes_env:  # the session never gets this env; close it when it is made
-                _close_when_done(call, None, made=True)
-            raise
+
+    async def _aclose_env(self, env: Any, is_async: bool) -> None:
+        """Close ``env``: awaited on the loop if it runs there, else on a worker thread."""
+        if env is None:
+            return
+        try:
+            if is_async:
+                await env.aclose()
+            else:
+                await asyncio.wrap_future(self._threads.submit(env.close))
+        except Exception as e:  # noqa: BLE001 - closing is best effort
+            _log.debug("closing a session env failed: %s", e)
 
     def _env_crashed(self, what: str, e: BaseException) -> Any:
         why = f"the env raised during {what}: {type(e).__name__}: {e}"
@@ -357,12 +429,11 @@ class HarmonyEnvironment(Environment[TokenAction, TokenObservation, EnvSessionSt
                             info=self._infra_info(why)))
 
     def _abandon(self) -> None:
-        """Drop the env and its (maybe stuck) thread; close the env off the event loop."""
+        """Drop the env (its call may be stuck) and close it without waiting for that."""
         self._active = False
         self._hash = None
-        env, pool, self._env, self._kwargs, self._pool = self._env, self._pool, None, None, None
-        threading.Thread(target=_close_env, args=(env, pool), daemon=True,
-                         name="agent-env-close").start()
+        env, self._env, self._kwargs = self._env, None, None
+        _close_soon(env, is_async=self._async)
 
     def _infra_info(self, why: str) -> dict[str, Any]:
         base = dict(self._last_info)
@@ -389,65 +460,96 @@ def _error(code: str, type_name: str, message: str, **fields: Any) -> TokenObser
                             **fields)
 
 
-def _close_env(env: Any, pool: _Worker | None) -> None:
+def runs_async(env: Any) -> bool:
+    """Whether ``env``'s async twins are its real implementation, so the server can run it on
+    the event loop: it has ``areset``/``astep``/``aclose``, and none of its sync methods is
+    overridden below its async twin (a subclass that overrides ``step`` alone would see its
+    override skipped by the inherited ``astep``). A harmony env's tool and episode hooks
+    (``call_tool``/``acall_tool``, ``end_episode``/``aend_episode``) count too.
+    """
+    cls = type(env)
+    for sync, twin in _TWINS:
+        s, a = _defined_in(cls, sync), _defined_in(cls, twin)
+        if a is None:
+            if sync in _REQUIRED:
+                return False
+            continue
+        if s is not None and not issubclass(a, s):
+            return False
+    return True
+
+
+_TWINS = (("reset", "areset"), ("step", "astep"), ("close", "aclose"),
+          ("call_tool", "acall_tool"), ("end_episode", "aend_episode"))
+_REQUIRED = ("reset", "step", "close")
+
+
+def _defined_in(cls: type, name: str) -> type | None:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return klass
+    return None
+
+
+_DEFAULT_THREADS: dict[int, ThreadSlots] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_threads(size: int) -> ThreadSlots:
+    """The process-wide worker pool of ``size`` threads (for sessions made without one)."""
+    with _DEFAULT_LOCK:
+        pool = _DEFAULT_THREADS.get(size)
+        if pool is None:
+            pool = _DEFAULT_THREADS[size] = ThreadSlots(size, name="agent-env")
+        return pool
+
+
+def _close_env(env: Any) -> None:
     if env is not None:
         try:
             env.close()
         except Exception as e:  # noqa: BLE001 - closing is best effort
             _log.debug("closing a session env failed: %s", e)
-    if pool is not None:
-        pool.shutdown()
 
 
-class _Worker:
-    """A session's thread: runs its env calls in order (``submit`` returns a ``Future``).
-
-    A daemon thread, unlike a ``ThreadPoolExecutor``'s: a call that hangs for good (past the
-    step timeout, ignoring close) keeps its thread, but does not keep the server process from
-    exiting (``concurrent.futures`` joins its threads at exit).
-    """
-
-    def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
-                                       | None] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, daemon=True, name="agent-env").start()
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` after the calls before it."""
-        fut: Future[Any] = Future()
-        self._calls.put((fut, fn, args))
-        return fut
-
-    def shutdown(self) -> None:
-        """End the thread once the calls already submitted have run."""
-        self._calls.put(None)
-
-    def _loop(self) -> None:
-        while (item := self._calls.get()) is not None:
-            fut, fn, args = item
-            del item
-            if fut.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args)
-                except BaseException as e:  # noqa: BLE001 - handed to the caller
-                    fut.set_exception(e)
-                else:
-                    fut.set_result(result)
-                    del result
-            del fut, fn, args
+_CLOSING: set[asyncio.Future[Any]] = set()  # close tasks in flight (kept from the GC)
 
 
-def _close_when_done(call: Future[Any], env: Any, *, made: bool) -> None:
-    """When an abandoned ``call`` ends, close ``env`` in a thread of its own, or with
-    ``made``, the env the call returned (a make that timed out)."""
+def _close_soon(env: Any, *, is_async: bool) -> None:
+    """Close ``env`` without waiting: a task on the running loop for an env that runs there,
+    else a daemon thread of its own (not a worker: they may all be stuck in calls that only
+    this close unblocks)."""
+    if env is None:
+        return
+    if is_async:
+        async def aclose() -> None:
+            try:
+                await env.aclose()
+            except Exception as e:  # noqa: BLE001 - closing is best effort
+                _log.debug("closing a session env failed: %s", e)
 
-    def done(f: Future[Any]) -> None:
+        task = asyncio.get_running_loop().create_task(aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+        return
+    threading.Thread(target=_close_env, args=(env,), daemon=True,
+                     name="agent-env-close").start()
+
+
+def _close_when_done(call: asyncio.Future[Any] | Future[Any], env: Any, *, made: bool,
+                     is_async: bool) -> None:
+    """When an abandoned ``call`` ends, close ``env``, or with ``made``, the env the call
+    returned (a make that timed out). ``is_async``: ``call`` is a task on the running loop
+    and ``env`` runs there; else the close runs in a thread."""
+
+    def done(f: Any) -> None:
         target = env
         if made:
             if f.cancelled() or f.exception() is not None:
                 return
             target = f.result()
-        threading.Thread(target=_close_env, args=(target, None), daemon=True,
-                         name="agent-env-close").start()
+        elif not f.cancelled():
+            f.exception()  # retrieved: an abandoned call's error is not worth a warning
+        _close_soon(target, is_async=is_async)
 
     call.add_done_callback(done)
