@@ -62,11 +62,21 @@ def tmp_root() -> Path:
 
 @functools.cache
 def tiny_gguf(outtype: str = "f32") -> Path:
-    """The trainer's tiny random gpt-oss, exported by ``agent-envs export gguf tiny``."""
+    """The trainer's tiny random gpt-oss, exported by ``agent-envs export gguf tiny``.
+
+    It also seeds the weight-push template cache for the tiny architecture
+    (:func:`trainers.export.gguf.template_path`), so ``LlamaCppPolicy.for_model`` and the
+    trainer's llama.cpp sampler need no second converter run.
+    """
     from trainers.export.cli import main
+    from trainers.export.gguf import template_path
 
     out = _TMP / f"tiny-{outtype}.gguf"
     assert main(["gguf", "tiny", str(out), "--outtype", outtype]) == 0
+    cached = template_path(tiny_model(0), outtype)
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, cached)
     return out
 
 

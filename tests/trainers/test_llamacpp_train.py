@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_rollout_with_a_llamacpp_spec_records_the_engines_log_probs(tmp_path: Path) -> None:
     out = tmp_path / "eps.jsonl"
     summary = run_rollout_cli(
-        "python-tool", f"llamacpp:{tiny_gguf('f32')},slots=4,kv=f32", episodes=4, out=out,
+        "python-tool", f"llamacpp:{tiny_gguf('f32')},slots=4,kv=f32,threads=1", episodes=4,
+        out=out,
         concurrency=4, max_tokens=24, env_kwargs={"max_turns": 2}, progress=False)
     assert summary["infra_flagged"] == 0 and summary["sampled_tokens"] > 0
     model = tiny_model(0)
@@ -49,7 +50,8 @@ def test_rollout_with_a_llamacpp_spec_records_the_engines_log_probs(tmp_path: Pa
 def test_eval_python_tool_with_llamacpp_completes_and_the_bundle_verifies(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = tmp_path / "bundle"
-    rc = cli_main(["eval", "python-tool", "--policy", f"llamacpp:{tiny_gguf('f32')},slots=4",
+    spec = f"llamacpp:{tiny_gguf('f32')},slots=4,threads=1"
+    rc = cli_main(["eval", "python-tool", "--policy", spec,
                    "--trials", "1", "--max-tokens", "16", "--concurrency", "8", "--out",
                    str(bundle), "--quiet"])
     assert rc == 0, capsys.readouterr().err
@@ -62,10 +64,12 @@ def test_training_pushes_weights_to_llama_cpp_every_step(tmp_path: Path) -> None
     from trainers.config import load_config
     from trainers.train import Trainer
 
+    tiny_gguf("f32")  # the converter's export (and the push template)
     cfg = load_config(ROOT / "configs" / "tiny-cpu.toml", [
         "steps=2", "rollout.tasks_per_step=2", "rollout.group_size=4",
         "rollout.sampler=llamacpp", "rollout.llamacpp_kwargs.kv_cache_type=f32",
-        "rollout.llamacpp_kwargs.slots=4", f"logging.out_dir={tmp_path}",
+        "rollout.llamacpp_kwargs.slots=4", "rollout.llamacpp_kwargs.threads=1",
+        f"logging.out_dir={tmp_path}",
         "logging.tensorboard=false", "logging.progress=false", "logging.console=false",
         "logging.plot=false", "checkpoint.save_final=false"])
     trainer = Trainer(cfg)
@@ -108,8 +112,9 @@ def test_trl_rollout_func_samples_with_llama_cpp_at_the_models_current_weights(
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    tiny_gguf("f32")  # the converter's export (and the push template)
     model = copy.deepcopy(tiny_model(0)).train()
-    llama = LlamaCppPolicy.for_model(model, kv_cache_type="f32", slots=4)
+    llama = LlamaCppPolicy.for_model(model, kv_cache_type="f32", slots=4, threads=1)
     versions: list[str] = []
     served: dict[str, torch.nn.Module] = {}
 

@@ -42,6 +42,8 @@ __all__ = [
     "GGUFExportError",
     "export_gguf",
     "hf_dir_for",
+    "template_gguf",
+    "template_path",
 ]
 
 #: Output types ``convert_hf_to_gguf.py`` writes itself.
@@ -210,6 +212,51 @@ def quantize(src: Path, out: Path, qtype: str) -> None:
     """``llama-quantize SRC OUT QTYPE`` (the built binary)."""
     _run([str(find_binary("llama-quantize")), str(src), str(out), qtype.upper()],
          "llama-quantize")
+
+
+def template_gguf(model: Any, outtype: str = "f32") -> Path:
+    """A GGUF of ``model``'s architecture written by llama.cpp's converter, cached by
+    architecture (config, type, llama.cpp version, vocabulary).
+
+    Its tensor data is whatever the model that first filled the cache held:
+    :func:`trainers.export.gguf_weights.write_weights` replaces every tensor, so any model
+    of the same architecture gets a correct GGUF from it in a fraction of a second instead
+    of a converter run.
+
+    Args:
+        model: A gpt-oss model object (a peft wrapper is merged).
+        outtype: A type :func:`write_weights` encodes (``f32``, ``f16``, ``bf16``, ``q8_0``).
+    """
+    path = template_path(model, outtype)
+    if not path.is_file():
+        export_gguf(model, path, outtype=outtype)
+    return path
+
+
+def template_path(model: Any, outtype: str = "f32") -> Path:
+    """Where :func:`template_gguf` caches the template of ``model``'s architecture.
+
+    Any converter export of a model of that architecture and type may be put there.
+    """
+    import hashlib
+    import json
+
+    from trainers.export.gguf_weights import FAST_TYPES
+    from trainers.export.llamacpp_dist import LLAMA_CPP_PYTHON_VERSION, cache_root
+
+    if outtype.upper() not in FAST_TYPES:
+        raise GGUFExportError(f"a template must be one of {', '.join(FAST_TYPES)} (the types "
+                              f"weights can be pushed into), got {outtype!r}.")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = {k: v for k, v in base.config.to_dict().items()
+           if k not in _VOLATILE_CONFIG_KEYS and not k.startswith("_")}
+    key = hashlib.sha256(json.dumps([cfg, outtype, LLAMA_CPP_PYTHON_VERSION],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_root() / "templates" / f"gpt-oss-{key}-{outtype}.gguf"
+
+
+_VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "torch_dtype", "dtype", "use_cache",
+                                   "architectures", "output_router_logits"})
 
 
 def export_gguf(source: Any, out: str | os.PathLike[str], *, outtype: str = "f32"

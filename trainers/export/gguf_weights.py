@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FAST_TYPES", "gguf_tensors", "read_layout", "write_weights"]
+__all__ = ["FAST_TYPES", "gguf_tensors", "read_layout", "read_vocab", "write_weights"]
 
 #: Tensor types :func:`write_weights` can encode (what the converter writes for gpt-oss).
 FAST_TYPES = ("F32", "F16", "BF16", "Q8_0")
@@ -201,6 +201,65 @@ def _read_layout(path: str, mtime_ns: int, size: int) -> tuple[dict[str, Any], d
         n_bytes = math.prod(dims) // block * size
         layout[name] = _Slot(start + offset, n_bytes, q, tuple(int(d) for d in reversed(dims)))
     return meta, layout
+
+
+@functools.lru_cache(maxsize=4)
+def _read_vocab(path: str, mtime_ns: int, size: int) -> tuple[list[str], list[int]]:
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        buf = memoryview(mm)
+        try:
+            _, _, n_kv = struct.unpack_from("<IQQ", buf, 4)
+            pos = 24
+            found: dict[str, list[Any]] = {}
+            for _ in range(n_kv):
+                (n,) = struct.unpack_from("<Q", buf, pos)
+                key = bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", "replace")
+                pos += 8 + n
+                (vtype,) = struct.unpack_from("<I", buf, pos)
+                pos += 4
+                pos, value = _read_value(buf, pos, vtype,
+                                         keep=key in ("tokenizer.ggml.tokens",
+                                                      "tokenizer.ggml.token_type"))
+                if value is not None:
+                    found[key] = value
+        finally:
+            buf.release()
+    if "tokenizer.ggml.tokens" not in found:
+        raise _gguf_error(f"{path} holds no tokenizer.ggml.tokens.")
+    tokens = found["tokenizer.ggml.tokens"]
+    return tokens, found.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+
+
+def _read_value(buf: memoryview, pos: int, vtype: int, *, keep: bool) -> tuple[int, Any]:
+    if vtype == _STRING:
+        (n,) = struct.unpack_from("<Q", buf, pos)
+        text = bytes(buf[pos + 8:pos + 8 + n]).decode("utf-8", "replace") if keep else None
+        return pos + 8 + n, text
+    if vtype == _ARRAY:
+        etype, count = struct.unpack_from("<IQ", buf, pos)
+        pos += 12
+        if etype in _SCALARS:
+            fmt = "<" + _SCALARS[etype]
+            width = struct.calcsize(fmt)
+            values = (list(np.frombuffer(buf[pos:pos + width * count], dtype=np.dtype(fmt)))
+                      if keep else None)
+            return pos + width * count, values
+        out = [] if keep else None
+        for _ in range(count):
+            pos, v = _read_value(buf, pos, etype, keep=keep)
+            if out is not None:
+                out.append(v)
+        return pos, out
+    fmt = "<" + _SCALARS[vtype]
+    (value,) = struct.unpack_from(fmt, buf, pos)
+    return pos + struct.calcsize(fmt), value if keep else None
+
+
+def read_vocab(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
+    """A GGUF's ``tokenizer.ggml.tokens`` and ``tokenizer.ggml.token_type`` (cached per file
+    version)."""
+    st = os.stat(path)
+    return _read_vocab(os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
 def write_weights(template: str | os.PathLike[str], out: str | os.PathLike[str],

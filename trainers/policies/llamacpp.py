@@ -28,6 +28,8 @@ server takes new weights with :meth:`LlamaCppPolicy.load_weights` (the trainer's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import os
 import re
@@ -36,7 +38,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +54,14 @@ from trainers.policies.errors import (
     PolicyServerError,
 )
 
-__all__ = ["LlamaCppPolicy", "LlamaCppServer", "LlamaCppServerConfig", "parse_llamacpp_spec"]
+__all__ = [
+    "LlamaCppPolicy", "LlamaCppServer", "LlamaCppServerConfig", "check_llamacpp_kwargs",
+    "hf_named_weights", "parse_llamacpp_spec",
+]
 
 _LISTENING = re.compile(r"listening on (http://\S+?)(?:\s|$)")
+_RESPONSE_FIELDS = ("tokens", "completion_probabilities", "stop_type", "tokens_evaluated",
+                    "tokens_cached", "truncated")
 #: llama.cpp's default sampler chain minus everything ours does not do.
 SAMPLERS = ("temperature", "top_k", "top_p")
 
@@ -160,13 +168,16 @@ class LlamaCppServer:
             return self._start_locked()
 
     def _start_locked(self) -> str:
-        from trainers.export.llamacpp_dist import find_binary
+        from trainers.export.llamacpp_dist import LlamaCppNotBuiltError, find_binary
 
         if not self.model.is_file():
             raise PolicyConfigError(
                 f"llama.cpp model {str(self.model)!r} does not exist; export one with: "
                 f"agent-envs export gguf CHECKPOINT {self.model}")
-        binary = self.config.binary or str(find_binary("llama-server"))
+        try:
+            binary = self.config.binary or str(find_binary("llama-server"))
+        except LlamaCppNotBuiltError as e:  # a setup problem: say how to fix it, no traceback
+            raise PolicyConfigError(str(e)) from e
         cmd = self.config.command(binary, self.model)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
         try:
@@ -246,6 +257,10 @@ class LlamaCppPolicy(Policy):
         work_dir: Where pushed weights are written (default: a temporary directory).
         push_quantize: Quantize pushed weights with ``llama-quantize`` to this type (e.g.
             ``"q4_0"``); None keeps the GGUF's own tensor types.
+        allowed_token_ids: Sample only these tokens (every other one gets a logit bias of
+            -inf, the first step of llama.cpp's sampler chain), so the reported log-probs are
+            a distribution over this set: what the trainer's ``rollout.allowed_tokens="env"``
+            scores.
 
     Raises:
         PolicyConfigError: neither or both of ``model`` and ``url``.
@@ -255,7 +270,8 @@ class LlamaCppPolicy(Policy):
                  server: LlamaCppServerConfig | None = None, timeout_s: float = 600.0,
                  max_retries: int = 3, policy_id: str | None = None, version: str = "0",
                  work_dir: str | os.PathLike[str] | None = None,
-                 push_quantize: str | None = None) -> None:
+                 push_quantize: str | None = None,
+                 allowed_token_ids: Sequence[int] | None = None) -> None:
         if (model is None) == (url is None):
             raise PolicyConfigError(
                 "LlamaCppPolicy needs exactly one of model= (a GGUF file: the policy starts "
@@ -285,6 +301,10 @@ class LlamaCppPolicy(Policy):
         self._template: Path | None = Path(model) if model is not None else None
         self._pushed: Path | None = None
         self._exported_dir: Path | None = None
+        self.allowed_token_ids = (tuple(sorted({int(t) for t in allowed_token_ids}))
+                                  if allowed_token_ids is not None else None)
+        self._ban_json: str | None = None
+        self._pieces: _Pieces | None = None
 
     @classmethod
     def from_spec(cls, spec: str) -> LlamaCppPolicy:
@@ -298,26 +318,83 @@ class LlamaCppPolicy(Policy):
         target, opts = parse_llamacpp_spec(spec)
         outtype = opts.pop("outtype", "f32")
         server = LlamaCppServerConfig(**opts)
-        if target.startswith(("http://", "https://")):
-            return cls(url=target, server=server)
-        path = Path(target).expanduser()
-        if path.suffix == ".gguf":
-            if not path.is_file():
-                raise PolicyConfigError(
-                    f"policy spec 'llamacpp:{spec}': {str(path)!r} does not exist. Export a "
-                    f"checkpoint with: agent-envs export gguf CHECKPOINT {path}")
-            return cls(path, server=server)
-        from trainers.export.gguf import export_gguf
+        try:
+            if target.startswith(("http://", "https://")):
+                return cls(url=target, server=server)
+            path = Path(target).expanduser()
+            if path.suffix == ".gguf":
+                if not path.is_file():
+                    raise PolicyConfigError(
+                        f"policy spec 'llamacpp:{spec}': {str(path)!r} does not exist. Export "
+                        f"a checkpoint with: agent-envs export gguf CHECKPOINT {path}")
+                return cls(path, server=server)
+        except PolicyServerError as e:  # the CLI reports ValueErrors as one line
+            raise PolicyConfigError(f"policy spec 'llamacpp:{spec}': {e}") from e
+        from trainers.export.gguf import GGUFExportError, export_gguf
+        from trainers.export.llamacpp_dist import LlamaCppNotBuiltError
+        from trainers.export.tokenizer import TokenizerBuildError
 
         work = Path(tempfile.mkdtemp(prefix="llamacpp-policy-"))
         try:
             gguf = export_gguf(target, work / f"{path.name or 'model'}-{outtype}.gguf",
                                outtype=outtype).path
             policy = cls(gguf, server=server, policy_id=f"llamacpp:{target}")
+        except (GGUFExportError, LlamaCppNotBuiltError, TokenizerBuildError,
+                PolicyServerError) as e:
+            shutil.rmtree(work, ignore_errors=True)
+            raise PolicyConfigError(f"policy spec 'llamacpp:{spec}': {e}") from e
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         policy._exported_dir = work
+        return policy
+
+    @classmethod
+    def for_model(cls, model: Any, *, outtype: str = "f32",
+                  work_dir: str | os.PathLike[str] | None = None, version: str = "0",
+                  policy_id: str | None = None,
+                  allowed_token_ids: Sequence[int] | None = None,
+                  **server_fields: Any) -> LlamaCppPolicy:
+        """A policy serving ``model``'s current weights (what a trainer samples with).
+
+        The GGUF comes from a cached converter export of the model's architecture with the
+        weights written in (:func:`trainers.export.template_gguf`, :func:`write_weights`);
+        ``load_weights`` then pushes each update the same way.
+
+        Args:
+            model: A gpt-oss model object (LoRA adapters are merged into what is served).
+            outtype: ``f32``, ``f16``, ``bf16``, ``q8_0`` (written directly), or a
+                ``llama-quantize`` type such as ``q4_0`` (written as f32, then quantized).
+            work_dir: Where the served files go (default: a temporary directory).
+            version: The weights version.
+            policy_id: Recorded in episodes.
+            allowed_token_ids: See the class.
+            **server_fields: :class:`LlamaCppServerConfig` fields.
+        """
+        from trainers.export.gguf import quantize, template_gguf
+        from trainers.export.gguf_weights import FAST_TYPES, write_weights
+
+        check_llamacpp_kwargs({"outtype": outtype, **server_fields})
+        direct = outtype.upper() in FAST_TYPES
+        template = template_gguf(model, outtype if direct else "f32")
+        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="llamacpp-policy-"))
+        work.mkdir(parents=True, exist_ok=True)
+        tag = re.sub(r"[^A-Za-z0-9_.-]", "_", str(version))
+        served = work / f"weights-{tag}.gguf"
+        with hf_named_weights(model) as weights:
+            write_weights(template, served, weights)
+        if not direct:
+            q = served.with_name(f"weights-{tag}-{outtype}.gguf")
+            quantize(served, q, outtype)
+            served.unlink()
+            served = q
+        policy = cls(served, server=LlamaCppServerConfig(**server_fields), version=version,
+                     policy_id=policy_id or f"llamacpp:{outtype}", work_dir=work,
+                     push_quantize=None if direct else outtype,
+                     allowed_token_ids=allowed_token_ids)
+        policy._template = template
+        policy._pushed = served
+        policy._own_work = work_dir is None
         return policy
 
     # -- plumbing -------------------------------------------------------------------------
@@ -355,10 +432,25 @@ class LlamaCppPolicy(Policy):
             "samplers": list(SAMPLERS),
             "n_probs": 1, "post_sampling_probs": True, "return_tokens": True,
             "cache_prompt": True, "stream": False, "stop": [],
+            "response_fields": list(_RESPONSE_FIELDS),
         }
         if p.seed is not None:
             body["seed"] = int(p.seed) % (2**32 - 1)
         return body
+
+    def encoded_body(self, request: SampleRequest, **overrides: Any) -> bytes:
+        """``body(request)`` (with ``overrides``) as JSON bytes, with the logit bias that
+        bans every token outside ``allowed_token_ids`` (serialised once: ~201k tokens)."""
+        text = json.dumps({**self.body(request), **overrides})
+        if self.allowed_token_ids is None:
+            return text.encode()
+        if self._ban_json is None:
+            from agent_envs.harmony import VOCAB_SIZE
+
+            allowed = set(self.allowed_token_ids)
+            self._ban_json = "[" + ",".join(f"[{t},false]" for t in range(VOCAB_SIZE)
+                                            if t not in allowed) + "]"
+        return (text[:-1] + ', "logit_bias": ' + self._ban_json + "}").encode()
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -373,20 +465,21 @@ class LlamaCppPolicy(Policy):
             async def one(req: SampleRequest) -> Sample:
                 async with sem:
                     try:
-                        return self._parse(await self._post(client, url, self.body(req)), req)
+                        data = await self._post(client, url, self.encoded_body(req))
+                        return await self._complete(client, url, data, req)
                     except PolicyError as e:
                         return Sample.failed(e)
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def _post(self, client: httpx.AsyncClient, url: str, body: dict[str, Any]
-                    ) -> dict[str, Any]:
+    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes) -> dict[str, Any]:
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt))
             try:
-                resp = await client.post(url, json=body)
+                resp = await client.post(url, content=body,
+                                         headers={"Content-Type": "application/json"})
             except httpx.HTTPError as e:
                 last = f"{type(e).__name__}: {e}"
                 continue
@@ -408,18 +501,39 @@ class LlamaCppPolicy(Policy):
         raise PolicyServerError(f"POST {url} failed {self.max_retries + 1} times; last error: "
                                 f"{last}.{tail}")
 
-    def _parse(self, data: dict[str, Any], req: SampleRequest) -> Sample:
+    async def _complete(self, client: httpx.AsyncClient, url: str, data: dict[str, Any],
+                        req: SampleRequest) -> Sample:
+        """The ``Sample`` of one ``/completion`` response.
+
+        llama-server leaves out the probability of a token after which the completion's
+        text ends inside a UTF-8 character (a byte token of a rare character; it waits for
+        the rest). Those positions are found by replaying the server's rule on the tokens'
+        bytes, and their log-probs are recovered by scoring that position again.
+        """
         ids = data.get("tokens")
-        probs = data.get("completion_probabilities")
-        if not isinstance(ids, list) or not isinstance(probs, list) or len(ids) != len(probs):
+        # absent when no token got one (e.g. a lone lead byte, then <|return|>)
+        entries = data.get("completion_probabilities", [])
+        if not isinstance(ids, list) or not isinstance(entries, list):
             raise PolicyError(
-                f"llama-server returned {type(ids).__name__} tokens and "
-                f"{type(probs).__name__} probabilities of different lengths; it must be a "
-                f"llama.cpp server that honours return_tokens and n_probs. Response: "
+                f"llama-server returned no 'tokens' and 'completion_probabilities'; it must be "
+                f"a llama.cpp server that honours return_tokens and n_probs. Response: "
                 f"{str(data)[:300]}")
         token_ids = [int(t) for t in ids]
-        logprobs = []
-        for i, (tok, entry) in enumerate(zip(token_ids, probs)):
+        present = (self._present(token_ids) if len(entries) != len(token_ids)
+                   else [True] * len(token_ids))
+        if present is None:  # no vocabulary to replay with: match the ids in order
+            present = _align_by_id(token_ids, [int(e.get("id", -1)) for e in entries])
+        if sum(present) != len(entries):
+            raise PolicyError(f"llama-server returned {len(entries)} probabilities for "
+                              f"{len(token_ids)} tokens, {sum(present)} expected; is the "
+                              f"server's vocabulary the model's?")
+        logprobs: list[float] = []
+        it = iter(entries)
+        for i, tok in enumerate(token_ids):
+            if not present[i]:
+                logprobs.append(await self._rescore(client, url, req, token_ids[:i], tok))
+                continue
+            entry = next(it)
             if int(entry.get("id", tok)) != tok or "prob" not in entry:
                 raise PolicyError(f"llama-server's probability {i} is for token "
                                   f"{entry.get('id')} (sampled {tok}) or has no 'prob': "
@@ -434,6 +548,50 @@ class LlamaCppPolicy(Policy):
         # the engine stopped at one of its own end-of-generation tokens (<|endoftext|>)
         reason = "stop" if data.get("stop_type") == "eos" else "length"
         return Sample(token_ids=token_ids, logprobs=logprobs, finish_reason=reason)
+
+    def _present(self, token_ids: Sequence[int]) -> list[bool] | None:
+        """Which tokens llama-server reports a probability for (None: vocabulary unknown)."""
+        if self._pieces is None:
+            path = self._template if self.server is not None else self._remote_model_path()
+            if path is None or not Path(path).is_file():
+                return None
+            self._pieces = _Pieces(Path(path))
+        tail, out = b"", []
+        for tok in token_ids:
+            tail = (tail + self._pieces.piece(tok))[-4:]
+            out.append(_utf8_complete(tail))
+        return out
+
+    def _remote_model_path(self) -> str | None:
+        try:
+            return str(httpx.get(f"{self.url}/props", timeout=30.0).json().get("model_path"))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    async def _rescore(self, client: httpx.AsyncClient, url: str, req: SampleRequest,
+                       prefix: list[int], tok: int) -> float:
+        """The log-prob of ``tok`` after ``req.prompt + prefix``, under ``req``'s sampling
+        distribution: one more step at that position, with the whole distribution asked for
+        when the top of it does not hold ``tok``."""
+        from agent_envs.harmony import VOCAB_SIZE
+
+        for n_probs in (256, VOCAB_SIZE):
+            for attempt in range(8):  # the step's own token may end inside a character too
+                body = self.encoded_body(req, prompt=[*map(int, req.prompt), *prefix],
+                                         n_predict=1, n_probs=n_probs,
+                                         seed=(req.params.seed or 0) + 7919 * (attempt + 1),
+                                         response_fields=["completion_probabilities"])
+                entries = (await self._post(client, url, body)).get(
+                    "completion_probabilities") or []
+                if not entries:
+                    continue
+                for cand in entries[0].get("top_probs", []):
+                    if int(cand["id"]) == tok:
+                        p = float(cand["prob"])
+                        return math.log(p) if p > 0 else -math.inf
+                break  # the list was complete up to n_probs: ask for more
+        raise PolicyError(f"llama-server gave no probability for token {tok} at position "
+                          f"{len(prefix)} of a completion, even over the whole vocabulary.")
 
     # -- weights --------------------------------------------------------------------------
 
@@ -494,6 +652,98 @@ class LlamaCppPolicy(Policy):
         if self._own_work and self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
+
+
+class _Pieces:
+    """The bytes llama-server appends to a completion's text for each token id, from the
+    GGUF's own vocabulary (byte-level BPE strings; control tokens render as nothing, except
+    the five llama.cpp renders for gpt-oss)."""
+
+    RENDERED = frozenset({"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>",
+                          "<|end|>"})
+
+    def __init__(self, gguf: Path) -> None:
+        from gguf.vocab import bytes_to_unicode
+
+        from trainers.export.gguf_weights import read_vocab
+
+        self.tokens, self.types = read_vocab(gguf)
+        self.decoder = {ch: b for b, ch in bytes_to_unicode().items()}
+        self.cache: dict[int, bytes] = {}
+
+    def piece(self, tok: int) -> bytes:
+        """What llama.cpp's ``token_to_piece(tok, special=false)`` gives."""
+        got = self.cache.get(tok)
+        if got is None:
+            text = self.tokens[tok] if 0 <= tok < len(self.tokens) else ""
+            if int(self.types[tok]) == 1:  # NORMAL: byte-level BPE characters
+                got = bytes(self.decoder.get(ch, 0) for ch in text)
+            else:
+                got = text.encode() if text in self.RENDERED else b""
+            self.cache[tok] = got
+        return got
+
+
+def _utf8_complete(tail: bytes) -> bool:
+    """llama-server's ``validate_utf8(text) == len(text)`` on the last (<= 4) bytes."""
+    for i in range(1, min(4, len(tail)) + 1):
+        c = tail[-i]
+        if ((c & 0xE0) == 0xC0 and i < 2) or ((c & 0xF0) == 0xE0 and i < 3) or (
+                (c & 0xF8) == 0xF0 and i < 4):
+            return False
+    return True
+
+
+def _align_by_id(token_ids: Sequence[int], entry_ids: Sequence[int]) -> list[bool]:
+    """The earliest in-order match of ``entry_ids`` in ``token_ids`` (used only when the
+    server's vocabulary is not at hand)."""
+    out, j = [False] * len(token_ids), 0
+    for i, tok in enumerate(token_ids):
+        if j < len(entry_ids) and entry_ids[j] == tok:
+            out[i], j = True, j + 1
+    return out
+
+
+@contextmanager
+def hf_named_weights(model: Any) -> Iterator[list[tuple[str, Any]]]:
+    """``model``'s ``(Hugging Face name, tensor)`` pairs with LoRA merged (peft prefixes
+    stripped), as a trainer pushes them; adapters are unmerged again on exit."""
+    if hasattr(model, "merge_adapter"):
+        model.merge_adapter()
+        try:
+            yield [(n.replace("base_model.model.", "", 1).replace(".base_layer", ""),
+                    p.detach()) for n, p in model.named_parameters() if "lora_" not in n]
+        finally:
+            model.unmerge_adapter()
+    else:
+        yield [(n, p.detach()) for n, p in model.named_parameters()]
+
+
+def check_llamacpp_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Check ``rollout.llamacpp_kwargs`` / :meth:`LlamaCppPolicy.for_model` options.
+
+    Raises:
+        PolicyConfigError: an unknown key (with did-you-mean) or a bad value.
+    """
+    import difflib
+
+    from trainers.export.gguf import CONVERTER_TYPES, QUANTIZE_TYPES
+
+    fields = [f.name for f in dataclasses.fields(LlamaCppServerConfig)]
+    for key in kwargs:
+        if key != "outtype" and key not in fields:
+            near = difflib.get_close_matches(key, ["outtype", *fields], n=1)
+            raise PolicyConfigError(
+                f"unknown llama.cpp option {key!r}; known: outtype, {', '.join(fields)}"
+                + (f" (did you mean {near[0]!r}?)" if near else "") + ".")
+    outtype = str(kwargs.get("outtype", "f32")).lower()
+    if outtype not in CONVERTER_TYPES + QUANTIZE_TYPES:
+        near = difflib.get_close_matches(outtype, CONVERTER_TYPES + QUANTIZE_TYPES, n=1)
+        raise PolicyConfigError(
+            f"llama.cpp outtype={outtype!r} is not supported; use one of "
+            f"{', '.join(CONVERTER_TYPES + QUANTIZE_TYPES)}"
+            + (f" (did you mean {near[0]!r}?)" if near else "") + ".")
+    LlamaCppServerConfig(**{k: v for k, v in kwargs.items() if k != "outtype"})
 
 
 def parse_llamacpp_spec(spec: str) -> tuple[str, dict[str, Any]]:
