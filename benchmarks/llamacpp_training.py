@@ -54,7 +54,8 @@ KEYS = ("reward/mean", "rollout_corr/k3_kl", "rollout_corr/frac_above",
         "perf/rollout_s", "perf/train_s", "perf/sync_s")
 
 
-def run_arm(arm: str, seed: int, steps: int, out: Path) -> list[dict[str, float]]:
+def run_arm(arm: str, seed: int, steps: int, out: Path, threads: int = 1
+            ) -> list[dict[str, float]]:
     """Train one arm with one seed; returns the per-step metrics."""
     from trainers.config import load_config
     from trainers.train import Trainer
@@ -66,8 +67,8 @@ def run_arm(arm: str, seed: int, steps: int, out: Path) -> list[dict[str, float]
                  "logging.console=false", "logging.plot=false", "checkpoint.every=0",
                  "checkpoint.save_final=false"]
     if outtype is not None:
-        overrides += [f"rollout.llamacpp_kwargs.outtype={outtype}",
-                      "rollout.llamacpp_kwargs.slots=8", "rollout.llamacpp_kwargs.threads=2"]
+        overrides.append(f'rollout.llamacpp_kwargs={{outtype="{outtype}", slots=8, '
+                         f'threads={threads}}}')
     trainer = Trainer(load_config(ROOT / "configs" / "tiny-cpu.toml", overrides))
     try:
         history = trainer.train().history
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp CPU threads")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
                                          "llamacpp_training.png"))
     args = ap.parse_args(argv)
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for arm in args.arms:
             for seed in args.seeds:
                 t1 = time.perf_counter()
-                hist = run_arm(arm, seed, args.steps, Path(tmp) / f"{arm}-s{seed}")
+                hist = run_arm(arm, seed, args.steps, Path(tmp) / f"{arm}-s{seed}",
+                               args.threads)
                 runs.setdefault(arm, []).append(hist)
                 print(f"{arm} seed {seed}: reward {hist[-1]['reward/mean']:.3f}, "
                       f"KL k3 {hist[-1]['rollout_corr/k3_kl']:.2e} "

@@ -404,7 +404,7 @@ class Trainer:
             from trainers.policies.llamacpp import LlamaCppPolicy
 
             return LlamaCppPolicy.for_model(
-                self.model, work_dir=self.out_dir / "llamacpp",
+                self.model, work_dir=c.out_dir / "llamacpp",
                 policy_id=f"{c.model.name}@llamacpp", allowed_token_ids=None
                 if self.allowed is None else self.allowed.tolist(),
                 **dict(c.rollout.llamacpp_kwargs))

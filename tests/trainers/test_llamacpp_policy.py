@@ -147,6 +147,17 @@ def test_stops_at_return_and_call_with_their_log_prob(policy: LlamaCppPolicy) ->
         assert RETURN not in s.token_ids[:-1]
         ref = trainer_logprobs(model, p, s.token_ids, allowed=allowed)
         assert max(abs(a - b) for a, b in zip(s.logprobs, ref)) < 5e-3
+    # when a token outside the set outscores the boost the request is made again with every
+    # other token banned by name (here forced with a negative boost)
+    import trainers.policies.llamacpp as llamacpp_module
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(llamacpp_module, "ALLOWED_BOOST", -64.0)
+        (forced,) = restricted.sample([SampleRequest(prompt=p, max_tokens=3,
+                                                     params=SamplingParams(seed=5))])
+    assert set(forced.token_ids) <= set(allowed)
+    ref = trainer_logprobs(model, p, forced.token_ids, allowed=allowed)
+    assert max(abs(a - b) for a, b in zip(forced.logprobs, ref)) < 5e-3
     # an extra stop id (a digit) cuts the completion there, the digit included
     seven = digits[7]
     cut = restricted.sample([SampleRequest(prompt=p, max_tokens=200, params=SamplingParams(seed=s),

@@ -67,8 +67,9 @@ def test_training_pushes_weights_to_llama_cpp_every_step(tmp_path: Path) -> None
     tiny_gguf("f32")  # the converter's export (and the push template)
     cfg = load_config(ROOT / "configs" / "tiny-cpu.toml", [
         "steps=2", "rollout.tasks_per_step=2", "rollout.group_size=4",
-        "rollout.sampler=llamacpp", "rollout.llamacpp_kwargs.kv_cache_type=f32",
-        "rollout.llamacpp_kwargs.slots=4", "rollout.llamacpp_kwargs.threads=1",
+        "algo.entropy_coef=0.01",  # a gradient even when every reward of a step is 0
+        "rollout.sampler=llamacpp",
+        'rollout.llamacpp_kwargs={kv_cache_type="f32", slots=4, threads=1}',
         f"logging.out_dir={tmp_path}",
         "logging.tensorboard=false", "logging.progress=false", "logging.console=false",
         "logging.plot=false", "checkpoint.save_final=false"])
@@ -78,6 +79,7 @@ def test_training_pushes_weights_to_llama_cpp_every_step(tmp_path: Path) -> None
         result = trainer.train()
         assert len(result.history) == 2 and trainer.policy.version == "2"
         for m in result.history:
+            print({k: round(v, 3) for k, v in m.items() if k.startswith("perf/")})
             assert m["episode/infra_dropped"] == 0
             # sampler = llama.cpp on the trainer's weights of that step: kernels differ, weights not
             assert m["rollout_corr/logp_abs_diff_max"] < 5e-3
