@@ -11,6 +11,7 @@ Also available through gymnasium as ``gymnasium.make("agent_envs/python-tool-v0"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
@@ -40,8 +41,10 @@ __all__ = [
 ]
 
 
-def remote(url: str, env_id: str, **kwargs: Any) -> Any:
-    """A gymnasium env whose episodes run on the ``agent-envs serve`` server at ``url``.
+def remote(url: str | Sequence[str], env_id: str, **kwargs: Any) -> Any:
+    """A gymnasium env whose episodes run on the ``agent-envs serve`` server at ``url``
+    (several servers: a list of URLs, or one string with commas; each session goes to the
+    least-loaded live one).
 
     ``kwargs`` are env arguments (JSON values) plus the client options of
     :func:`agent_envs.server.client.remote` (``token``, default ``AGENT_ENVS_SERVER_TOKEN``;

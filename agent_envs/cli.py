@@ -348,7 +348,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         env_id=args.env, env_kwargs=_env_args(args.env_arg), max_sessions=args.max_sessions,
         idle_timeout_s=args.idle_timeout or None, step_timeout_s=args.step_timeout or None,
-        token=token)
+        token=token, workers=args.workers, env_calls=args.env_calls)
 
     def ready(url: str) -> None:
         auth = "token required" if token else "no token"
@@ -434,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sandbox backend for python-tool (default: the env's)")
     r.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other env argument (repeatable; VALUE is JSON when it parses)")
-    r.add_argument("--env-url", default=None, metavar="URL",
+    r.add_argument("--env-url", default=None, metavar="URL[,URL...]",
                    help="run the envs on an `agent-envs serve` server at URL "
-                        "(http://HOST:PORT) instead of in this process")
+                        "(http://HOST:PORT) instead of in this process; several servers: "
+                        "URLs separated by commas (each session goes to the least-loaded)")
     r.add_argument("--transcripts", type=int, default=2, help="transcripts to print (default 2)")
     r.add_argument("--out", default=None, help="write episodes to FILE (.jsonl or .parquet)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -468,9 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None,
                    help="bundle directory (default runs/eval/SUITE/MODEL-sSEED); rerunning "
                         "into it resumes")
-    e.add_argument("--env-url", default=None, metavar="URL",
+    e.add_argument("--env-url", default=None, metavar="URL[,URL...]",
                    help="run the suite's envs on an `agent-envs serve` server at URL (it must "
-                        "serve the suite's env at this version)")
+                        "serve the suite's env at this version); several servers: URLs "
+                        "separated by commas")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--html", default="board.html", help="board: where to write the HTML page")
     e.add_argument("--format", choices=("tau2",), default=None,
@@ -537,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="env argument pinned for every session (repeatable; VALUE is JSON "
                          "when it parses), e.g. --env-arg sandbox=bubblewrap")
+    sv.add_argument("--workers", type=int, default=32,
+                    help="threads shared by all sessions for making envs and for envs that "
+                         "run synchronously (default 32; async envs such as python-tool run "
+                         "on the event loop, with no thread per session)")
+    sv.add_argument("--env-calls", choices=("auto", "threads"), default="auto",
+                    help="auto: envs with native async twins run on the event loop, others "
+                         "on the worker threads; threads: every env call on the workers")
     sv.add_argument("--no-env-check", action="store_true",
                     help="skip making, resetting and closing one env before listening")
     sv.add_argument("--log-level", default="warning",

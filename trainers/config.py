@@ -142,7 +142,9 @@ class EnvSection:
     id: str = _f("toy-digit", "registered env id ('toy-digit', 'python-tool', ...)")
     kwargs: dict[str, Any] = _f({}, "arguments for agent_envs.make (budgets, task source...)")  # noqa: RUF009
     url: str | None = _f(None, "run the envs on the `agent-envs serve` server at this URL "
-                               "(http://HOST:PORT) instead of in the trainer's process")
+                               "(http://HOST:PORT) instead of in the trainer's process; "
+                               "several servers: URLs separated by commas (sessions go to "
+                               "the least-loaded live one)")
 
 
 @dataclass(frozen=True, kw_only=True)

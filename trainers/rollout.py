@@ -80,9 +80,10 @@ class RolloutConfig:
         ray_workers: Number of Ray env-worker actors (``backend="ray"``).
         progress: Show a tqdm progress bar.
         env_url: Run the envs on the ``agent-envs serve`` server at this URL
-            (``agent_envs.remote``) instead of in this process; None: the
-            ``AGENT_ENVS_ENV_URL`` environment variable if set, else local. Either is an
-            error with ``backend="ray"``.
+            (``agent_envs.remote``) instead of in this process; several servers: a list of
+            URLs, or one string with commas (each session goes to the least-loaded live one;
+            :mod:`agent_envs.server.fleet`); None: the ``AGENT_ENVS_ENV_URL`` environment
+            variable if set, else local. Either is an error with ``backend="ray"``.
     """
 
     env_id: str
@@ -102,7 +103,7 @@ class RolloutConfig:
     backend: Literal["local", "ray"] = "local"
     ray_workers: int = 2
     progress: bool = True
-    env_url: str | None = None
+    env_url: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_groups", "group_size", "concurrency", "max_batch_size",
@@ -124,6 +125,13 @@ class RolloutConfig:
             raise RolloutConfigError(
                 f"RolloutConfig.batch_window_s must be >= 0, got {self.batch_window_s!r}."
             )
+        if self.env_url is not None:
+            from agent_envs.server.fleet import parse_urls
+
+            try:
+                parse_urls(self.env_url, what="RolloutConfig.env_url")
+            except ValueError as e:
+                raise RolloutConfigError(str(e)) from None
         if self.env_url is not None and self.backend != "local":
             raise RolloutConfigError(
                 f"RolloutConfig.env_url ({self.env_url!r}) works with backend='local': the "
@@ -626,7 +634,7 @@ def run_rollout_cli(
     ray_workers: int = 2,
     episode_timeout_s: float | None = 900.0,
     progress: bool = True,
-    env_url: str | None = None,
+    env_url: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What ``agent-envs rollout ENV --policy SPEC --episodes N --out FILE`` runs.
 
@@ -647,7 +655,8 @@ def run_rollout_cli(
         ray_workers: Ray env-worker actors.
         episode_timeout_s: Per-episode wall-time limit.
         progress: Show a progress bar.
-        env_url: Run the envs on the ``agent-envs serve`` server at this URL.
+        env_url: Run the envs on the ``agent-envs serve`` server at this URL (or on
+            several: a list, or commas).
 
     Returns:
         ``summarize(...)`` plus ``out`` (the file written, or None).

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,10 @@ class EvalConfig:
         max_tokens: Cap on one completion.
         model: Model id for the header (default: the policy id).
         progress: Show a progress bar with the running score.
-        env_url: Run the suite's envs on the ``agent-envs serve`` server at this URL
-            (default: in this process). The env code there must match the pin, as here.
+        env_url: Run the suite's envs on the ``agent-envs serve`` server at this URL, or on
+            several (a list, or one string with commas: each session goes to the least-loaded
+            live one); default: in this process. The env code there must match the pin, as
+            here.
         env_args: Env arguments that are not part of the suite: only those the suite's env
             lists in its ``eval_args`` (for tau2: the simulated ``user``, ``record_user``, a
             ``judge``). Objects are recorded in the run identity and the bundle header by
@@ -78,7 +80,7 @@ class EvalConfig:
     max_tokens: int = 4096
     model: str | None = None
     progress: bool = True
-    env_url: str | None = None
+    env_url: str | Sequence[str] | None = None
     env_args: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
 
@@ -86,6 +88,10 @@ class EvalConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 task (or None for the whole suite), got "
                              f"{self.limit!r}")
+        if self.env_url is not None:
+            from agent_envs.server.fleet import parse_urls
+
+            parse_urls(self.env_url, what="env_url")  # a bad URL fails here, not per episode
         if self.trials is not None and self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials!r}")
         if self.concurrency < 1:

@@ -21,6 +21,10 @@ raises :class:`~agent_envs.server.protocol.RemoteEnvError` when no server answer
 collector records that episode as infra-flagged). At the server's session cap, ``reset``
 waits and retries for up to ``busy_timeout_s``, then raises ``ServerBusyError``.
 
+Several servers: give a list of URLs (or one string of URLs separated by commas) and each
+session goes to the least-loaded live server, a server that dies fails only the episodes it was
+running, and new sessions go to the others (:mod:`agent_envs.server.fleet`).
+
 Connections live on one background event loop per process, so the sync and async methods
 can be mixed and called from any thread or event loop.
 """
@@ -35,6 +39,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
@@ -46,6 +51,7 @@ from agent_envs import errors as _errors
 from agent_envs.core import coerce_token_ids
 from agent_envs.errors import EnvStateError, InvalidActionError, MissingDependencyError
 from agent_envs.harmony import VOCAB_SIZE, get_codec
+from agent_envs.server.fleet import FleetServer, ServerFleet, parse_urls, ws_url_of
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_SESSION_CLOSED,
@@ -61,13 +67,16 @@ from agent_envs.tasks.base import Task
 __all__ = ["RemoteEnv", "remote"]
 
 
-def remote(url: str, env_id: str, *, token: str | None = None, full_task: bool = False,
-           connect_timeout_s: float = 30.0, message_timeout_s: float | None = 1800.0,
-           busy_timeout_s: float = 60.0, **env_kwargs: Any) -> RemoteEnv:
+def remote(url: str | Sequence[str], env_id: str, *, token: str | None = None,
+           full_task: bool = False, connect_timeout_s: float = 30.0,
+           message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
+           **env_kwargs: Any) -> RemoteEnv:
     """A gymnasium env backed by the ``agent-envs serve`` server at ``url``.
 
     Args:
-        url: ``http://HOST:PORT`` (or ``ws://``) of the server.
+        url: ``http://HOST:PORT`` (or ``ws://``) of the server; or several servers of the
+            same env (a list, or one string with commas): each session goes to the
+            least-loaded live one (:mod:`agent_envs.server.fleet`).
         env_id: The env the server serves (checked on reset: a mismatch is an error).
         token: The server's token (``agent-envs serve --token``); default: the
             ``AGENT_ENVS_SERVER_TOKEN`` environment variable, if set.
@@ -116,7 +125,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 1}
 
-    def __init__(self, url: str, env_id: str, *, token: str | None = None,
+    def __init__(self, url: str | Sequence[str], env_id: str, *, token: str | None = None,
                  full_task: bool = False, connect_timeout_s: float = 30.0,
                  message_timeout_s: float | None = 1800.0, busy_timeout_s: float = 60.0,
                  **env_kwargs: Any) -> None:
@@ -126,10 +135,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             raise MissingDependencyError(
                 "agent_envs.remote needs the 'websockets' module, which comes with the "
                 "[server] extra: pip install 'agent-envs[server]'") from e
-        if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://",
-                                                           "wss://")):
-            raise ValueError(f"url must look like http://HOST:PORT (an agent-envs serve "
-                             f"server), got {url!r}")
+        urls = parse_urls(url)
         for name, value in (("connect_timeout_s", connect_timeout_s),
                             ("busy_timeout_s", busy_timeout_s)):
             if not value >= 0:
@@ -147,12 +153,10 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             raise TypeError(f"remote env kwargs must be JSON values; not JSON: {bad} ({e}). "
                             "Pass specs instead of objects (e.g. task_source='procedural')"
                             ) from e
-        base = url.rstrip("/")
-        for a, b in (("https://", "wss://"), ("http://", "ws://")):
-            if base.startswith(a):
-                base = b + base[len(a):]
-        self.url = url
-        self.ws_url = base if base.endswith("/ws") else base + "/ws"
+        #: Every server URL given; ``url``: the one this session is on (with one URL, it).
+        self.urls = urls
+        self.url = urls[0] if len(urls) == 1 else ",".join(urls)
+        self.ws_url = ws_url_of(urls[0])
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs)
         self.connect_timeout_s = connect_timeout_s
@@ -163,6 +167,9 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         if token is None:
             token = os.environ.get(TOKEN_ENV_VAR) or None
         self._token = token
+        #: The servers as one (several URLs), and the one this session is on.
+        self.fleet = ServerFleet.shared(urls, token=token) if len(urls) > 1 else None
+        self._server: FleetServer | None = None
         vocab = spaces.Discrete(VOCAB_SIZE)
         self.observation_space = spaces.Sequence(vocab, stack=True)
         self.action_space = spaces.Sequence(vocab, stack=True)
@@ -251,13 +258,31 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def __del__(self) -> None:  # best effort; close() is the contract
         ws, self._ws = getattr(self, "_ws", None), None
-        if ws is not None:
-            with contextlib.suppress(Exception):
+        server, self._server = getattr(self, "_server", None), None
+        fleet = getattr(self, "fleet", None)
+        with contextlib.suppress(Exception):
+            if server is not None and fleet is not None:
+                _IOLoop.get().call_soon_threadsafe(fleet.closed, server)
+            if ws is not None:
                 _IOLoop.submit(ws.close())
 
     # -- the work, on the I/O loop ---------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _connect(self, avoid: Sequence[FleetServer] = ()) -> None:
+        if self.fleet is None:
+            return await self._connect_one()
+        server = await self.fleet.pick(avoid=avoid)  # counted there from now on
+        self.url, self.ws_url = server.url, server.ws_url
+        try:
+            await self._connect_one()
+        except BaseException as e:
+            self.fleet.closed(server)
+            if isinstance(e, ServerUnavailableError):
+                self.fleet.failed(server, str(e.__cause__ or e))
+            raise
+        self._server = server
+
+    async def _connect_one(self) -> None:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus
 
@@ -292,8 +317,14 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
                 "started with another one; use the token given to `agent-envs serve --token` "
                 f"(or its {TOKEN_ENV_VAR})")
 
-    async def _drop(self) -> None:
+    async def _drop(self, failed: str | None = None) -> None:
+        """Close the connection; ``failed``: why its server counts as down (lost it)."""
         ws, self._ws = self._ws, None
+        server, self._server = self._server, None
+        if server is not None and self.fleet is not None:
+            self.fleet.closed(server)
+            if failed is not None:
+                self.fleet.failed(server, failed)
         if ws is not None:
             with contextlib.suppress(Exception):  # the connection is gone either way
                 await asyncio.wait_for(ws.close(), 2)
@@ -322,12 +353,19 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.05
         reconnects = 0
+        tried: list[FleetServer] = []  # servers that failed this reset (a fleet's)
         while True:
             if self._ws is None:
                 try:
-                    await self._connect()
+                    await self._connect(avoid=tried)
                 except ServerUnavailableError as e:
-                    if (isinstance(e.__cause__, (InvalidStatus, ConnectionRefusedError))
+                    if self.fleet is not None and e.__cause__ is not None:
+                        if self.fleet.any_live() and time.monotonic() <= deadline:
+                            tried += [s for s in self.fleet.servers if s.url == self.url]
+                            continue  # that server is marked down: another one
+                        raise ServerUnavailableError(self.fleet._none_live()) from e
+                    if (self.fleet is not None
+                            or isinstance(e.__cause__, (InvalidStatus, ConnectionRefusedError))
                             or time.monotonic() > deadline):
                         raise  # nothing listens there, or it is not our server
                     await asyncio.sleep(delay)  # a full listen backlog times out: retry
@@ -336,23 +374,31 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             try:
                 reply = await self._request(message)
             except (ConnectionClosed, OSError, asyncio.TimeoutError) as e:
-                await self._drop()
+                why = f"it closed a session during reset ({type(e).__name__}: {e})"
+                await self._drop(failed=why)
                 reconnects += 1
-                if reconnects > 3:
+                if reconnects > 3 + len(self.urls) - 1:
                     raise ServerUnavailableError(
                         f"the server at {self.url} closed the session during reset "
                         f"({type(e).__name__}: {e})") from e
                 continue
             data = reply.get("data") or {}
             if reply.get("type") == "error":
+                server = self._server
                 await self._drop()
                 if data.get("code") == "CAPACITY_REACHED":
                     if time.monotonic() > deadline:
+                        where = (f"the server at {self.url}" if self.fleet is None else
+                                 f"every one of the {len(self.urls)} servers")
                         raise ServerBusyError(
-                            f"the server at {self.url} stayed at its session cap "
+                            f"{where} stayed at its session cap "
                             f"({data.get('max_sessions')} sessions, --max-sessions) for "
                             f"{self.busy_timeout_s:g} s; close other sessions, raise "
                             "--max-sessions, or pass a longer busy_timeout_s")
+                    if self.fleet is not None and server is not None:
+                        self.fleet.full(server)
+                        if not self.fleet.all_full():
+                            continue  # another server has room
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
@@ -394,7 +440,8 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
             reply = await self._request({"type": "step", "data": payload})
         except (ConnectionClosed, OSError) as e:
             return await self._flagged(ids, f"lost the connection to the env server at "
-                                            f"{self.url} mid-episode ({type(e).__name__}: {e})")
+                                            f"{self.url} mid-episode ({type(e).__name__}: {e})",
+                                       lost=True)
         except asyncio.TimeoutError:
             return await self._flagged(ids, f"no reply from the env server at {self.url} within "
                                             f"{self.message_timeout_s:g} s (message_timeout_s)")
@@ -436,11 +483,12 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         return new.copy(), float(data.get("reward") or 0.0), terminated, truncated, dict(info)
 
     async def _flagged(self, ids: list[int] | None, why: str,
-                       info: dict[str, Any] | None = None
+                       info: dict[str, Any] | None = None, *, lost: bool = False
                        ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """End the episode as an infra fault and drop the session."""
+        """End the episode as an infra fault and drop the session (``lost``: the server
+        went away, so new sessions avoid it)."""
         self._active = False
-        await self._drop()
+        await self._drop(failed=why if lost else None)
         return self._with_action(ids), 0.0, False, True, _flag_info(info or self._info, why)
 
     def _with_action(self, ids: list[int] | None) -> np.ndarray:
