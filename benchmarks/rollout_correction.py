@@ -141,8 +141,8 @@ LEVELS: dict[str, dict[str, float]] = {
 #: One knob at a time: mismatch scale, learning rate, epochs x minibatches, sequence length.
 SWEEP: dict[str, dict[str, Any]] = {
     "base": {},
-    "attn gain 6": {"attn_gain": 6.0},
-    "head gain 4": {"head_gain": 4.0},
+    "head gain 3": {"head_gain": 3.0},  # per-token KL at step 1 ~6e-2
+    "head gain 4": {"head_gain": 4.0},  # ~1e-1
     "lr 1e-2": {"lr": 1e-2},
     "lr 3e-2": {"lr": 3e-2},
     "2 epochs x 4 mb": {"epochs": 2, "minibatches": 4},
