@@ -2,6 +2,11 @@
 
     python benchmarks/env_server.py [--quick] [--steps N] [--sizes 1000,8000,32000]
                                     [--out benchmarks/results/env_server.png] [--replot]
+    python benchmarks/env_server.py --load [...]   # the load test: see env_server_load.py
+
+``--load`` runs the load test instead (:mod:`benchmarks.env_server_load`): python-tool
+sessions ramped 256 -> 4,096 on one server and in-process, bursts and steady state, errors by
+kind, memory per session, latency percentiles, with a plot; it stops by itself.
 
 For each env (``toy-digit``; ``python-tool`` with the ``local`` sandbox) a server runs in a
 subprocess (``agent-envs serve ENV --port 0``) and this process holds two envs: one made
@@ -165,6 +170,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main() -> None:
+    if "--load" in sys.argv[1:]:
+        from benchmarks import env_server_load
+
+        sys.exit(env_server_load.main([a for a in sys.argv[1:] if a != "--load"]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,8000,32000")
     ap.add_argument("--steps", type=int, default=400)
