@@ -82,9 +82,10 @@ from agent_envs.harmony import (
     message_text,
 )
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
+from agent_envs.tools.base import ToolCall, ToolOutcome, ToolPart
 
 __all__ = [
-    "INFO_KEYS", "EnvConfig", "HarmonyEnv", "TokenBuffer", "ToolCall", "ToolOutcome",
+    "INFO_KEYS", "EnvConfig", "HarmonyEnv", "TokenBuffer", "ToolCall", "ToolOutcome", "ToolPart",
     "check_arguments", "check_field_types", "derive_seed", "to_jsonable",
 ]
 
@@ -250,40 +251,6 @@ def _check_iso_date(value: object) -> None:
         raise ValueError(f"{fix}: {e}") from None
 
 
-@dataclass(frozen=True, kw_only=True)
-class ToolCall:
-    """A tool call the model made: the last message of its completion."""
-
-    recipient: str
-    channel: str | None
-    content_type: str | None
-    text: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ToolOutcome:
-    """What a tool call produced.
-
-    Attributes:
-        text: The tool message the model sees.
-        ok: The call did what was asked (code ran without raising, ...).
-        error: Short description of what the model did wrong, if anything.
-        timed_out: The call hit its time limit.
-        infra_error: Set when the tool failed for reasons that are not the
-            model's; the episode then ends and is flagged.
-        duration_s: Wall-clock seconds of the call.
-        author: Who the result message is from (defaults to the recipient).
-    """
-
-    text: str
-    ok: bool
-    error: str | None = None
-    timed_out: bool = False
-    infra_error: str | None = None
-    duration_s: float = 0.0
-    author: str | None = None
-
-
 class TokenBuffer:
     """A segment's token stream: an int32 array that grows in place (amortised doubling).
 
@@ -425,8 +392,8 @@ def check_arguments(owner: str, given: Iterable[str], accepted: Iterable[str]) -
     if name in ("task_source", "tasks"):
         raise UnknownArgumentError(
             f"{owner} takes no {name} argument: it makes its own tasks. Drop {name}= (on the "
-            f"command line: --tasks), or pick an env that takes task sources (python-tool, "
-            f"functions, browser). Its arguments: {', '.join(known)}")
+            f"command line: --tasks), or pick an env that takes task sources (agent, "
+            f"python-tool, functions, browser). Its arguments: {', '.join(known)}")
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     raise UnknownArgumentError(f"{owner} got an unknown argument {name!r}{hint} "
@@ -444,20 +411,29 @@ def _argument_names(cls: type) -> frozenset[str] | None:
                         inspect.Parameter.POSITIONAL_OR_KEYWORD):
             names.add(p.name)
     if var_keyword:
-        if cls.config_classes is None:
+        configs = cls.keyword_configs()
+        if configs is None:
             return None
-        for config in cls.config_classes:
-            names.update(f.name for f in dataclasses.fields(config))
+        for config in configs:
+            names.update(_field_names(config))
         names.update(cls.extra_arguments)
     return frozenset(names)
+
+
+@functools.cache
+def _field_names(config: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(config))
 
 
 class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     """Base class of the harmony environments (see the module docstring for the contract).
 
-    Subclasses define the conversation's opening (:meth:`initial_messages`),
-    the tools (:meth:`call_tool` / :meth:`acall_tool`) and may override the
-    verifier (:meth:`verify`) and episode resource hooks.
+    An env is a task source, the conversation's opening (:meth:`initial_messages`), a list
+    of tools (:class:`~agent_envs.tools.base.ToolPart`: each call goes to the first tool
+    that answers its recipient) and a verifier (:meth:`verify`, pure). Subclasses declare
+    their keyword arguments once (:attr:`config_classes`, split by :meth:`split_kwargs`
+    with a did-you-mean for every env), their budget defaults once
+    (:attr:`budget_defaults`), and add to ``info`` through one hook (:meth:`family_info`).
     """
 
     # render_fps is meaningless for text, but gymnasium warns without it.
@@ -469,6 +445,14 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     config_classes: ClassVar[tuple[type, ...] | None] = None
     #: Other names the constructor's ``**kwargs`` take (besides the config fields).
     extra_arguments: ClassVar[tuple[str, ...]] = ()
+    #: The env's own defaults for :class:`EnvConfig` fields (budgets), under what the
+    #: caller passes: e.g. ``{"max_turns": 32, "max_tokens": 65536}`` for browsing.
+    budget_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def keyword_configs(cls) -> tuple[type, ...] | None:
+        """The config classes ``**kwargs`` are split into (default: :attr:`config_classes`)."""
+        return cls.config_classes
 
     @classmethod
     def argument_names(cls) -> frozenset[str] | None:
@@ -485,13 +469,45 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
         if names is not None:
             check_arguments(cls.env_id, kwargs, names)
 
+    @classmethod
+    def split_kwargs(cls, kwargs: Mapping[str, Any]
+                     ) -> tuple[dict[type, dict[str, Any]], dict[str, Any]]:
+        """Check ``kwargs`` (:meth:`check_arguments`) and split them by config class.
+
+        Returns:
+            ``({config class: its fields' values}, the rest)``: a name that is a field of
+            several config classes goes to each of them (``call_timeout_s`` is both the
+            python tool's and the functions runner's); the rest are
+            :attr:`extra_arguments`.
+
+        Raises:
+            UnknownArgumentError: a name the env does not take (with a did-you-mean).
+        """
+        cls.check_arguments(kwargs)
+        configs = cls.keyword_configs() or ()
+        out: dict[type, dict[str, Any]] = {c: {} for c in configs}
+        rest: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            owners = [c for c in configs if key in _field_names(c)]
+            for c in owners:
+                out[c][key] = value
+            if not owners:
+                rest[key] = value
+        return out, rest
+
+    @classmethod
+    def env_config(cls, values: Mapping[str, Any]) -> EnvConfig:
+        """The :class:`EnvConfig` for ``values`` over this env's :attr:`budget_defaults`."""
+        return EnvConfig(**{**cls.budget_defaults, **values})
+
     def __init__(self, *, task_source: TaskSource, split: Split = "train",
                  config: EnvConfig | None = None, render_mode: str | None = None,
-                 codec: HarmonyCodec | None = None) -> None:
+                 codec: HarmonyCodec | None = None, tools: Iterable[ToolPart] = ()) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self.tools: tuple[ToolPart, ...] = tuple(tools)
         self.task_source = task_source
         self.split: Split = split
         self.config = config or EnvConfig()
@@ -509,32 +525,61 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     # -- hooks for subclasses -------------------------------------------------
 
     def initial_messages(self, task: Task) -> list[oh.Message]:
-        """System, developer and user messages that open an episode on ``task``."""
+        """System, developer and user messages that open an episode on ``task`` (tools with
+        per-episode state are opened here: the prompt declares what they hold)."""
         raise NotImplementedError
 
+    def tool_for(self, recipient: str) -> ToolPart | None:
+        """The tool that answers ``recipient`` (the first in :attr:`tools`), or None."""
+        for part in self.tools:
+            if part.answers(recipient):
+                return part
+        return None
+
     def call_tool(self, call: ToolCall) -> ToolOutcome:
-        """Run a tool call synchronously. Unknown recipients get an error outcome."""
-        return self.unknown_recipient(call)
+        """Run a tool call synchronously: routed by recipient; unknown recipients get an
+        error outcome that names every tool the env has."""
+        part = self.tool_for(call.recipient)
+        return part.call(call) if part is not None else self.unknown_recipient(call)
 
     async def acall_tool(self, call: ToolCall) -> ToolOutcome:
         """Async twin of :meth:`call_tool`."""
-        return self.call_tool(call)
+        part = self.tool_for(call.recipient)
+        return await part.acall(call) if part is not None else self.unknown_recipient(call)
 
     def tool_names(self) -> list[str]:
-        """Recipients this env answers (for error messages)."""
-        return []
+        """Recipients this env answers (for error messages): every tool's, in order."""
+        return [name for part in self.tools for name in part.recipients()]
+
+    def record_final(self, final_text: str) -> None:
+        """Note a final answer before it is judged (state the family keeps across turns)."""
 
     def verify(self, task: Task, final_text: str) -> Verdict:
-        """Judge the final answer (default: the task's answer checker)."""
+        """Judge the final answer (default: the task's answer checker). Pure: it reads the
+        episode's state and changes nothing (:meth:`record_final` and :meth:`follow_up`
+        do)."""
         from agent_envs.tasks.answers import check_answer
         return check_answer(final_text, task)
 
+    def family_info(self, done: bool) -> dict[str, Any]:
+        """What the env adds to every ``info`` (default: each tool's :meth:`ToolPart.info`
+        under its name). ``done``: this is the episode's last step."""
+        out: dict[str, Any] = {}
+        for part in self.tools:
+            extra = part.info()
+            if extra is not None:
+                out[part.name] = extra
+        return out
+
     def end_episode(self) -> None:
-        """Release per-episode resources (called on reset, end and close)."""
+        """Release per-episode resources (called on reset, end and close): every tool's."""
+        for part in getattr(self, "tools", ()):
+            part.close()
 
     async def aend_episode(self) -> None:
         """Async twin of :meth:`end_episode`."""
-        self.end_episode()
+        for part in getattr(self, "tools", ()):
+            await part.aclose()
 
     def follow_up(self, verdict: Verdict, retries_used: int) -> str | None:
         """A user message to continue after a final answer (a new segment), or None to end."""
@@ -647,8 +692,18 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
             plan.final_text = message_text(last)
             return plan
         if last.recipient is not None and last.recipient != "assistant":
+            # A completion is meant to hold one call, ended by <|call|>. If one holds several
+            # (a call ended by <|end|>, then another), only the last can be answered in place.
+            skipped: tuple[str, ...] = ()
+            if any(p.reports_skipped_calls for p in self.tools):
+                skipped = tuple(m.recipient for m in parsed.messages[:-1]
+                                if m.recipient not in (None, "assistant"))
+                if skipped:
+                    plan.model_error = (f"{len(skipped)} earlier call(s) in the same "
+                                        f"completion were not run: {', '.join(skipped)}")
             plan.call = ToolCall(recipient=last.recipient, channel=last.channel,
-                                 content_type=last.content_type, text=message_text(last))
+                                 content_type=last.content_type, text=message_text(last),
+                                 skipped=skipped)
             return plan
         if parsed.stop == "call":
             plan.model_error = "<|call|> ended a message that has no recipient (to=...)"
@@ -695,6 +750,7 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
             self._tokens.extend(self.codec.message_tokens_then_assistant(msg))
         elif plan.final_text is not None:
             assert self.task is not None
+            self.record_final(plan.final_text)
             verdict = self.verify(self.task, plan.final_text)
             question = self.follow_up(verdict, self._retries)
             if question is not None:
@@ -727,7 +783,7 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
             components = self._reward_components(verdict, infra_error)
             reward = float(sum(components.values()))
         info = self._info(
-            new_segment=new_segment, env_token_count=env_tokens, tool_outcome=tool_info,
+            done=done, new_segment=new_segment, env_token_count=env_tokens, tool_outcome=tool_info,
             model_error=plan.model_error, infra_error=infra_error, reward_components=components,
             verdict=None if verdict is None else {"correct": verdict.correct,
                                                   "extracted": verdict.extracted,
@@ -762,7 +818,7 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
     def _obs(self) -> np.ndarray:
         return self._tokens.array()
 
-    def _info(self, **overrides: Any) -> dict[str, Any]:
+    def _info(self, done: bool = False, **overrides: Any) -> dict[str, Any]:
         info: dict[str, Any] = {
             "env_id": self.env_id, "task_id": self.task.id if self.task else None,
             "turn": self._turn, "segment": self._segment, "new_segment": False,
@@ -772,6 +828,7 @@ class HarmonyEnv(gym.Env[np.ndarray, np.ndarray]):
             "max_new_tokens": max(0, self.config.max_tokens - len(self._tokens)),
         }
         info.update(overrides)
+        info.update(self.family_info(done))
         return info
 
     @property

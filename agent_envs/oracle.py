@@ -1,18 +1,16 @@
-"""An oracle that writes real harmony completions for tasks with a reference solution.
+"""The oracle: real harmony completions for every env's tasks, through one ``Oracle``.
 
-It behaves as a well-trained gpt-oss would on these tasks: an analysis message,
-a python call with the task's reference code, then, once the tool has
-answered, a final answer built from the tool's *actual* output (so a broken
-sandbox or a wrong reference shows up as a wrong answer, not a silent pass).
-Tasks without reference code get the known answer directly.
+Each environment family has an oracle of its own next to its tasks
+(``agent_envs/envs/<family>/oracle.py``) that behaves as a well-trained gpt-oss would: it
+uses the tools as a model would and builds its answer from what they *actually* returned,
+so a broken tool shows up as a wrong answer, not a silent pass. A family registers its
+oracle for its ``Task`` subclass with :func:`register_oracle`; ``Oracle`` dispatches on the
+task's type (the most specific registered class first). Plain ``Task`` objects (procedural
+python-tool problems, JSONL files, GSM8K, MATH) go to python-tool's oracle.
 
-The oracle needs the task, which a real model would not: it exists to test the
-environments end to end and to benchmark everything except the model.
-
-Other environment families (browser, functions) have tasks of their own ``Task``
-subclasses and register an oracle for them with :func:`register_oracle`; ``Oracle``
-dispatches on the task's type, so the CLI, the collector's ``OraclePolicy`` and the tests
-use one ``Oracle`` for every env.
+The oracle needs the task, which a real model would not: it exists to test the environments
+end to end and to benchmark everything except the model. The CLI, the collector's
+``OraclePolicy`` and the tests use this one ``Oracle`` for every env.
 """
 
 from __future__ import annotations
@@ -22,12 +20,11 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 import numpy as np
-import openai_harmony as oh
 
-from agent_envs.harmony import HarmonyCodec, get_codec, message_text
+from agent_envs.harmony import HarmonyCodec, get_codec
 from agent_envs.tasks.base import Task
 
-__all__ = ["FamilyOracle", "Oracle", "register_oracle"]
+__all__ = ["FamilyOracle", "Oracle", "perturb", "register_oracle"]
 
 
 class FamilyOracle(Protocol):
@@ -51,8 +48,14 @@ def register_oracle(task_type: type, factory: Callable[..., FamilyOracle]) -> No
     _ORACLES[task_type] = factory
 
 
+def _python_tool_oracle(**kwargs: Any) -> FamilyOracle:
+    from agent_envs.envs.python_tool.oracle import PythonToolOracle
+
+    return PythonToolOracle(**kwargs)
+
+
 class Oracle:
-    """Writes the next completion for an observation of the python-tool env.
+    """Writes the next completion for an observation of any env, given the episode's task.
 
     Args:
         codec: The harmony codec (default: the process-wide one).
@@ -67,48 +70,28 @@ class Oracle:
         self.wrong = wrong
         self._family: dict[type, FamilyOracle] = {}
 
-    def _family_oracle(self, task: Task) -> FamilyOracle | None:
+    def family_oracle(self, task: Task) -> FamilyOracle:
+        """The oracle of ``task``'s family (built once per family)."""
         for cls in type(task).__mro__:
-            if cls is Task:
-                return None
-            if cls in _ORACLES:
+            factory = _ORACLES.get(cls) if cls is not Task else _python_tool_oracle
+            if factory is not None:
                 if cls not in self._family:
-                    self._family[cls] = _ORACLES[cls](codec=self.codec, wrong=self.wrong)
+                    self._family[cls] = factory(codec=self.codec, wrong=self.wrong)
                 return self._family[cls]
-        return None
+        raise TypeError(f"the oracle needs a Task, got {type(task).__name__}")
 
     def act_text(self, obs: Sequence[int] | np.ndarray, task: Task) -> str:
         """The completion as text (harmony special tokens written out)."""
-        family = self._family_oracle(task)
-        if family is not None:
-            return family.act_text(obs, task)
-        messages = self.codec.parse_conversation(obs)
-        last = messages[-1] if messages else None
-        if last is not None and last.author.role == oh.Role.TOOL:
-            output = message_text(last).strip()
-            lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-            answer = lines[-1] if lines else ""
-            return self._final(answer, note=f"The tool printed {answer!r}.")
-        if task.solution_code is None:
-            return self._final(task.answer, note="I know this one.")
-        return ("<|channel|>analysis<|message|>I will compute this exactly with python."
-                "<|end|><|start|>assistant<|channel|>analysis to=python code<|message|>"
-                f"{task.solution_code.rstrip()}<|call|>")
+        return self.family_oracle(task).act_text(obs, task)
 
     def act(self, obs: Sequence[int] | np.ndarray, task: Task) -> list[int]:
         """The completion as token ids, ending in ``<|call|>`` or ``<|return|>``."""
         return self.codec.encode(self.act_text(obs, task))
 
-    def _final(self, answer: str, *, note: str) -> str:
-        if self.wrong:
-            answer = _perturb(answer)
-        return (f"<|channel|>analysis<|message|>{note}<|end|>"
-                f"<|start|>assistant<|channel|>final<|message|>"
-                f"The answer is \\boxed{{{answer}}}.<|return|>")
 
-
-def _perturb(answer: str) -> str:
-    """A different answer of the same shape (numbers move by one, words change)."""
+def perturb(answer: str) -> str:
+    """A different answer of the same shape (numbers move by one, words change): what the
+    families' ``wrong=True`` oracles answer."""
     try:
         return str(Fraction(answer.replace(",", "")) + 1)
     except (ValueError, ZeroDivisionError):

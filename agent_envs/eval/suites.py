@@ -289,7 +289,7 @@ def _procedural_test_tasks(per_difficulty: int, max_chars: int = 6000
     whose prompt or reference solution is over ``max_chars`` (at d4-d5 some string families
     embed inputs of up to 190k characters, which no model can retype into a code cell)."""
     def tasks() -> list[tuple[str, str]]:
-        from agent_envs.tasks.procedural import ProceduralTasks
+        from agent_envs.envs.python_tool.procedural import ProceduralTasks
 
         out = []
         for d in range(1, 6):

@@ -94,6 +94,9 @@ class SystemConfig:
         python_description: Overrides the python tool's description (e.g. to
             state the real timeout); None keeps openai-harmony's text.
         browser_tool: Declare the built-in ``browser`` tool.
+        tools: Built-in tool namespaces to declare (what the envs' tool parts give), after
+            the two flags above. openai-harmony renders them in its own order (``browser``
+            before ``python``, as the reference ``gpt_oss/chat.py`` declares them).
     """
 
     reasoning_effort: ReasoningEffort = "medium"
@@ -103,6 +106,7 @@ class SystemConfig:
     python_tool: bool = False
     python_description: str | None = None
     browser_tool: bool = False
+    tools: tuple[oh.ToolNamespaceConfig, ...] = ()
 
     def __post_init__(self) -> None:
         if self.reasoning_effort not in _EFFORT:
@@ -228,6 +232,8 @@ class HarmonyCodec:
             content = content.with_tools(ns)
         if cfg.browser_tool:
             content = content.with_tools(oh.ToolNamespaceConfig.browser())
+        for ns in cfg.tools:
+            content = content.with_tools(ns)
         return oh.Message.from_role_and_content(oh.Role.SYSTEM, content)
 
     def developer_message(self, instructions: str | None = None,

@@ -1,4 +1,9 @@
-"""Tasks for the environments: procedural generators, JSONL files, GSM8K and MATH.
+"""Tasks: what every environment family shares.
+
+``Task``/``TaskSource``/``Verdict`` (:mod:`~agent_envs.tasks.base`), finite sources, JSONL
+files and ``datasets`` loaders (GSM8K, MATH), answer extraction and checking, and split
+hygiene (:mod:`~agent_envs.tasks.splits`). Each family's own generator, verifier and oracle
+live with the family under ``agent_envs/envs/<family>/``.
 
 Quick start::
 
@@ -7,23 +12,22 @@ Quick start::
     task = source.sample(seed=0, split="train")
     check_answer("The answer is \\\\boxed{42}.", task).correct
 
-``make_task_source`` specs: ``"procedural"`` (kwargs ``difficulty``,
-``families``, ``version``), ``"jsonl:PATH"``, ``"gsm8k"`` / ``"gsm8k:train"``,
-``"math"`` / ``"math:train"`` (kwargs go to ``load_gsm8k`` / ``load_math``), and
-``"gsm8k:test:FILE"`` / ``"math:test:FILE"`` for a local copy of the data.
+``make_task_source`` is python-tool's spec parser (``"procedural"``, ``"jsonl:PATH"``,
+``"gsm8k[:split[:FILE]]"``, ``"math[:split[:FILE]]"``); it and the procedural generator
+(``ProceduralTasks``, ``family_names``) live in ``agent_envs.envs.python_tool`` and are
+importable from here too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent_envs.errors import UnknownTaskError
 from agent_envs.tasks.answers import check_answer, extract_answer, normalize_str, parse_number
 from agent_envs.tasks.base import AnswerKind, Split, Task, TaskSource, Verdict
 from agent_envs.tasks.finite import FiniteTasks
 from agent_envs.tasks.hf import DatasetTasks, load_gsm8k, load_math
 from agent_envs.tasks.jsonl import JsonlTasks, save_tasks
-from agent_envs.tasks.procedural import ProceduralTasks, family_names, split_of
+from agent_envs.tasks.splits import split_of
 
 __all__ = [
     "AnswerKind", "DatasetTasks", "FiniteTasks", "JsonlTasks", "ProceduralTasks", "Split",
@@ -32,47 +36,16 @@ __all__ = [
     "save_tasks", "split_of",
 ]
 
-_SPECS = ("'procedural', 'jsonl:PATH', 'gsm8k[:train|test[:FILE]]' or "
-          "'math[:train|test[:FILE]]'")
+# python-tool's, importable from here (users and docs do); imported on first use so that the
+# shared task machinery does not load a family.
+_PYTHON_TOOL = {"ProceduralTasks": "agent_envs.envs.python_tool.procedural",
+                "family_names": "agent_envs.envs.python_tool.procedural",
+                "make_task_source": "agent_envs.envs.python_tool.tasks"}
 
 
-def make_task_source(spec: str | TaskSource, **kwargs: Any) -> TaskSource:
-    """Build a task source from a short spec string (a ``TaskSource`` passes through).
+def __getattr__(name: str) -> Any:
+    if name in _PYTHON_TOOL:
+        import importlib
 
-    Args:
-        spec: ``"procedural"``, ``"jsonl:PATH"``, ``"gsm8k[:split[:FILE]]"`` or
-            ``"math[:split[:FILE]]"`` (split defaults to ``test``; FILE: a local copy of the
-            data), or a ready source.
-        **kwargs: Passed to the source's constructor or loader
-            (``difficulty=2, families=[...]`` for procedural).
-
-    Returns:
-        The task source.
-
-    Raises:
-        UnknownTaskError: The spec names no known source.
-    """
-    if isinstance(spec, TaskSource):
-        if kwargs:
-            raise TypeError(f"options {sorted(kwargs)} apply only to a spec string, not to a "
-                            f"ready {type(spec).__name__}; configure it when you build it")
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"spec must be a string or a TaskSource, got {type(spec).__name__}")
-    kind, sep, rest = spec.partition(":")
-    if kind == "procedural" and not sep:
-        return ProceduralTasks(**kwargs)
-    if kind == "jsonl":
-        if not rest:
-            raise UnknownTaskError(f"task source spec {spec!r} has no path; write 'jsonl:PATH'")
-        return JsonlTasks(rest, **kwargs)
-    if kind in ("gsm8k", "math"):
-        split, _, files = rest.partition(":")
-        if sep and split not in ("train", "test"):
-            raise UnknownTaskError(f"task source spec {spec!r}: split must be 'train' or "
-                                   f"'test', e.g. '{kind}:test' or '{kind}:test:FILE'")
-        if files:
-            kwargs = {"data_files": files, **kwargs}
-        loader = load_gsm8k if kind == "gsm8k" else load_math
-        return loader(split or "test", **kwargs)
-    raise UnknownTaskError(f"unknown task source spec {spec!r}; use {_SPECS}")
+        return getattr(importlib.import_module(_PYTHON_TOOL[name]), name)
+    raise AttributeError(f"module 'agent_envs.tasks' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """``browser``: gpt-oss with its built-in browsing tool (``browser.search``/``open``/``find``).
 
-The system message declares the tool exactly as gpt-oss was trained with it
+A preset of the composed env (:class:`~agent_envs.envs.agent.env.AgentEnv`) with one tool,
+:class:`~agent_envs.tools.browser.BrowserPart`. The system message declares the tool exactly as gpt-oss was trained with it
 (openai-harmony's ``ToolNamespaceConfig.browser()``). The model calls
 ``<|channel|>analysis to=browser.search<|message|>{"query": ...}<|call|>``; the tool
 answers as ``browser.search`` on the same channel, with the page text the reference tool
@@ -17,7 +18,7 @@ request, a search provider without its API key) ends the episode with ``infra_er
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 # The [browser] extra, imported here so that a missing one is reported when the env is made
@@ -25,16 +26,16 @@ from typing import Any, Literal
 import bm25s  # noqa: F401
 import html2text  # noqa: F401
 import lxml.html  # noqa: F401
-import numpy as np
-import openai_harmony as oh
 
-from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome, check_field_types
+from agent_envs.core import EnvConfig, check_field_types
+from agent_envs.envs.agent.env import AgentEnv, one_spec
+from agent_envs.envs.browser import verifier
 from agent_envs.envs.browser.backends import Backend
 from agent_envs.envs.browser.tasks import BrowserTaskSource, ProceduralBrowserTasks
 from agent_envs.envs.browser.tool import BrowserTool, BrowserToolConfig
-from agent_envs.envs.browser.verifier import Judgement, judge
+from agent_envs.envs.browser.verifier import Judgement
 from agent_envs.errors import UnknownTaskError
-from agent_envs.harmony import HarmonyCodec, SystemConfig
+from agent_envs.harmony import HarmonyCodec
 from agent_envs.tasks.base import Split, Task, Verdict, check_procedural_only
 
 __all__ = ["DEFAULT_INSTRUCTIONS", "BrowserConfig", "BrowserEnv", "make_browser_tasks"]
@@ -51,20 +52,18 @@ _KNOBS = ("hops", "distractors", "deep_evidence", "table_only", "paraphrase", "e
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BrowserConfig:
-    """Settings of the browser env (besides the tool's :class:`BrowserToolConfig`).
+    """Settings of the browser env's reward (besides the tool's :class:`BrowserToolConfig`).
 
     Attributes:
         reward: ``"em"`` (1 for an exact match with the answer or an alias) or ``"f1"``
             (the best SQuAD F1).
         citation_weight: Reward term: weight times the share of citations that check out.
         evidence_weight: Reward term: weight times the evidence-page recall.
-        instructions: Developer instructions placed before the question.
     """
 
     reward: Literal["em", "f1"] = "em"
     citation_weight: float = 0.0
     evidence_weight: float = 0.0
-    instructions: str = DEFAULT_INSTRUCTIONS
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -118,123 +117,94 @@ def make_browser_tasks(spec: str | BrowserTaskSource, *, difficulty: int | None 
                            "'search-r1:QA_FILE' or 'browsecomp-plus:QUERIES_FILE' (with corpus=)")
 
 
-def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    BrowserEnv.check_arguments(kwargs)
-    groups = [{f.name for f in dataclasses.fields(c)}
-              for c in (EnvConfig, BrowserToolConfig, BrowserConfig)]
-    groups.append(set(_KNOBS))
-    out: list[dict[str, Any]] = [{} for _ in groups]
-    for key, value in kwargs.items():
-        out[next(i for i, names in enumerate(groups) if key in names)][key] = value
-    return tuple(out)
-
-
-class BrowserEnv(HarmonyEnv):
+class BrowserEnv(AgentEnv):
     """gpt-oss answering questions with its browser tool.
 
     Args:
         task_source: ``"procedural"`` (default), ``"search-r1:QA_FILE"``,
             ``"browsecomp-plus:QUERIES_FILE"``, or a ``BrowserTaskSource``.
+        tasks: Alias of ``task_source``.
         split: ``"train"`` or ``"test"``.
         difficulty: Procedural difficulty preset, 1..5 (default 1; procedural only).
         backend: A :class:`Backend` to use for every task instead of the task source's
             corpus (e.g. a ``LiveBackend``, or a ``ReplayBackend`` over a cassette).
         corpus: Corpus file for the loader specs (an error with procedural tasks).
         cache_dir: Where corpus indexes are saved (None: in memory).
+        instructions: Developer instructions placed before the question.
         render_mode: None or ``"ansi"``.
-        **kwargs: Fields of :class:`~agent_envs.core.EnvConfig`,
-            :class:`BrowserToolConfig` and :class:`BrowserConfig`, and the procedural
-            knobs (``hops``, ``distractors``, ``deep_evidence``, ``table_only``,
-            ``paraphrase``, ``entities``, ``questions_per_world``).
+        **kwargs: Fields of :class:`~agent_envs.core.EnvConfig` (here ``max_turns=32`` and
+            ``max_tokens=65536`` by default), :class:`BrowserToolConfig` and
+            :class:`BrowserConfig`, and the procedural knobs (``hops``, ``distractors``,
+            ``deep_evidence``, ``table_only``, ``paraphrase``, ``entities``,
+            ``questions_per_world``).
     """
 
     env_id = "browser-v0"
     config_classes = (EnvConfig, BrowserToolConfig, BrowserConfig)
     extra_arguments = _KNOBS
+    # Multi-hop browsing takes more turns and tokens than the shared defaults allow.
+    budget_defaults: Mapping[str, Any] = {"max_turns": 32, "max_tokens": 65_536}
+    default_instructions = DEFAULT_INSTRUCTIONS
 
-    def __init__(self, *, task_source: str | BrowserTaskSource = "procedural",
+    def __init__(self, *, task_source: str | BrowserTaskSource | None = None,
+                 tasks: str | BrowserTaskSource | None = None,
                  split: Split = "train", difficulty: int | None = None,
                  backend: Backend | None = None,
                  corpus: str | None = None, cache_dir: str | None = None,
+                 instructions: str | None = None,
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
-        env_kw, tool_kw, browser_kw, knobs = _split_kwargs(kwargs)
-        # Multi-hop browsing takes more turns and tokens than the shared defaults allow.
-        env_kw.setdefault("max_turns", 32)
-        env_kw.setdefault("max_tokens", 65_536)
-        self.tool_config = BrowserToolConfig(**tool_kw)
-        self.browser_config = BrowserConfig(**browser_kw)
+        from agent_envs.tools.browser import BrowserPart
+
+        configs, knobs = self.split_kwargs(kwargs)
+        part = BrowserPart(BrowserToolConfig(**configs[BrowserToolConfig]), backend=backend)
+        self.browser_config = BrowserConfig(**configs[BrowserConfig])
         if "hops" in knobs and isinstance(knobs["hops"], list):
             knobs["hops"] = tuple(knobs["hops"])
-        source = make_browser_tasks(task_source, difficulty=difficulty, corpus=corpus,
+        spec = one_spec(task_source, tasks)
+        source = make_browser_tasks("procedural" if spec is None else spec,
+                                    difficulty=difficulty, corpus=corpus,
                                     cache_dir=cache_dir, split=split, **knobs)
-        super().__init__(task_source=source, split=split, config=EnvConfig(**env_kw),
-                         render_mode=render_mode, codec=codec)
-        self._fixed_backend = backend
-        self.tool: BrowserTool | None = None
-        self._judgement: Judgement | None = None
+        self._final_text: str | None = None
+        self._judged: tuple[str, Judgement] | None = None
+        self._compose(parts=(part,), source=source, split=split, configs=configs,
+                      instructions=instructions, render_mode=render_mode, codec=codec)
 
-    # -- conversation -----------------------------------------------------------------
+    @property
+    def tool(self) -> BrowserTool | None:
+        """This episode's browser (page stack and backend); None before the first reset."""
+        return self.tools[0].tool  # type: ignore[attr-defined]
 
-    def initial_messages(self, task: Task) -> list[oh.Message]:
-        backend = self._fixed_backend
-        if backend is None:
-            assert isinstance(self.task_source, BrowserTaskSource)
-            backend = self.task_source.backend_for(task)  # type: ignore[arg-type]
-        self.tool = BrowserTool(backend, self.tool_config)
-        self._judgement = None
-        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
-                              conversation_date=self.config.conversation_date,
-                              browser_tool=True)
-        return [self.codec.system_message(system),
-                self.codec.developer_message(self.browser_config.instructions),
-                self.codec.user_message(task.prompt)]
+    @property
+    def tool_config(self) -> BrowserToolConfig:
+        """The browser tool's settings."""
+        return self.tools[0].config  # type: ignore[attr-defined]
 
-    def tool_names(self) -> list[str]:
-        return ["browser.search", "browser.open", "browser.find"]
-
-    # -- the tool ---------------------------------------------------------------------
-
-    def _route(self, call: ToolCall) -> str | ToolOutcome:
-        if call.recipient == "browser":  # the reference: no function, no arguments
-            text = json.dumps({"error": "Invalid function arguments"})
-            return ToolOutcome(text=text, ok=False, error=text, author="browser")
-        if not call.recipient.startswith("browser."):
-            return self.unknown_recipient(call)
-        return call.recipient[len("browser."):]
-
-    @staticmethod
-    def _outcome(result: Any, seconds: float = 0.0) -> ToolOutcome:
-        return ToolOutcome(text=result.text, ok=result.ok, error=result.error,
-                           infra_error=result.infra_error, author=result.author,
-                           duration_s=seconds)
-
-    def call_tool(self, call: ToolCall) -> ToolOutcome:
-        route = self._route(call)
-        if isinstance(route, ToolOutcome):
-            return route
-        assert self.tool is not None
-        return self._outcome(self.tool.call(route, call.text))
-
-    async def acall_tool(self, call: ToolCall) -> ToolOutcome:
-        route = self._route(call)
-        if isinstance(route, ToolOutcome):
-            return route
-        assert self.tool is not None
-        return self._outcome(await self.tool.acall(route, call.text))
+    def initial_messages(self, task: Task) -> list[Any]:
+        self._final_text, self._judged = None, None
+        return super().initial_messages(task)
 
     # -- judging ----------------------------------------------------------------------
 
+    def record_final(self, final_text: str) -> None:
+        self._final_text = final_text
+
     def verify(self, task: Task, final_text: str) -> Verdict:
-        aliases = getattr(task, "aliases", ())
-        evidence = getattr(task, "evidence", ())
+        """Exact match with the answer or an alias (pure; see
+        :func:`agent_envs.envs.browser.verifier.verify`)."""
         views = self.tool.views if self.tool is not None else []
-        j = judge(final_text, task.answer, aliases, evidence, views)
-        self._judgement = j
-        correct = j.em
-        reason = "match" if j.em else (f"expected {task.answer!r}, got {j.answer!r}"
-                                       if j.answer else "no answer found")
-        return Verdict(correct=bool(correct), extracted=j.answer, reason=reason)
+        return verifier.verify(task, final_text, views)[0]
+
+    @property
+    def _judgement(self) -> Judgement | None:
+        """The judgement of the last final answer (F1, citations, evidence recall)."""
+        if self._final_text is None or self.task is None:
+            return None
+        if self._judged is None or self._judged[0] != self._final_text:
+            views = self.tool.views if self.tool is not None else []
+            self._judged = (self._final_text,
+                            verifier.verify(self.task, self._final_text, views)[1])
+        return self._judged[1]
 
     def _reward_components(self, verdict: Verdict | None, infra_error: str | None
                            ) -> dict[str, float]:
@@ -251,34 +221,11 @@ class BrowserEnv(HarmonyEnv):
                 j.evidence_recall if j else 0.0)
         return comps
 
-    def _browser_info(self, done: bool) -> dict[str, Any]:
-        tool = self.tool
-        info: dict[str, Any] = {
-            "cursor": tool.current_cursor if tool is not None else -1,
-            "pages_opened": sum(v.kind == "page" for v in tool.views) if tool else 0,
-        }
-        if done and self._judgement is not None:
-            info["judgement"] = self._judgement.as_info()
+    def family_info(self, done: bool) -> dict[str, Any]:
+        """``browser``: the cursor and pages opened; at the end also the ``judgement``."""
+        info = super().family_info(done)
+        if done and self._final_text is not None:
+            j = self._judgement
+            if j is not None:
+                info["browser"]["judgement"] = j.as_info()
         return info
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        info["browser"] = self._browser_info(False)
-        return obs, info
-
-    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-                     ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = await super().areset(seed=seed, options=options)
-        info["browser"] = self._browser_info(False)
-        return obs, info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        info["browser"] = self._browser_info(terminated or truncated)
-        return obs, reward, terminated, truncated, info
-
-    async def astep(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = await super().astep(action)
-        info["browser"] = self._browser_info(terminated or truncated)
-        return obs, reward, terminated, truncated, info

@@ -120,8 +120,8 @@ class BrowserOracle:
                 cites.append(cite)
         answer = task.answer
         if self.wrong:
-            from agent_envs.oracle import _perturb
-            answer = _perturb(answer.replace(",", "")) if answer.replace(",", "").isdigit() \
+            from agent_envs.oracle import perturb
+            answer = perturb(answer.replace(",", "")) if answer.replace(",", "").isdigit() \
                 else f"not {answer}"
         yield (f"<|channel|>analysis<|message|>The pages give the answer.<|end|>"
                f"<|start|>assistant<|channel|>final<|message|>Answer: {answer} "

@@ -27,9 +27,14 @@ from typing import Any
 
 from agent_envs.envs.browser.tool import View
 from agent_envs.envs.browser.view import strip_links
+from agent_envs.tasks.base import Verdict
 
-__all__ = ["CITATION_RE", "Judgement", "extract_browser_answer", "f1_score",
-           "judge", "normalize_answer"]
+__all__ = ["CITATION_RE", "VERIFIER_VERSION", "Judgement", "extract_browser_answer",
+           "f1_score", "judge", "normalize_answer", "verdict", "verify"]
+
+#: Bump whenever a verdict can change (extraction, normalisation, citation checks); eval
+#: suites pin it.
+VERIFIER_VERSION = "browser-em-f1-1"
 
 CITATION_RE = re.compile(r"【(?P<cursor>\d+)†L(?P<start>\d+)(?:-L?(?P<end>\d+))?】")
 _ANY_MARKER = re.compile(r"【[^】]*】")
@@ -164,3 +169,20 @@ def judge(final_text: str, answer: str, aliases: Sequence[str],
                      citation_precision=len(ok) / len(citations) if citations else 0.0,
                      cited_evidence_pages=cited_evidence, evidence_recall=recall,
                      pages_opened=opened)
+
+
+def verdict(judgement: Judgement, answer: str) -> Verdict:
+    """The env's verdict from a judgement: correct when the answer matches exactly (EM)."""
+    if judgement.em:
+        return Verdict(correct=True, extracted=judgement.answer, reason="match")
+    reason = (f"expected {answer!r}, got {judgement.answer!r}" if judgement.answer
+              else "no answer found")
+    return Verdict(correct=False, extracted=judgement.answer, reason=reason)
+
+
+def verify(task: Any, final_text: str, views: Sequence[View]) -> tuple[Verdict, Judgement]:
+    """Judge ``final_text`` as the answer to a browser task (pure), given the pages the model
+    saw (``views``): the verdict and the full judgement (F1, citations, evidence recall)."""
+    j = judge(final_text, task.answer, getattr(task, "aliases", ()),
+              getattr(task, "evidence", ()), views)
+    return verdict(j, task.answer), j

@@ -1,6 +1,7 @@
 """``functions``: gpt-oss calling developer-provided functions, natively in harmony.
 
-The functions are declared in the developer message (``namespace functions``, rendered by
+A preset of the composed env (:class:`~agent_envs.envs.agent.env.AgentEnv`) with one tool,
+:class:`~agent_envs.tools.functions.FunctionsPart`. The functions are declared in the developer message (``namespace functions``, rendered by
 openai-harmony) and the model calls them as
 ``<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{...}<|call|>``.
 Each call is parsed (recipient, constrain type, JSON arguments), validated against the
@@ -18,17 +19,17 @@ answers) by the task.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import openai_harmony as oh
 
-from agent_envs.core import EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
-from agent_envs.envs.functions.runtime import CallRecord, FunctionRunner, RunnerConfig
+from agent_envs.core import EnvConfig
+from agent_envs.envs.agent.env import AgentEnv, one_spec
+from agent_envs.envs.functions.runtime import FunctionRunner, RunnerConfig
 from agent_envs.envs.functions.tasks import EpisodeState, FunctionsTask
-from agent_envs.envs.functions.tools import StatefulTools, Tool, ToolSet, tool, tool_from_schema
-from agent_envs.harmony import HarmonyCodec, SystemConfig
+from agent_envs.envs.functions.tools import StatefulTools, Tool, ToolSet
+from agent_envs.harmony import HarmonyCodec
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict, check_procedural_only
 
 __all__ = ["DEFAULT_INSTRUCTIONS", "FunctionsEnv", "ToolLike", "make_functions_source"]
@@ -39,24 +40,6 @@ DEFAULT_INSTRUCTIONS = (
     "answer the user briefly.")
 
 ToolLike = Callable[..., Any] | Tool | StatefulTools | Mapping[str, Any]
-
-#: Budgets that suit function calling (multi-turn BFCL needs more steps than python-tool).
-_FUNCTIONS_DEFAULTS: dict[str, Any] = {"max_turns": 64, "max_tokens": 65_536}
-
-
-def _as_tool(item: Any) -> Tool | StatefulTools:
-    if isinstance(item, (Tool, StatefulTools)):
-        return item
-    if isinstance(item, type):
-        return StatefulTools(item)
-    if isinstance(item, Mapping):
-        spec = dict(item)
-        fn = spec.pop("fn", None)
-        return tool_from_schema(spec, fn)
-    if callable(item):
-        return tool(item)
-    raise TypeError(f"tools must be callables, Tool, StatefulTools, classes or schema dicts; "
-                    f"got {type(item).__name__}: {item!r:.100}")
 
 
 def make_functions_source(spec: str | TaskSource, *, difficulty: int | None = None,
@@ -99,7 +82,7 @@ def make_functions_source(spec: str | TaskSource, *, difficulty: int | None = No
                            "'bfcl', 'bfcl:CATEGORY', or 'jsonl:PATH'")
 
 
-class FunctionsEnv(HarmonyEnv):
+class FunctionsEnv(AgentEnv):
     """gpt-oss calling developer functions.
 
     Args:
@@ -123,6 +106,9 @@ class FunctionsEnv(HarmonyEnv):
 
     env_id = "functions-v0"
     config_classes = (EnvConfig, RunnerConfig)
+    #: Budgets that suit function calling (multi-turn BFCL needs more steps than python-tool).
+    budget_defaults: Mapping[str, Any] = {"max_turns": 64, "max_tokens": 65_536}
+    default_instructions = DEFAULT_INSTRUCTIONS
 
     def __init__(self, *, task_source: str | TaskSource | None = None,
                  tasks: str | TaskSource | None = None, tools: Sequence[ToolLike] = (),
@@ -130,122 +116,118 @@ class FunctionsEnv(HarmonyEnv):
                  sets: Sequence[str] | None = None, instructions: str | None = None,
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
-        if task_source is not None and tasks is not None and task_source != tasks:
-            raise TypeError(f"got task_source={task_source!r} and tasks={tasks!r}; they are "
-                            "the same argument, pass one")
-        spec = task_source if task_source is not None else tasks
-        env_kw, run_kw = self._split_kwargs(kwargs)
-        self.runner_config = RunnerConfig(**run_kw)
-        self.instructions = instructions or DEFAULT_INSTRUCTIONS
-        self.user_tools = [_as_tool(t) for t in tools]
+        from agent_envs.tools.functions import FunctionsPart
+
+        spec = one_spec(task_source, tasks)
+        configs, _ = self.split_kwargs(kwargs)
+        part = FunctionsPart(RunnerConfig(**configs[RunnerConfig]), tools=tools)
         source = make_functions_source(spec if spec is not None else "procedural",
                                        difficulty=difficulty, sets=sets)
-        super().__init__(task_source=source, split=split,
-                         config=EnvConfig(**{**_FUNCTIONS_DEFAULTS, **env_kw}),
-                         render_mode=render_mode, codec=codec)
-        self.episode: EpisodeState = EpisodeState(())
-        self.toolset = ToolSet(())
-        self._runner = FunctionRunner(self.toolset, self.runner_config)
-        self._user_turn = 0
         self._next_turn_pending = False
-        self._errors: dict[str, int] = {}
-        self._skipped: list[str] = []
+        self._compose(parts=(part,), source=source, split=split, configs=configs,
+                      instructions=instructions or None, render_mode=render_mode, codec=codec)
 
-    @classmethod
-    def _split_kwargs(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        cls.check_arguments(kwargs)
-        env_fields = {f.name for f in dataclasses.fields(EnvConfig)}
-        run_fields = {f.name for f in dataclasses.fields(RunnerConfig)}
-        return ({k: v for k, v in kwargs.items() if k in env_fields},
-                {k: v for k, v in kwargs.items() if k in run_fields})
+    # -- the functions tool's state, by the names subclasses (tau2) use -------------------
 
-    # -- the episode ----------------------------------------------------------
+    @property
+    def functions(self) -> Any:
+        """The functions tool (:class:`~agent_envs.tools.functions.FunctionsPart`)."""
+        return self.tools[0]
 
-    def _new_episode(self, task: Task) -> EpisodeState:
-        episode = task.episode() if isinstance(task, FunctionsTask) else EpisodeState(())
-        for item in self.user_tools:
-            if isinstance(item, StatefulTools):
-                inst, bound = item.bind()
-                episode.tools.extend(bound)
-                episode.instances.setdefault(item.cls.__name__, inst)
-            else:
-                episode.tools.append(item)
-        return episode
+    @property
+    def user_tools(self) -> list[Tool | StatefulTools]:
+        """The user's own tools, in every episode."""
+        return self.functions.user_tools
+
+    @property
+    def runner_config(self) -> RunnerConfig:
+        """How calls are checked and run."""
+        return self.functions.config
+
+    @property
+    def episode(self) -> EpisodeState:
+        """This episode's tools, instances and calls."""
+        return self.functions.episode
+
+    @episode.setter
+    def episode(self, value: EpisodeState) -> None:
+        self.functions.episode = value
+
+    @property
+    def toolset(self) -> ToolSet:
+        """The functions the model sees this episode."""
+        return self.functions.toolset
+
+    @toolset.setter
+    def toolset(self, value: ToolSet) -> None:
+        self.functions.toolset = value
+
+    @property
+    def _runner(self) -> FunctionRunner:
+        return self.functions.runner
+
+    @_runner.setter
+    def _runner(self, value: FunctionRunner) -> None:
+        self.functions.runner = value
+
+    @property
+    def _errors(self) -> dict[str, int]:
+        return self.functions.errors
+
+    @_errors.setter
+    def _errors(self, value: dict[str, int]) -> None:
+        self.functions.errors = value
+
+    @property
+    def _user_turn(self) -> int:
+        return self.functions.turn
+
+    @_user_turn.setter
+    def _user_turn(self, value: int) -> None:
+        self.functions.turn = value
+
+    # -- the conversation ---------------------------------------------------------------
+
+    def instructions_for(self, task: Task) -> str | None:
+        """The task's own instructions, else the env's."""
+        if isinstance(task, FunctionsTask) and task.instructions is not None:
+            return task.instructions
+        return self.instructions
 
     def _developer_message(self) -> oh.Message:
-        task = self.task
-        instructions = self.instructions
-        if isinstance(task, FunctionsTask) and task.instructions is not None:
-            instructions = task.instructions
-        return self.codec.developer_message(instructions, self.toolset.harmony_specs())
+        assert self.task is not None
+        return self.codec.developer_message(self.instructions_for(self.task),
+                                            self.toolset.harmony_specs())
 
-    def initial_messages(self, task: Task) -> list[oh.Message]:
-        self.episode = self._new_episode(task)
-        self.toolset = ToolSet(self.episode.tools)
-        self._runner = FunctionRunner(self.toolset, self.runner_config)
-        self._user_turn = 0
-        self._next_turn_pending = False
-        self._errors = {}
-        system = SystemConfig(reasoning_effort=self.config.reasoning_effort,
-                              conversation_date=self.config.conversation_date)
-        history = []
+    def history(self, task: Task) -> list[oh.Message]:
+        """The task's earlier messages (BFCL's multi-turn history), before its prompt."""
+        out = []
         for m in task.history if isinstance(task, FunctionsTask) else ():
             if m.get("role") == "assistant":
-                history.append(oh.Message.from_role_and_content(
+                out.append(oh.Message.from_role_and_content(
                     oh.Role.ASSISTANT, m["content"]).with_channel("final"))
             else:
-                history.append(self.codec.user_message(m["content"]))
-        return [self.codec.system_message(system), self._developer_message(), *history,
-                self.codec.user_message(task.prompt)]
+                out.append(self.codec.user_message(m["content"]))
+        return out
 
-    def tool_names(self) -> list[str]:
-        return [f"functions.{n}" for n in self.toolset.harmony_names()]
-
-    # -- calls ------------------------------------------------------------------
-
-    def _plan(self, action: Any) -> Any:
-        # A completion is meant to hold one call, ended by <|call|>. If one holds several
-        # (a call ended by <|end|>, then another), only the last can be answered in place:
-        # the earlier ones are not run, and the model and info are told so.
-        plan = super()._plan(action)
-        self._skipped = []
-        if plan.call is not None:
-            self._skipped = [m.recipient for m in plan.parsed.messages[:-1]
-                             if m.recipient not in (None, "assistant")]
-            if self._skipped:
-                plan.model_error = (f"{len(self._skipped)} earlier call(s) in the same "
-                                    f"completion were not run: {', '.join(self._skipped)}")
-        return plan
-
-    def _record(self, record: CallRecord) -> ToolOutcome:
-        self.episode.calls.append(record)
-        if record.error_kind is not None:
-            self._errors[record.error_kind] = self._errors.get(record.error_kind, 0) + 1
-        outcome = FunctionRunner.outcome(record)
-        if self._skipped:
-            self._errors["not_run"] = self._errors.get("not_run", 0) + len(self._skipped)
-            note = (f"Note: only the last call of a message runs; {', '.join(self._skipped)} "
-                    "did not run. End each call with <|call|> and wait for its result.\n")
-            outcome = dataclasses.replace(outcome, text=note + outcome.text)
-        return outcome
-
-    def call_tool(self, call: ToolCall) -> ToolOutcome:
-        if not call.recipient.startswith("functions."):
-            return self.unknown_recipient(call)
-        return self._record(self._runner.run(call, self._user_turn))
-
-    async def acall_tool(self, call: ToolCall) -> ToolOutcome:
-        if not call.recipient.startswith("functions."):
-            return self.unknown_recipient(call)
-        return self._record(await self._runner.arun(call, self._user_turn))
+    def initial_messages(self, task: Task) -> list[oh.Message]:
+        self._next_turn_pending = False
+        return super().initial_messages(task)
 
     # -- turns and the verdict ----------------------------------------------------
 
-    def verify(self, task: Task, final_text: str) -> Verdict:
+    def _more_turns(self, task: Task) -> bool:
+        return isinstance(task, FunctionsTask) and self._user_turn + 1 < task.n_turns
+
+    def record_final(self, final_text: str) -> None:
+        """The answer ends the user turn (stateful tasks snapshot their state)."""
         self.episode.finals.append(final_text)
         self.episode.end_turn(self._user_turn)
-        if isinstance(task, FunctionsTask) and self._user_turn + 1 < task.n_turns:
-            self._next_turn_pending = True
+
+    def verify(self, task: Task, final_text: str) -> Verdict:
+        """Pure: a turn that is not the last is not judged; the last judges the whole
+        episode (calls, final state, answers) by the task."""
+        if isinstance(task, FunctionsTask) and self._more_turns(task):
             return Verdict(correct=False, extracted=None,
                            reason=f"turn {self._user_turn + 1} of {task.n_turns} answered")
         if isinstance(task, FunctionsTask):
@@ -253,26 +235,14 @@ class FunctionsEnv(HarmonyEnv):
         return super().verify(task, final_text)
 
     def follow_up(self, verdict: Verdict, retries_used: int) -> str | None:
-        if not self._next_turn_pending:
+        task = self.task
+        if task is None or not self._more_turns(task):
             return super().follow_up(verdict, retries_used)
-        self._next_turn_pending = False
-        assert isinstance(self.task, FunctionsTask)
+        assert isinstance(task, FunctionsTask)
         self._user_turn += 1
         added = self.episode.added.get(self._user_turn)
         if added:
-            self.toolset.add(added)
+            self.functions.add_tools(added)
             # The history is re-rendered for the new segment: declare the new functions.
             self._messages[1] = self._developer_message()
-        return self.task.more_turns[self._user_turn - 1]
-
-    # -- info -----------------------------------------------------------------------
-
-    def _info(self, **overrides: Any) -> dict[str, Any]:
-        info = super()._info(**overrides)
-        info["functions"] = {
-            "user_turn": getattr(self, "_user_turn", 0),
-            "calls": len(self.episode.calls) if hasattr(self, "episode") else 0,
-            "errors": dict(sorted(getattr(self, "_errors", {}).items())),
-            "renamed": self.toolset.names.renamed if hasattr(self, "toolset") else {},
-        }
-        return info
+        return task.more_turns[self._user_turn - 1]

@@ -31,7 +31,7 @@ from agent_envs.envs.functions.tools import StatefulTools
 from agent_envs.envs.functions.toolsets import TOOLSETS
 from agent_envs.errors import UnknownTaskError
 from agent_envs.tasks.base import Split, TaskSource, Verdict
-from agent_envs.tasks.procedural import split_of
+from agent_envs.tasks.splits import split_of
 
 __all__ = ["KNOBS", "ProceduralFunctionTask", "ProceduralFunctionTasks"]
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import openai_harmony as oh
 
+from agent_envs.envs.toy.env import ToyTask
 from agent_envs.envs.toy.pattern import PATTERN_DEFAULTS, PositionScoredEnv
 from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import HarmonyCodec
@@ -126,7 +127,7 @@ class CycleTaskSource(TaskSource):
     def _task(self, start: str, split: Split) -> Task:
         prompt = f"Continue from {start}: the next {self.length} digits."
         # The id names the start and length, never the pattern (the hidden part).
-        return Task(id=f"{self.name}/{split}/{self.length}/{start}", prompt=prompt,
+        return ToyTask(id=f"{self.name}/{split}/{self.length}/{start}", prompt=prompt,
                     answer=self.target(start), answer_kind="str", split=split,
                     source=self.name, meta={"start": start, "length": self.length})
 
@@ -162,11 +163,12 @@ class ToyCycleEnv(PositionScoredEnv):
     """
 
     env_id = "toy-cycle-v0"
+    budget_defaults = PATTERN_DEFAULTS
 
     def __init__(self, *, pattern: str = "0123456789", length: int = 32, split: Split = "train",
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(CycleTaskSource(pattern, length), defaults=PATTERN_DEFAULTS,
+        super().__init__(CycleTaskSource(pattern, length),
                          split=split, render_mode=render_mode, codec=codec, **kwargs)
         self._start_ids = {str(d): (t,) for d, t in enumerate(self._digit_ids)}
 

@@ -29,8 +29,9 @@ trainer and sampler disagree and the rollout-correction weights explode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import openai_harmony as oh
 
@@ -40,13 +41,35 @@ from agent_envs.harmony import RETURN, AnalysisPolicy, HarmonyCodec, SystemConfi
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
 
 __all__ = [
-    "PREFILL_TEXT", "DigitTaskSource", "PrefilledDigitsEnv", "ToyDigitEnv", "toy_token_ids",
+    "PREFILL_TEXT", "DigitTaskSource", "PrefilledDigitsEnv", "ToyDigitEnv", "ToyOracle",
+    "ToyTask", "toy_token_ids",
 ]
 
 #: What the env writes after ``<|start|>assistant`` before the model's turn.
 PREFILL_TEXT = "<|channel|>final<|message|>"
 
 _TOY_DEFAULTS: dict[str, Any] = {"max_turns": 4, "max_tokens": 512, "reasoning_effort": "low"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToyTask(Task):
+    """A task of a toy env: ``answer`` is exactly the digits the model must write after the
+    prefill (its own type, so that the oracle answers it as a toy task)."""
+
+
+class ToyOracle:
+    """The toy envs' oracle: the task's digits, then ``<|return|>`` (``wrong=True``: the
+    first digit changed, so reward is below 1 and ``correct`` is False)."""
+
+    def __init__(self, codec: HarmonyCodec | None = None, *, wrong: bool = False) -> None:
+        self.wrong = wrong
+
+    def act_text(self, obs: Any, task: Task) -> str:
+        """The completion as text: the answer's digits and ``<|return|>``."""
+        digits = task.answer
+        if self.wrong and digits:
+            digits = str((int(digits[0]) + 1) % 10) + digits[1:]
+        return f"{digits}<|return|>"
 
 
 class DigitTaskSource(TaskSource):
@@ -71,7 +94,7 @@ class DigitTaskSource(TaskSource):
             prompt = f"Reply with the digit {target} and nothing else."
         else:
             prompt = "Reply with one digit and nothing else."
-        return Task(id=f"toy-digit/{split}/{target}", prompt=prompt, answer=str(target),
+        return ToyTask(id=f"toy-digit/{split}/{target}", prompt=prompt, answer=str(target),
                     answer_kind="int", split=split, source=self.name,
                     meta={"fixed": self.fixed_target is not None})
 
@@ -144,15 +167,16 @@ class PrefilledDigitsEnv(HarmonyEnv):
     """
 
     config_classes = (EnvConfig,)  # what a subclass's **kwargs take (argument checks)
+    budget_defaults: ClassVar[Mapping[str, Any]] = _TOY_DEFAULTS
 
-    def __init__(self, task_source: TaskSource, *, defaults: dict[str, Any],
-                 split: Split = "train", render_mode: str | None = None,
-                 codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
-        type(self).check_arguments(kwargs)  # the rest must be EnvConfig fields: did-you-mean
+    def __init__(self, task_source: TaskSource, *, split: Split = "train",
+                 render_mode: str | None = None, codec: HarmonyCodec | None = None,
+                 **kwargs: Any) -> None:
+        configs, _ = self.split_kwargs(kwargs)  # the rest must be EnvConfig fields
         base = codec or get_codec()
         self.prefill: tuple[int, ...] = toy_token_ids(base)[0]
         super().__init__(task_source=task_source, split=split,
-                         config=EnvConfig(**{**defaults, **kwargs}),
+                         config=self.env_config(configs[EnvConfig]),
                          render_mode=render_mode, codec=_PrefillCodec(base, self.prefill))
         self._digit_ids = toy_token_ids(base)[1]
 
@@ -186,7 +210,7 @@ class ToyDigitEnv(PrefilledDigitsEnv):
     def __init__(self, *, fixed_target: int | None = 7, split: Split = "train",
                  render_mode: str | None = None, codec: HarmonyCodec | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(DigitTaskSource(fixed_target), defaults=_TOY_DEFAULTS, split=split,
+        super().__init__(DigitTaskSource(fixed_target), split=split,
                          render_mode=render_mode, codec=codec, **kwargs)
 
     def verify(self, task: Task, final_text: str) -> Verdict:

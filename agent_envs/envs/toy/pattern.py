@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_envs.core import _Plan
-from agent_envs.envs.toy.env import PrefilledDigitsEnv
+from agent_envs.envs.toy.env import PrefilledDigitsEnv, ToyTask
 from agent_envs.errors import UnknownTaskError
 from agent_envs.harmony import HarmonyCodec, message_text
 from agent_envs.tasks.base import Split, Task, TaskSource, Verdict
@@ -75,7 +75,7 @@ class PatternTaskSource(TaskSource):
                       f"and nothing else.")
         else:
             prompt = f"Reply with {self.length} digits and nothing else."
-        return Task(id=f"{self.name}/{split}/{self.pattern}x{self.length}", prompt=prompt,
+        return ToyTask(id=f"{self.name}/{split}/{self.pattern}x{self.length}", prompt=prompt,
                     answer=self.target, answer_kind="str", split=split, source=self.name,
                     meta={"pattern": self.pattern, "length": self.length})
 
@@ -159,10 +159,11 @@ class ToyPatternEnv(PositionScoredEnv):
     """
 
     env_id = "toy-pattern-v0"
+    budget_defaults = PATTERN_DEFAULTS
 
     def __init__(self, *, pattern: str = "01", length: int = 32, show_pattern: bool = False,
                  split: Split = "train", render_mode: str | None = None,
                  codec: HarmonyCodec | None = None, **kwargs: Any) -> None:
         super().__init__(PatternTaskSource(pattern, length, show_pattern),
-                         defaults=PATTERN_DEFAULTS, split=split, render_mode=render_mode,
+                         split=split, render_mode=render_mode,
                          codec=codec, **kwargs)

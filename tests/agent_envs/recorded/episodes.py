@@ -68,7 +68,7 @@ SETUPS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
         "tasks": "procedural", "difficulty": 2, "tools": [get_weather, Cart]}),
     "functions-bfcl-simple": ("functions", lambda: {"tasks": "bfcl:simple_python"}),
     "functions-bfcl-multi": ("functions", lambda: {"tasks": "bfcl:multi_turn_base"}),
-    "toy-digit": ("toy-digit", lambda: {}),
+    "toy-digit": ("toy-digit", dict),
 }
 
 _PY_MISTAKES = [

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from agent_envs.tasks.families import combinatorics, dates, linear_algebra, number_theory, strings
-from agent_envs.tasks.families.core import MAX_DIFFICULTY, Family
+from agent_envs.envs.python_tool.families import (
+    combinatorics,
+    dates,
+    linear_algebra,
+    number_theory,
+    strings,
+)
+from agent_envs.envs.python_tool.families.core import MAX_DIFFICULTY, Family
 
 __all__ = ["FAMILIES", "MAX_DIFFICULTY", "Family"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from agent_envs.tasks.families.core import Family, Params, pick
+from agent_envs.envs.python_tool.families.core import Family, Params, pick
 
 __all__ = ["FAMILIES"]
 

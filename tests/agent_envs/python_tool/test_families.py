@@ -13,9 +13,9 @@ import random
 import string
 from fractions import Fraction
 
+from agent_envs.envs.python_tool.families import FAMILIES
+from agent_envs.envs.python_tool.families import strings as string_families
 from agent_envs.tasks import ProceduralTasks
-from agent_envs.tasks.families import FAMILIES
-from agent_envs.tasks.families import strings as string_families
 
 NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 

@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import pytest
 
+from agent_envs.envs.python_tool.families import FAMILIES
 from agent_envs.errors import UnknownTaskError
 from agent_envs.tasks import ProceduralTasks, Task, check_answer, family_names, split_of
-from agent_envs.tasks.families import FAMILIES
 
 AREAS = {"number_theory", "combinatorics", "linear_algebra", "strings", "dates"}
 

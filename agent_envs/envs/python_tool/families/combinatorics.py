@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agent_envs.tasks.families.core import Family, Params, pick
+from agent_envs.envs.python_tool.families.core import Family, Params, pick
 
 __all__ = ["FAMILIES"]
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import agent_envs
 from agent_envs import EnvStateError, InvalidActionError, UnknownEnvError
-from agent_envs.harmony import CALL, RETURN, get_codec, message_text
+from agent_envs.harmony import CALL, get_codec, message_text
 from agent_envs.oracle import Oracle
 from sandboxes import Limits, make_sandbox
 
@@ -411,7 +411,7 @@ def test_system_message_is_the_trained_python_description_with_only_local_facts_
 
 
 def test_a_changed_harmony_description_is_a_clear_error(monkeypatch):
-    from agent_envs.envs.python_tool import env as python_env
+    from agent_envs.tools import python as python_env
 
     monkeypatch.setattr(python_env, "_TRAINED_FACTS", (("no such sentence.", "x"),))
     with pytest.raises(RuntimeError, match=re.escape("no longer contains 'no such sentence.'")):
@@ -421,8 +421,7 @@ def test_a_changed_harmony_description_is_a_clear_error(monkeypatch):
 def test_oracle_dispatches_on_registered_task_types():
     import dataclasses
 
-    from agent_envs.oracle import register_oracle
-    from agent_envs.oracle import _ORACLES
+    from agent_envs.oracle import _ORACLES, register_oracle
     from agent_envs.tasks.base import Task
 
     @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,6 @@
 """Procedural tasks: unlimited seeded problems with exact answers and a difficulty knob.
 
-Each task comes from one *family* (``agent_envs.tasks.families``): number theory,
+Each task comes from one *family* (``agent_envs.envs.python_tool.families``): number theory,
 combinatorics, linear algebra, strings and dates. Problems are sized so that at
 difficulty >= 2 they are not done by hand: the python tool pays off.
 
@@ -21,21 +21,19 @@ fitted, draws shorter strings (no pinned suite held such a task).
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import random
 from collections.abc import Sequence
-from typing import Any
 
+from agent_envs.envs.python_tool.families import FAMILIES, MAX_DIFFICULTY, Family
 from agent_envs.errors import UnknownTaskError
 from agent_envs.tasks.base import Split, Task, TaskSource
-from agent_envs.tasks.families import FAMILIES, MAX_DIFFICULTY, Family
+from agent_envs.tasks.splits import TEST_FRACTION, split_of
+from agent_envs.tasks.splits import check_split as _check_split
+from agent_envs.tasks.splits import stable_int as _stable_int
 
 __all__ = ["TEST_FRACTION", "VERSIONS", "ProceduralTasks", "family_names", "split_of"]
 
 VERSIONS = ("v0",)
-# Part of the version: changing it would move problems between splits.
-TEST_FRACTION = 0.1
 _MAX_REDRAWS = 5000
 _ID_FORMAT = "procedural/<version>/<family>/d<1-5>/<train|test>/<seed>"
 
@@ -43,34 +41,6 @@ _ID_FORMAT = "procedural/<version>/<family>/d<1-5>/<train|test>/<seed>"
 def family_names() -> tuple[str, ...]:
     """Names of every procedural family, in registry order."""
     return tuple(FAMILIES)
-
-
-def _stable_int(*parts: object) -> int:
-    """A 64-bit integer hash of ``parts`` that is the same on every machine and run."""
-    text = "\x1f".join(str(part) for part in parts)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def split_of(family: str, params: dict[str, Any], version: str = "v0") -> Split:
-    """The split a concrete problem belongs to (independent of seed and difficulty).
-
-    Args:
-        family: Family name.
-        params: The problem's canonical parameters (``task.meta["params"]``).
-        version: Generator version.
-
-    Returns:
-        ``"test"`` for about ``TEST_FRACTION`` of all problems, else ``"train"``.
-    """
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-    return "test" if _stable_int("split", version, family, canonical) < TEST_FRACTION * 2**64 \
-        else "train"
-
-
-def _check_split(split: object) -> Split:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return split  # type: ignore[return-value]
 
 
 def _check_difficulty(difficulty: object) -> int:
