@@ -614,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
     report(result)
     store = args.out.with_suffix(".json")
     results = json.loads(store.read_text()) if store.is_file() else {}
+    earlier = results.get(str(args.passages), {})
+    if "compare" not in result and "compare" in earlier:  # --compare 0: keep the last one
+        result["compare"] = {**earlier["compare"], "from_an_earlier_run": True}
     results[str(args.passages)] = result
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(results, indent=1))
