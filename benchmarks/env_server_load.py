@@ -1,25 +1,29 @@
-"""Load test: python-tool sessions ramped on one ``agent-envs serve`` server, and in-process.
+"""Load test: sessions ramped on one ``agent-envs serve`` server, and the same in-process.
 
     python benchmarks/env_server.py --load [--levels 256,512,1024,2048,4096] [--steps 3]
-        [--sandbox bubblewrap] [--arms server,in-process] [--reserve-gb 4] [--budget-min 40]
+        [--env python-tool|toy-digit] [--sandbox bubblewrap] [--arms server,in-process]
+        [--reserve-gb 4] [--budget-min 40] [--server-root DIR]
         [--out benchmarks/results/env_server_load.png]
 
 Each arm runs in a child process of its own (``--arm``), so its memory is its own:
 
-* ``server``: the child starts ``agent-envs serve python-tool --env-arg sandbox=SANDBOX``
-  (with a token) and drives it over loopback with ``agent_envs.remote`` sessions, all on one
-  event loop, as a trainer's collector would;
+* ``server``: the child starts ``agent-envs serve ENV`` (with a token; python-tool with
+  ``--env-arg sandbox=SANDBOX``) and drives it over loopback with ``agent_envs.remote``
+  sessions, all on one event loop, as a trainer's collector would; ``--server-root`` runs
+  that server from another checkout (a git worktree of an older commit: before and after);
 * ``in-process``: the child makes the same envs with ``agent_envs.make`` and drives them on
   its event loop (``areset``/``astep``), as the collector does without a server.
 
-At each level the arm first opens the new sessions all at once (the **burst**: each resets
-and runs its first python cell, ``x = K``), then every open session runs ``--steps`` more
-cells at once (**steady state**: ``x += 1``, each answer checked, so a session that lost its
-state or got another's shows up as ``wrong output``). It records errors by kind, the latency
-of every reset and step (percentiles), the PSS of the processes that host the sessions (the
-server process, or the in-process driver, plus the sandbox's zygote and session processes,
-summed from ``/proc/PID/smaps_rollup``), their CPU time per step, and the server's threads and
-open files.
+At each level the arm first opens the new sessions all at once (the **burst**: each is made,
+reset and takes its first step), then every open session takes ``--steps`` more steps at once
+(**steady state**). python-tool steps run a cell (``x = K``, then ``x += 1``) whose value must
+come back, so a session that lost its state or got another's shows up as ``wrong output``;
+toy-digit (no sandbox: what the server itself costs per session) steps with a cut completion
+and must get its cut-off notice. Recorded per level: errors by kind, the latency of every open
+(make + reset) and step (percentiles), the PSS of the processes hosting the sessions (the server
+process, or the in-process driver, plus the sandbox's zygote and session processes, from
+``/proc/PID/smaps_rollup``), their CPU time per step (``schedstat``; over the server, the
+client's too), and the server's threads and open files.
 
 It stops by itself: after the last level; before a level whose sessions would leave less than
 ``--reserve-gb`` of memory available (projected from the last level's cost per session); past
@@ -50,8 +54,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ENV_KWARGS = {"max_turns": 100_000, "max_episode_s": 86_400.0}  # the load ends episodes, not these
-CLK = os.sysconf("SC_CLK_TCK")
+# The load ends episodes, not these budgets.
+ENV_KWARGS = {"max_turns": 100_000, "max_episode_s": 86_400.0, "max_tokens": 1_000_000}
+#: What each step does and how its answer is checked, per env:
+#: python-tool runs a cell (``x = K`` first, then ``x += 1``) whose value must come back;
+#: toy-digit (no sandbox: the server's own cost) gets a cut completion and must answer with
+#: its cut-off notice.
+ENVS = ("python-tool", "toy-digit")
 TARGET_MB = 2.5  # issue 24: PSS per python-tool session over one server
 
 
@@ -107,15 +116,26 @@ def pss_mb(pids: list[int]) -> float:
 
 
 def cpu_s(pids: list[int]) -> float:
+    """CPU seconds the processes' threads have run, from ``schedstat`` (nanoseconds: the
+    clock-tick counters of ``stat`` round a session's 0.1 ms cells down to nothing)."""
     total = 0
     for p in pids:
         try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            tasks = os.listdir(f"/proc/{p}/task")
         except OSError:
             continue
-    return total / CLK
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def threads_and_fds(pid: int) -> tuple[int, int]:
@@ -158,21 +178,25 @@ class Errors:
 class Arm:
     """Sessions of one arm and how to measure the processes that host them."""
 
-    def __init__(self, name: str, sandbox: str, max_sessions: int) -> None:
+    def __init__(self, name: str, env_id: str, sandbox: str, max_sessions: int,
+                 server_root: Path = ROOT) -> None:
         import agent_envs
         from agent_envs.harmony import get_codec
 
         self.name = name
+        self.env_id = env_id
         self.codec = get_codec()
         self.server: subprocess.Popen[str] | None = None
-        kwargs = {"sandbox": sandbox, **ENV_KWARGS}
+        kwargs = dict(ENV_KWARGS)
+        if env_id == "python-tool":
+            kwargs["sandbox"] = sandbox
         if name == "server":
             token = secrets.token_hex(16)
             args = [a for k, v in kwargs.items() for a in ("--env-arg", f"{k}={json.dumps(v)}")]
             self.server = subprocess.Popen(
-                [sys.executable, "-m", "agent_envs.cli", "serve", "python-tool", "--port", "0",
+                [sys.executable, "-m", "agent_envs.cli", "serve", env_id, "--port", "0",
                  "--max-sessions", str(max_sessions), "--idle-timeout", "0", "--token", token,
-                 *args], cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                 *args], cwd=server_root, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             assert self.server.stdout is not None
             line = ""
@@ -185,17 +209,22 @@ class Arm:
             url = m.group(1)
             self.host_pid = self.server.pid
             self.make: Callable[[], Any] = lambda: agent_envs.remote(
-                url, "python-tool", token=token, connect_timeout_s=300, busy_timeout_s=300)
+                url, env_id, token=token, connect_timeout_s=300, busy_timeout_s=300)
         else:
             self.host_pid = os.getpid()
-            self.make = lambda: agent_envs.make("python-tool", **kwargs)
-            env = self.make()  # start the shared zygote before the baseline
+            self.make = lambda: agent_envs.make(env_id, **kwargs)
+            env = self.make()  # start the shared zygote (python-tool) before the baseline
             env.reset(seed=0)
-            env.step(self.action("1"))
+            env.step(self.action(0, first=True)[0])
             env.close()
 
-    def action(self, code: str) -> list[int]:
-        return self.codec.encode(f"<|channel|>analysis to=python code<|message|>{code}<|call|>")
+    def action(self, value: int, *, first: bool) -> tuple[list[int], str]:
+        """The step's token ids, and what the text the env appends must contain."""
+        if self.env_id == "toy-digit":
+            return self.codec.encode(str(value % 10)), "cut off"
+        code = f"x = {value}\nx" if first else "x += 1\nx"
+        return (self.codec.encode(f"<|channel|>analysis to=python code<|message|>{code}"
+                                  "<|call|>"), str(value))
 
     def processes(self) -> tuple[list[int], list[int]]:
         """(the host process, the sandbox's processes below it)."""
@@ -208,6 +237,10 @@ class Arm:
     def cpu(self) -> float:
         host, sandbox = self.processes()
         return cpu_s(host + sandbox)
+
+    def host_cpu(self) -> float:
+        """CPU seconds of the server process (or the in-process driver) alone."""
+        return cpu_s([self.host_pid])
 
     def stop(self) -> None:
         if self.server is not None and self.server.poll() is None:
@@ -232,9 +265,9 @@ async def _timed(coro: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-async def _step(arm: Arm, s: Session, code: str, want: int, errors: Errors, where: str,
+async def _step(arm: Arm, s: Session, want: int, errors: Errors, where: str,
                 lat: list[float]) -> bool:
-    act = arm.action(code)
+    act, expect = arm.action(want, first=where.startswith("burst"))
     try:
         (obs, _, terminated, truncated, info), dt = await _timed(s.env.astep(act))
     except Exception as e:  # noqa: BLE001 - counted by kind
@@ -249,8 +282,8 @@ async def _step(arm: Arm, s: Session, code: str, want: int, errors: Errors, wher
     if terminated or truncated:
         errors.add(f"{where}: episode ended", str(info.get("truncated_reason")))
         return False
-    if str(want) not in appended:
-        errors.add(f"{where}: wrong output", f"wanted {want}, got {appended[-200:]!r}")
+    if expect not in appended:
+        errors.add(f"{where}: wrong output", f"wanted {expect!r}, got {appended[-200:]!r}")
         return False
     s.value = want
     return True
@@ -258,15 +291,18 @@ async def _step(arm: Arm, s: Session, code: str, want: int, errors: Errors, wher
 
 async def _open(arm: Arm, k: int, errors: Errors, reset_lat: list[float],
                 step_lat: list[float]) -> Session | None:
+    """A new session: the env made and reset (timed together: over the server, the env is
+    made at the first reset), then its first cell."""
+    t0 = time.perf_counter()
     s = Session(arm.make(), k)
     try:
-        (obs, _), dt = await _timed(s.env.areset(seed=k))
+        obs, _ = await s.env.areset(seed=k)
     except Exception as e:  # noqa: BLE001 - counted by kind
         errors.exception("burst reset", e)
         return None
-    reset_lat.append(dt)
+    reset_lat.append(time.perf_counter() - t0)
     s.obs = obs
-    if not await _step(arm, s, f"x = {s.value}\nx", s.value, errors, "burst step", step_lat):
+    if not await _step(arm, s, s.value, errors, "burst step", step_lat):
         await _close(s)
         return None
     return s
@@ -284,11 +320,12 @@ def _lat(xs: list[float]) -> dict[str, float | None]:
             for q in (50, 90, 99)} | {"max_ms": max(xs) * 1e3 if xs else None}
 
 
-async def run_arm(name: str, levels: list[int], steps: int, sandbox: str, reserve_gb: float,
-                  deadline: float) -> dict[str, Any]:
+async def run_arm(name: str, env_id: str, levels: list[int], steps: int, sandbox: str,
+                  reserve_gb: float, deadline: float, server_root: Path = ROOT
+                  ) -> dict[str, Any]:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    arm = Arm(name, sandbox, max(levels) + 64)
+    arm = Arm(name, env_id, sandbox, max(levels) + 64, server_root)
     rows: list[dict[str, Any]] = []
     sessions: list[Session] = []
     stopped = "after the last level"
@@ -314,27 +351,29 @@ async def run_arm(name: str, levels: list[int], steps: int, sandbox: str, reserv
             reset_lat: list[float] = []
             burst_lat: list[float] = []
             say(f"[{name}] {level} sessions: opening {new} at once")
-            t0 = time.perf_counter()
+            bcpu0, bdrv0, t0 = arm.cpu(), _own_cpu(), time.perf_counter()
             opened = await asyncio.gather(*(_open(arm, next_k + i, errors, reset_lat, burst_lat)
                                             for i in range(new)))
             burst_s = time.perf_counter() - t0
+            burst_cpu, burst_drv = arm.cpu() - bcpu0, _own_cpu() - bdrv0
             next_k += new
             sessions += [s for s in opened if s is not None]
             lost = new - sum(s is not None for s in opened)
             say(f"[{name}] {level} sessions: burst {burst_s:.1f} s, {lost} lost; steady state, "
                 f"{steps} step(s) each")
             steady_lat: list[float] = []
-            cpu0, t1 = arm.cpu(), time.perf_counter()
+            cpu0, host0, drv0, t1 = arm.cpu(), arm.host_cpu(), _own_cpu(), time.perf_counter()
             ok_steps = 0
             for _ in range(steps):
                 oks = await asyncio.gather(*(
-                    _step(arm, s, "x += 1\nx", s.value + 1, errors, "steady step", steady_lat)
+                    _step(arm, s, s.value + 1, errors, "steady step", steady_lat)
                     for s in sessions))
                 ok_steps += sum(oks)
                 failed = [s for s, ok in zip(sessions, oks, strict=True) if not ok]
                 sessions = [s for s, ok in zip(sessions, oks, strict=True) if ok]
                 await asyncio.gather(*(_close(s) for s in failed))
             steady_s, cpu_used = time.perf_counter() - t1, arm.cpu() - cpu0
+            drv_used, host_used = _own_cpu() - drv0, arm.host_cpu() - host0
             mem = arm.memory()
             n = max(1, len(sessions))
             row = {"level": level, "sessions": len(sessions), "opened": new - lost,
@@ -343,6 +382,12 @@ async def run_arm(name: str, levels: list[int], steps: int, sandbox: str, reserv
                    "steady_step": _lat(steady_lat), "steady_s": steady_s,
                    "steps_per_s": ok_steps / steady_s if steady_s else None,
                    "cpu_ms_per_step": cpu_used / max(1, ok_steps) * 1e3,
+                   "host_cpu_ms_per_step": host_used / max(1, ok_steps) * 1e3,
+                   "burst_cpu_s": burst_cpu,
+                   # the server arm's driver is the client (a trainer's side of the wire)
+                   "client_cpu_ms_per_step": (drv_used / max(1, ok_steps) * 1e3
+                                              if name == "server" else None),
+                   "burst_client_cpu_s": burst_drv if name == "server" else None,
                    **mem, "base_host_mb": base["host_mb"], "base_sandbox_mb": base["sandbox_mb"],
                    "mb_per_session": (mem["host_mb"] + mem["sandbox_mb"]) / n,
                    "host_mb_per_session": (mem["host_mb"] - base["host_mb"]) / n,
@@ -370,7 +415,8 @@ async def run_arm(name: str, levels: list[int], steps: int, sandbox: str, reserv
         say(f"[{name}] closing {len(sessions)} sessions")
         await asyncio.gather(*(_close(s) for s in sessions))
         arm.stop()
-    return {"arm": name, "sandbox": sandbox, "steps": steps, "stopped": stopped, "rows": rows}
+    return {"arm": name, "env": env_id, "sandbox": sandbox if env_id == "python-tool" else None,
+            "server_root": str(server_root), "steps": steps, "stopped": stopped, "rows": rows}
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -380,9 +426,10 @@ def _f(v: float | None, fmt: str = ".0f") -> str:
 
 
 def table(result: dict[str, Any]) -> list[str]:
-    lines = [f"{result['arm']} ({result['sandbox']} sandbox; stopped {result['stopped']}):",
-             ("sessions  errors  MB/session (host+sandbox marginal)  burst s  reset p50/p99 ms"
-              "  steady step p50/p99 ms  steps/s  CPU-ms/step")]
+    what = result["env"] + (f", {result['sandbox']} sandbox" if result["sandbox"] else "")
+    lines = [f"{result['arm']} ({what}; stopped {result['stopped']}):",
+             ("sessions  errors  MB/session (host+sandbox marginal)  burst s  open p50/p99 ms"
+              "  steady step p50/p99 ms  steps/s  CPU-ms/step (client)")]
     for r in result["rows"]:
         errs = sum(r["errors"].values())
         lines.append(
@@ -391,7 +438,9 @@ def table(result: dict[str, Any]) -> list[str]:
             f"{'':>14}{r['burst_s']:>8.1f}  {_f(r['reset']['p50_ms']):>7}/"
             f"{_f(r['reset']['p99_ms']):<7}  {_f(r['steady_step']['p50_ms']):>10}/"
             f"{_f(r['steady_step']['p99_ms']):<11}  {_f(r['steps_per_s'], '.1f'):>7}  "
-            f"{r['cpu_ms_per_step']:>10.2f}")
+            f"{r['cpu_ms_per_step']:>10.2f}"
+            + ("" if r.get("client_cpu_ms_per_step") is None
+               else f" ({r['client_cpu_ms_per_step']:.2f})"))
         for kind, n in r["errors"].items():
             lines.append(f"{'':>10}{n} x {kind}: {r['examples'][kind]}")
     return lines
@@ -447,7 +496,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
                          fontsize=7, color=c, textcoords="offset points", xytext=(0, 5))
     for ax in (mem, lat):
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrent python-tool sessions")
+        ax.set_xlabel(f"concurrent {results[0]['env']} sessions")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -458,9 +507,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     mem.set_ylim(bottom=0)
     lat.set_ylabel("ms (every open session stepping at once)")
     lat.set_yscale("log")
-    sandbox = results[0]["sandbox"] if results else "?"
-    fig.suptitle(f"python-tool sessions ({sandbox} sandbox): over one agent-envs serve "
-                 f"server vs in-process; {os.cpu_count()} CPUs")
+    what = (f"{results[0]['env']} sessions" + (f" ({results[0]['sandbox']} sandbox)"
+                                                  if results[0]["sandbox"] else "")
+            if results else "sessions")
+    fig.suptitle(f"{what}: over one agent-envs serve server vs in-process; "
+                 f"{os.cpu_count()} CPUs")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -481,7 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="256,512,1024,2048,4096",
                     help="concurrent sessions to ramp through (comma-separated, rising)")
     ap.add_argument("--steps", type=int, default=3, help="steady-state steps per session and level")
+    ap.add_argument("--env", default="python-tool", choices=ENVS,
+                    help="python-tool (sandbox cells) or toy-digit (no sandbox: the server's "
+                         "own cost per session)")
     ap.add_argument("--sandbox", default="bubblewrap", help="python-tool's sandbox backend")
+    ap.add_argument("--server-root", type=Path, default=ROOT,
+                    help="run the server from this checkout (e.g. a git worktree of an older "
+                         "commit, to compare); default: this one")
     ap.add_argument("--arms", default="server,in-process", help="server, in-process or both")
     ap.add_argument("--reserve-gb", type=float, default=4.0,
                     help="stop before a level that would leave less memory available than this")
@@ -509,11 +566,13 @@ def main(argv: list[str] | None = None) -> int:
 
         use_default_vocab()
         deadline = time.monotonic() + a.budget_min * 60
-        result = asyncio.run(run_arm(a.arm, levels, a.steps, a.sandbox, a.reserve_gb, deadline))
+        result = asyncio.run(run_arm(a.arm, a.env, levels, a.steps, a.sandbox, a.reserve_gb,
+                                     deadline, a.server_root.resolve()))
         assert a.json is not None
         a.json.write_text(json.dumps(result))
         return 0
-    say(f"load test: python-tool sessions ramped {levels} ({a.sandbox} sandbox), {a.steps} "
+    sandbox = f" ({a.sandbox} sandbox)" if a.env == "python-tool" else ""
+    say(f"load test: {a.env} sessions ramped {levels}{sandbox}, {a.steps} "
         f"steady step(s) per level; {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}, {mem_available_gb():.1f} GB available")
     results = []
@@ -522,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--arm", arm, "--json", str(tmp),
                "--levels", a.levels, "--steps", str(a.steps), "--sandbox", a.sandbox,
+               "--env", a.env, "--server-root", str(a.server_root),
                "--reserve-gb", str(a.reserve_gb), "--budget-min", str(a.budget_min),
                "--out", str(a.out)]
         rc = subprocess.run(cmd, cwd=ROOT, check=False).returncode
