@@ -67,5 +67,8 @@ register("functions-v0", "agent_envs.envs.functions:FunctionsEnv", extra="functi
          description="developer functions in harmony (procedural goals, BFCL, JSONL)")
 register("browser-v0", "agent_envs.envs.browser.env:BrowserEnv", extra="browser",
          description="gpt-oss's built-in browser tool (search/open/find) on multi-hop QA")
+register("agent-v0", "agent_envs.envs.agent.env:AgentEnv",
+         description="every gpt-oss tool in one episode: browse, call functions, compute "
+                     "(any mix of python, browser and developer functions)")
 register("tau2-v0", "agent_envs.envs.tau2:Tau2Env", extra="tau2",
          description="τ²-bench: customer service with a simulated user (retail, airline, mock)")

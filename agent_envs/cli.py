@@ -2,6 +2,7 @@
 
     agent-envs list                          registered envs and sandbox backends
     agent-envs rollout python-tool           oracle episodes through the real sandbox
+    agent-envs rollout agent --tools python,browser   every tool in one episode
     agent-envs rollout ENV --policy SPEC --out episodes.jsonl
     agent-envs train configs/tiny-cpu.toml   GRPO/PPO training
     agent-envs export gguf CKPT OUT.gguf     a gpt-oss checkpoint for llama.cpp
@@ -142,6 +143,19 @@ def _env_args(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _tool_names(env_id: str, value: str) -> list[str]:
+    """``--tools python,browser`` as a list of tool names (for the ``agent`` env)."""
+    from agent_envs.registry import spec
+
+    if spec(env_id).name != "agent":
+        raise ValueError(f"--tools is for the agent env (agent-envs rollout agent --tools "
+                         f"python,browser); {env_id} has its tools built in")
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"--tools {value!r} names no tool; e.g. --tools python,browser")
+    return names
+
+
 def _all_infra(flagged: int, episodes: int, first: str | None) -> int:
     """The rollout exit code: 1 when every episode was flagged as an infra error, else 0."""
     if episodes and flagged == episodes:
@@ -178,6 +192,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             env_kwargs[name] = getattr(args, name)
     if args.tasks:
         env_kwargs["task_source"] = args.tasks
+    if args.tools is not None:
+        env_kwargs["tools"] = _tool_names(args.env, args.tools)
     env_kwargs.update(_env_args(args.env_arg))
     if args.episodes % args.group_size:
         raise ValueError(f"--episodes ({args.episodes}) must be a multiple of --group-size "
@@ -432,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "math[:split] (python-tool); the env's own specs elsewhere")
     r.add_argument("--sandbox", default=None,
                    help="sandbox backend for python-tool (default: the env's)")
+    r.add_argument("--tools", default=None, metavar="TOOL,...",
+                   help="the agent env's tools: python, browser, functions, comma-separated "
+                        "(default: python,browser)")
     r.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other env argument (repeatable; VALUE is JSON when it parses)")
     r.add_argument("--env-url", default=None, metavar="URL[,URL...]",

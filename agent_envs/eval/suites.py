@@ -36,7 +36,7 @@ MANIFEST_DIR = Path(__file__).with_name("manifests")
 #: Bump an env's entry whenever its verifier's verdicts can change (answer extraction, checks).
 VERIFIER_VERSIONS: dict[str, str] = {
     "python-tool-v0": "answers-1", "toy-digit-v0": "toy-1", "browser-v0": "browser-em-f1-1",
-    "functions-v0": "functions-1", "tau2-v0": "tau2-1",
+    "functions-v0": "functions-1", "tau2-v0": "tau2-1", "agent-v0": "agent-answers-1",
 }
 MANIFEST_FORMAT = 1
 
@@ -381,16 +381,48 @@ def _bfcl_tasks() -> list[tuple[str, str]]:
         env.close()
 
 
+# Version 2 of both functions suites: version 1 hashed each prompt as the env rendered it
+# before any reset, with the env's default developer instructions, while every episode shows
+# the task's own instructions (procedural tool sets and BFCL tasks bring theirs). The tasks and
+# what episodes show are unchanged; the manifests now hash what the model sees.
 register_suite(SuiteSpec(
-    name="functions", version=1, env_id="functions-v0", task_source="procedural",
+    name="functions", version=2, env_id="functions-v0", task_source="procedural",
     tasks=_functions_procedural_tasks(20), trials=2,
     description="functions: 100 procedural goals over stateful tool sets (bank, shop, files, "
                 "calendar), 20 at each difficulty d1-d5"))
 register_suite(SuiteSpec(
-    name="functions-bfcl", version=1, env_id="functions-v0", task_source="bfcl", trials=1,
+    name="functions-bfcl", version=2, env_id="functions-v0", task_source="bfcl", trials=1,
     tasks=_bfcl_tasks,
     description="functions on BFCL (bfcl-eval 2026.3.23): every served category, less the "
                 "quarantine, by category"))
+
+
+def _agent_tasks(family: str, per_difficulty: int) -> Callable[[], list[tuple[str, str]]]:
+    """The first ``per_difficulty`` test-split tasks by seed of a multi-tool family
+    (``research``, ``dataops``) at each difficulty."""
+    def tasks() -> list[tuple[str, str]]:
+        from agent_envs.envs.agent.tasks import make_agent_tasks
+
+        return [(make_agent_tasks(family, difficulty=d).sample(seed, "test").id, f"d{d}")
+                for d in range(1, 6) for seed in range(per_difficulty)]
+    return tasks
+
+
+_AGENT_BUDGETS = {"max_turns": 32, "max_tokens": 65_536, "call_timeout_s": 10.0}
+register_suite(SuiteSpec(
+    name="agent-research", version=1, env_id="agent-v0", task_source="research",
+    env_kwargs={"tools": ["python", "browser"], **_AGENT_BUDGETS},
+    tasks=_agent_tasks("research", 20), trials=2,
+    description="browser + python: 100 procedural research questions (browse a district's "
+                "station pages, then add up their tables exactly), 20 at each difficulty "
+                "d1-d5"))
+register_suite(SuiteSpec(
+    name="agent-dataops", version=1, env_id="agent-v0", task_source="dataops",
+    env_kwargs={"tools": ["python", "functions"], **_AGENT_BUDGETS},
+    tasks=_agent_tasks("dataops", 20), trials=2,
+    description="functions + python: 100 procedural data-ops questions (fetch a customer's "
+                "invoices with developer functions, then compute exactly), 20 at each "
+                "difficulty d1-d5"))
 
 
 def _tau2_tasks(domain_name: str) -> Callable[[], list[tuple[str, str]]]:

@@ -35,14 +35,14 @@ from agent_envs.envs.browser.tasks import (
     ProceduralBrowserTasks,
 )
 from agent_envs.envs.browser.tool import BrowserResult, BrowserTool, BrowserToolConfig, View
-from agent_envs.envs.browser.verifier import Judgement, judge
+from agent_envs.envs.browser.verifier import VERIFIER_VERSION, Judgement, judge
 from agent_envs.envs.browser.world import World, WorldConfig
 from agent_envs.oracle import register_oracle
 
 __all__ = [
-    "DEFAULT_INSTRUCTIONS", "DIFFICULTIES", "Backend", "BackendError", "BackendUnavailable",
-    "BrowserConfig", "BrowserEnv", "BrowserOracle", "BrowserResult", "BrowserTask",
-    "BrowserTaskSource", "BrowserTool", "BrowserToolConfig", "Corpus", "CorpusBackend",
+    "DEFAULT_INSTRUCTIONS", "DIFFICULTIES", "VERIFIER_VERSION", "Backend", "BackendError",
+    "BackendUnavailable", "BrowserConfig", "BrowserEnv", "BrowserOracle", "BrowserResult",
+    "BrowserTask", "BrowserTaskSource", "BrowserTool", "BrowserToolConfig", "Corpus", "CorpusBackend",
     "CorpusError", "DiskCorpus", "DiskCorpusBackend", "Document", "Judgement", "Page",
     "ProceduralBrowserTasks", "SearchHit", "View", "World", "WorldConfig", "build_index",
     "judge", "make_browser_tasks", "page_from_html", "page_from_text", "results_page",

@@ -25,10 +25,11 @@ from agent_envs.envs.functions.tools import (
     tool,
     tool_from_schema,
 )
+from agent_envs.envs.functions.verifier import VERIFIER_VERSION
 
 __all__ = [
-    "DEFAULT_INSTRUCTIONS", "CallRecord", "CallsTask", "EpisodeState", "FunctionsEnv",
-    "FunctionsOracle", "FunctionsTask", "ProceduralFunctionTask", "ProceduralFunctionTasks",
+    "DEFAULT_INSTRUCTIONS", "VERIFIER_VERSION", "CallRecord", "CallsTask", "EpisodeState",
+    "FunctionsEnv", "FunctionsOracle", "FunctionsTask", "ProceduralFunctionTask", "ProceduralFunctionTasks",
     "RunnerConfig", "StatefulTools", "Tool", "ToolNames", "ToolSet", "make_functions_source",
     "serialize_result", "tool", "tool_from_schema",
 ]

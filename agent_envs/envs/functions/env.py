@@ -26,6 +26,7 @@ import openai_harmony as oh
 
 from agent_envs.core import EnvConfig
 from agent_envs.envs.agent.env import AgentEnv, one_spec
+from agent_envs.envs.functions import verifier
 from agent_envs.envs.functions.runtime import FunctionRunner, RunnerConfig
 from agent_envs.envs.functions.tasks import EpisodeState, FunctionsTask
 from agent_envs.envs.functions.tools import StatefulTools, Tool, ToolSet
@@ -225,14 +226,10 @@ class FunctionsEnv(AgentEnv):
         self.episode.end_turn(self._user_turn)
 
     def verify(self, task: Task, final_text: str) -> Verdict:
-        """Pure: a turn that is not the last is not judged; the last judges the whole
-        episode (calls, final state, answers) by the task."""
-        if isinstance(task, FunctionsTask) and self._more_turns(task):
-            return Verdict(correct=False, extracted=None,
-                           reason=f"turn {self._user_turn + 1} of {task.n_turns} answered")
-        if isinstance(task, FunctionsTask):
-            return task.judge(self.episode)
-        return super().verify(task, final_text)
+        """Pure (:func:`agent_envs.envs.functions.verifier.verify`): a turn that is not the
+        last is not judged; the last judges the whole episode (calls, final state, answers)
+        by the task."""
+        return verifier.verify(task, self.episode, final_text, self._user_turn)
 
     def follow_up(self, verdict: Verdict, retries_used: int) -> str | None:
         task = self.task

@@ -46,8 +46,10 @@ def coin_bundle(tmp_path_factory) -> Path:
 
 
 # The tau2 suites (9 to 114 tasks, a simulated user, a database per episode) have their own
-# manifest and oracle checks in tests/agent_envs/tau2/test_suites.py.
-PINNED = [s.name for s in list_suites() if s.pinned and not s.name.startswith("tau2-")]
+# manifest and oracle checks in tests/agent_envs/tau2/test_suites.py, the multi-tool suites
+# (tens of tool calls per episode) in tests/agent_envs/agent/test_suites.py.
+PINNED = [s.name for s in list_suites()
+          if s.pinned and not s.name.startswith(("tau2-", "agent-"))]
 # Tasks per suite in the oracle sweep below: a seeded sample stratified by category, so every
 # category of every pinned suite is exercised in seconds. The whole of every suite (BFCL's
 # 4,281 entries, twice) is `python benchmarks/suite_sweep.py`, a lane of its own.
