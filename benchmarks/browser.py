@@ -269,7 +269,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    if any(a == "--passages" or a.startswith("--passages=") for a in sys.argv[1:]):
+    if any(a in ("--passages", "--table") or a.startswith("--passages=")
+           for a in sys.argv[1:]):
         import browser_scale  # the Wikipedia-scale mode: its own options and report
 
         browser_scale.main(sys.argv[1:])

@@ -583,10 +583,66 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The table of every size measured so far, as the docs quote it."""
+    sizes = sorted(results, key=int)
+    r = [results[k] for k in sizes]
+
+    def row(name: str, fn: Any) -> str:
+        cells = []
+        for x in r:
+            try:
+                cells.append(fn(x))
+            except (KeyError, TypeError):
+                cells.append("")
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    head = "| | " + " | ".join(f"{int(k) / 1e6:g}M passages" for k in sizes) + " |"
+    lines = [head, "|---|" + "---|" * len(sizes)]
+    b, sv = (lambda x: x["build"]), (lambda x: x["serve"])
+    lines += [
+        row("build: wall / CPU", lambda x: f"{b(x)['seconds'] / 60:,.0f} min / "
+                                           f"{b(x)['cpu_s'] / 60:,.0f} min"),
+        row("build: peak RSS", lambda x: f"{b(x)['peak_rss_mb'] / 1024:.2f} GB"),
+        row("index on disk (corpus)", lambda x: f"{b(x)['index_mb'] / 1024:.2f} GB "
+                                                f"({b(x)['corpus_mb'] / 1024:.1f} GB)"),
+        row("open the index, cold", lambda x: f"{sv(x)['open_index_ms']:.0f} ms"),
+        row("search, cold: p50 / p95 wall", lambda x: f"{sv(x)['cold_search_ms']['p50']:.0f} / "
+                                                      f"{sv(x)['cold_search_ms']['p95']:.0f} ms"),
+        row("search, warm: p50 / p95 wall", lambda x: f"{sv(x)['warm_search_ms']['p50']:.0f} / "
+                                                      f"{sv(x)['warm_search_ms']['p95']:.0f} ms"),
+        row("search, warm: p50 / p95 CPU",
+            lambda x: f"{sv(x)['warm_search_ms']['cpu_p50']:.1f} / "
+                      f"{sv(x)['warm_search_ms']['cpu_p95']:.1f} ms"),
+        row("open a passage: cold / warm p50",
+            lambda x: f"{sv(x)['cold_open_ms']['p50']:.2f} / {sv(x)['warm_open_ms']['p50']:.2f} ms"),
+        row("an env process adds (RSS / anonymous)",
+            lambda x: f"{sv(x)['added_rss_mb']:.0f} / {sv(x)['added_anon_mb']:.0f} MB"),
+        row("4 processes at once: RSS / PSS each",
+            lambda x: f"{np.mean([p['rss_mb'] for p in x['processes']]):.0f} / "
+                      f"{np.mean([p['pss_mb'] for p in x['processes']]):.0f} MB"),
+        row("searches proven = CorpusBackend's", lambda x: f"{sv(x)['proven_share']:.0%}"),
+        row("top 20 identical to exact=True's",
+            lambda x: f"{sv(x)['ranking']['default']['identical_top20']:.0%} of "
+                      f"{sv(x)['ranking']['queries']}"),
+        row("with max_postings=1M: overlap@20 / top-20 p50",
+            lambda x: f"{sv(x)['ranking']['budget']['overlap20']:.3f} / "
+                      f"{sv(x)['ranking']['budget']['top20_ms']['p50']:.0f} ms"),
+        row("Search-R1 rollout (oracle)", lambda x: x["search_r1"]["rollout"]["solved"]),
+        row("env.step p50: search / open",
+            lambda x: f"{x['search_r1']['episode']['search_ms']:.0f} / "
+                      f"{x['search_r1']['episode']['open_ms']:.1f} ms"),
+        row("load average during the run", lambda x: f"{x['machine']['load_avg'][0]:.0f}"),
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--passages", type=int, required=True)
+    ap.add_argument("--passages", type=int, default=None)
+    ap.add_argument("--table", action="store_true",
+                    help="print the Markdown table of every size in the results JSON and exit")
     ap.add_argument("--data-dir", default=os.environ.get("AGENT_ENVS_WIKI_DIR", "/work/data/wiki"),
                     help="where corpora and indexes go (big: ~0.55 GB + ~0.5 GB per 1M)")
     ap.add_argument("--queries", type=int, default=400)
@@ -610,6 +666,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/browser_scale.png")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        return
+    if args.passages is None:
+        ap.error("--passages N is required (or --table)")
     result = run(args)
     report(result)
     store = args.out.with_suffix(".json")
