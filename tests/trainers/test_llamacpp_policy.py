@@ -82,11 +82,13 @@ def test_llama_cpp_tokenizes_every_envs_rendered_prompts_like_openai_harmony(
                 done = terminated or truncated
         finally:
             env.close()
-        for ids in (contexts[0], contexts[-1]):
+        for n, ids in enumerate((contexts[0], contexts[-1])):
             text = enc.decode_utf8(ids)
             got = httpx.post(f"{policy.url}/tokenize", json={
                 "content": text, "add_special": False, "parse_special": True}, timeout=60)
-            assert got.json()["tokens"] == ids, spec.id
+            assert got.json()["tokens"] == enc.encode(text, allowed_special="all"), spec.id
+            if n == 0:  # what the env rendered (the last context holds the oracle's own
+                assert got.json()["tokens"] == [int(t) for t in ids]  # token choices)
         checked.append((spec.id, len(contexts[-1])))
     assert len(checked) == len(agent_envs.list_envs()) >= 7
     assert max(n for _, n in checked) > 1000  # long multi-turn contexts were among them
@@ -196,6 +198,27 @@ def test_tokens_that_end_inside_a_utf8_character_get_their_log_probs_too(
             assert max(abs(a - b) for a, b in zip(s.logprobs, ref)) < 5e-3
     assert not _utf8_complete(b"a\xe2") and not _utf8_complete(b"\xe2\x80")
     assert _utf8_complete(b"\xe2\x80\x80") and _utf8_complete(b"")
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_rescoring_a_position_gives_the_processed_log_prob_of_any_token(
+        policy: LlamaCppPolicy, temperature: float) -> None:
+    p = prompt(seed=5)
+    req = SampleRequest(prompt=p, max_tokens=1, params=SamplingParams(temperature=temperature))
+    model = tiny_model(0)
+    ids = torch.tensor([p])
+    with torch.no_grad():
+        expected = torch.log_softmax(model(input_ids=ids).logits[0, -1].double() / temperature,
+                                     -1)
+
+    async def rescore(tokens: list[int]) -> list[float]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return [await policy._rescore(client, policy.url + "/completion", req, [], t)
+                    for t in tokens]
+
+    tokens = [12345, int(expected.argmax()), 200002, 77]
+    for tok, got in zip(tokens, asyncio.run(rescore(tokens))):
+        assert abs(got - float(expected[tok])) < 5e-3, tok
 
 
 def test_a_seed_reproduces_a_sample_and_slots_serve_concurrent_requests(

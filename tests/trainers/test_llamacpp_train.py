@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ pytest.importorskip("gguf")
 from agent_envs.cli import main as cli_main
 from tests.trainers.llamacpp_util import needs_server, tiny_gguf, tiny_model
 from trainers.episode import load_episodes
-from trainers.rollout import run_rollout_cli
+from trainers.rollout import policy_from_spec, run_rollout_cli
 from trainers.train import token_logprobs
 
 pytestmark = needs_server
@@ -49,13 +50,18 @@ def test_rollout_with_a_llamacpp_spec_records_the_engines_log_probs(tmp_path: Pa
 
 def test_eval_python_tool_with_llamacpp_completes_and_the_bundle_verifies(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = tmp_path / "bundle"
+    from agent_envs import eval as ev
+
+    # what `agent-envs eval python-tool --policy llamacpp:GGUF,... --trials 1 --limit 6
+    # --max-tokens 16` runs (the whole suite is 100 tasks: minutes for a random model that
+    # never stops before the token cap)
     spec = f"llamacpp:{tiny_gguf('f32')},slots=4,threads=1"
-    rc = cli_main(["eval", "python-tool", "--policy", spec,
-                   "--trials", "1", "--max-tokens", "16", "--concurrency", "8", "--out",
-                   str(bundle), "--quiet"])
-    assert rc == 0, capsys.readouterr().err
-    assert "accuracy" in capsys.readouterr().out
+    bundle = tmp_path / "bundle"
+    with policy_from_spec(spec) as policy:
+        ev.run_eval("python-tool", policy, bundle, ev.EvalConfig(
+            trials=1, limit=6, max_tokens=16, concurrency=8, progress=False))
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["overall"]["episodes"] == 6 and metrics["overall"]["accuracy"]["value"] == 0
     assert cli_main(["eval", "verify", str(bundle)]) == 0
     assert "OK: hashes, episodes and metrics verify" in capsys.readouterr().out
 

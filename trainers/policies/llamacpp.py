@@ -441,41 +441,45 @@ class LlamaCppPolicy(Policy):
         return body
 
     def encoded_body(self, request: SampleRequest, *, exact_ban: bool = False,
-                     **overrides: Any) -> bytes:
-        """``body(request)`` (with ``overrides``) as JSON bytes, restricted to
-        ``allowed_token_ids`` when they are set.
+                     allowed: Sequence[int] | None = None, **overrides: Any) -> bytes:
+        """``body(request)`` (with ``overrides``) as JSON bytes, restricted to ``allowed``
+        (default: ``allowed_token_ids``) when there is a restriction.
 
         The restriction is a logit bias of +:data:`ALLOWED_BOOST` on the allowed tokens and
         a top-k of their number: the boost cancels in the softmax over them, and top-k
         drops every other token, so the distribution is the one over the allowed set (to
-        float rounding of the shifted logits, ~1e-5). :meth:`_complete` checks that no other
+        float rounding of the shifted logits, ~1e-5). :meth:`_request` checks that no other
         token was kept (one outscored the boost) and then asks again with ``exact_ban``:
         every other token banned by name (a ~2.9 MB body the server takes ~1 s to parse).
         """
         body = {**self.body(request), **overrides}
-        if self.allowed_token_ids is None:
+        keep = tuple(sorted(set(allowed))) if allowed is not None else self.allowed_token_ids
+        if keep is None:
             return json.dumps(body).encode()
         if not exact_ban:
-            k = len(self.allowed_token_ids)
-            body["logit_bias"] = [[t, ALLOWED_BOOST] for t in self.allowed_token_ids]
+            k = len(keep)
+            body["logit_bias"] = [[t, ALLOWED_BOOST] for t in keep]
             body["top_k"] = min(body["top_k"], k) if body["top_k"] > 0 else k
             body["n_probs"] = max(int(body.get("n_probs", 1)), k)  # to check what was kept
             return json.dumps(body).encode()
-        if self._ban_json is None:
+        if keep != self.allowed_token_ids or self._ban_json is None:
             from agent_envs.harmony import VOCAB_SIZE
 
-            allowed = set(self.allowed_token_ids)
-            self._ban_json = "[" + ",".join(f"[{t},false]" for t in range(VOCAB_SIZE)
-                                            if t not in allowed) + "]"
+            kept = set(keep)
+            ban = "[" + ",".join(f"[{t},false]" for t in range(VOCAB_SIZE)
+                                 if t not in kept) + "]"
+            if keep != self.allowed_token_ids:
+                text = json.dumps(body)
+                return (text[:-1] + ', "logit_bias": ' + ban + "}").encode()
+            self._ban_json = ban
         text = json.dumps(body)
         return (text[:-1] + ', "logit_bias": ' + self._ban_json + "}").encode()
 
-    def _outside_allowed(self, data: dict[str, Any]) -> bool:
-        """Whether a restricted response kept a token outside ``allowed_token_ids``."""
-        if self.allowed_token_ids is None:
-            return False
-        allowed = set(self.allowed_token_ids)
-        return any(int(c["id"]) not in allowed
+    @staticmethod
+    def _kept_outside(data: dict[str, Any], allowed: Sequence[int]) -> bool:
+        """Whether a restricted response kept a token outside ``allowed``."""
+        keep = set(allowed)
+        return any(int(c["id"]) not in keep
                    for e in data.get("completion_probabilities") or []
                    for c in e.get("top_probs") or [])
 
@@ -499,13 +503,16 @@ class LlamaCppPolicy(Policy):
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def _request(self, client: httpx.AsyncClient, url: str, req: SampleRequest,
-                       **overrides: Any) -> dict[str, Any]:
+    async def _request(self, client: httpx.AsyncClient, url: str, req: SampleRequest, *,
+                       allowed: Sequence[int] | None = None, **overrides: Any
+                       ) -> dict[str, Any]:
         """POST ``req`` (restricted by boost and top-k; by name if that kept another token)."""
-        data = await self._post(client, url, self.encoded_body(req, **overrides))
-        if self._outside_allowed(data):
-            data = await self._post(client, url,
-                                    self.encoded_body(req, exact_ban=True, **overrides))
+        data = await self._post(client, url,
+                                self.encoded_body(req, allowed=allowed, **overrides))
+        keep = allowed if allowed is not None else self.allowed_token_ids
+        if keep is not None and self._kept_outside(data, keep):
+            data = await self._post(client, url, self.encoded_body(
+                req, allowed=allowed, exact_ban=True, **overrides))
         return data
 
     async def _post(self, client: httpx.AsyncClient, url: str, body: bytes) -> dict[str, Any]:
@@ -606,27 +613,42 @@ class LlamaCppPolicy(Policy):
 
     async def _rescore(self, client: httpx.AsyncClient, url: str, req: SampleRequest,
                        prefix: list[int], tok: int) -> float:
-        """The log-prob of ``tok`` after ``req.prompt + prefix``, under ``req``'s sampling
-        distribution: one more step at that position, with the whole distribution asked for
-        when the top of it does not hold ``tok``."""
-        from agent_envs.harmony import VOCAB_SIZE
+        """The log-prob of ``tok`` after ``req.prompt + prefix`` under ``req``'s sampling
+        distribution, from two one-token steps at that position: one gives the most likely
+        token ``a`` and its probability, one restricted to ``{tok, a}`` gives the ratio
+        ``p(tok) / p(a) = exp((l_tok - l_a) / T)``, which truncation (top-k, top-p, the
+        allowed set) leaves alone since ``a`` is always kept."""
+        ctx = [*map(int, req.prompt), *prefix]
+        step = {"prompt": ctx, "n_predict": 1, "response_fields": ["completion_probabilities"]}
+        top = await self._one_step(client, url, req, step, n_probs=1)
+        a, p_a = int(top[0]["id"]), float(top[0]["prob"])
+        if a == tok:
+            return math.log(p_a)
+        probs = {int(c["id"]): float(c["prob"]) for c in await self._one_step(
+            client, url, req, {**step, "top_k": 0, "top_p": 1.0}, n_probs=2,
+            allowed=(tok, a))}
+        if tok not in probs or a not in probs or probs[a] <= 0:
+            raise PolicyError(f"llama-server gave no probability for token {tok} at position "
+                              f"{len(prefix)} of a completion (a two-token step returned "
+                              f"{probs}).")
+        return math.log(p_a) + math.log(probs[tok]) - math.log(probs[a]) if probs[tok] > 0 \
+            else -math.inf
 
-        for n_probs in (256, VOCAB_SIZE):
-            for attempt in range(8):  # the step's own token may end inside a character too
-                data = await self._request(
-                    client, url, req, prompt=[*map(int, req.prompt), *prefix], n_predict=1,
-                    n_probs=n_probs, seed=(req.params.seed or 0) + 7919 * (attempt + 1),
-                    response_fields=["completion_probabilities"])
-                entries = data.get("completion_probabilities") or []
-                if not entries:
-                    continue
-                for cand in entries[0].get("top_probs", []):
-                    if int(cand["id"]) == tok:
-                        p = float(cand["prob"])
-                        return math.log(p) if p > 0 else -math.inf
-                break  # the list was complete up to n_probs: ask for more
-        raise PolicyError(f"llama-server gave no probability for token {tok} at position "
-                          f"{len(prefix)} of a completion, even over the whole vocabulary.")
+    async def _one_step(self, client: httpx.AsyncClient, url: str, req: SampleRequest,
+                        fields: dict[str, Any], *, n_probs: int,
+                        allowed: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The ``top_probs`` of a one-token step (retried with other seeds while the step's
+        own token ends inside a character, which leaves it without probabilities)."""
+        for attempt in range(16):
+            data = await self._request(client, url, req, allowed=allowed, **fields,
+                                       n_probs=n_probs,
+                                       seed=(req.params.seed or 0) + 7919 * (attempt + 1))
+            entries = data.get("completion_probabilities") or []
+            if entries and entries[0].get("top_probs"):
+                return list(entries[0]["top_probs"])
+        raise PolicyError(f"llama-server returned no probabilities for 16 one-token steps at "
+                          f"position {len(fields['prompt']) - len(req.prompt)} of a "
+                          f"completion.")
 
     # -- weights --------------------------------------------------------------------------
 
