@@ -450,20 +450,32 @@ def side_by_side(results: list[dict[str, Any]]) -> list[str]:
     by = {r["arm"]: {row["level"]: row for row in r["rows"]} for r in results}
     if not {"server", "in-process"} <= set(by):
         return []
-    lines = ["server vs in-process (ratio server / in-process):",
-             ("sessions  MB/session server  in-process  ratio  steady p50 ms server  "
-              "in-process  ratio  CPU-ms/step server  in-process  ratio")]
+    lines = [("server vs in-process (ratio server / in-process; CPU-ms per step on the server "
+              "side, then with the client's):"),
+             ("sessions  MB/session server  in-process  ratio  steps/s server  in-process  "
+              "ratio  CPU-ms/step server  +client  in-process  ratio")]
     for level in sorted(set(by["server"]) & set(by["in-process"])):
         a, b = by["server"][level], by["in-process"][level]
         ratio = (lambda x, y: "-" if not x or not y else f"{x / y:.2f}x")
+        both = a["cpu_ms_per_step"] + (a.get("client_cpu_ms_per_step") or 0.0)
         lines.append(
             f"{level:>8}  {a['mb_per_session']:>17.2f}  {b['mb_per_session']:>10.2f}  "
             f"{ratio(a['mb_per_session'], b['mb_per_session']):>5}  "
-            f"{_f(a['steady_step']['p50_ms']):>20}  {_f(b['steady_step']['p50_ms']):>10}  "
-            f"{ratio(a['steady_step']['p50_ms'], b['steady_step']['p50_ms']):>5}  "
-            f"{a['cpu_ms_per_step']:>18.2f}  {b['cpu_ms_per_step']:>10.2f}  "
-            f"{ratio(a['cpu_ms_per_step'], b['cpu_ms_per_step']):>5}")
+            f"{_f(a['steps_per_s']):>14}  {_f(b['steps_per_s']):>10}  "
+            f"{ratio(a['steps_per_s'], b['steps_per_s']):>5}  "
+            f"{a['cpu_ms_per_step']:>18.2f}  {both:>7.2f}  {b['cpu_ms_per_step']:>10.2f}  "
+            f"{ratio(both, b['cpu_ms_per_step']):>5}")
     return lines
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    """Every arm's table, then the two side by side."""
+    for res in results:
+        for line in table(res):
+            say(line)
+        say("")
+    for line in side_by_side(results):
+        say(line)
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -545,14 +557,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=40.0,
                     help="start no new level after this many minutes (per arm)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/env_server_load.png"))
-    ap.add_argument("--replot", action="store_true", help="redraw the plot from the JSON")
+    ap.add_argument("--replot", action="store_true",
+                    help="print the tables and redraw the plot from the JSON")
     ap.add_argument("--arm", default=None, help=argparse.SUPPRESS)  # a child runs one arm
     ap.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.out.suffix != ".png":
         raise SystemExit(f"error: --out must be a .png path (the JSON goes beside it), got {a.out}")
     if a.replot:
-        plot(json.loads(a.out.with_suffix(".json").read_text())["results"], a.out)
+        results = json.loads(a.out.with_suffix(".json").read_text())["results"]
+        report(results)
+        plot(results, a.out)
         return 0
     levels = _levels(a.levels)
     if a.steps < 1:
@@ -591,12 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(tmp.read_text()))
         tmp.unlink()
     say("")
-    for res in results:
-        for line in table(res):
-            say(line)
-        say("")
-    for line in side_by_side(results):
-        say(line)
+    report(results)
     plot(results, a.out)
     a.out.with_suffix(".json").write_text(json.dumps(
         {"cpus": os.cpu_count(), "levels": levels, "steps": a.steps, "results": results},

@@ -33,7 +33,7 @@ def test_the_load_test_ramps_both_arms_and_reports_every_figure(tmp_path: Path, 
             assert 0 < server < 40  # no thread per session
     assert out.stat().st_size > 10_000
     printed = capsys.readouterr().out
-    assert "server vs in-process (ratio server / in-process)" in printed
+    assert "server vs in-process (ratio server / in-process" in printed
     assert "MB/session" in printed and "steady step p50/p99 ms" in printed
 
 
