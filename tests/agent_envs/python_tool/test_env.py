@@ -49,15 +49,6 @@ def run_oracle(env, seed, oracle=None):
             return obs, reward, term, trunc, info, steps
 
 
-@pytest.mark.parametrize("env_spec", agent_envs.list_envs(), ids=lambda s: s.id)
-def test_check_env_passes_for_every_registered_id(env_spec):
-    e = agent_envs.make(env_spec.id)
-    try:
-        check_env(e, skip_render_check=False)
-    finally:
-        e.close()
-
-
 def test_gymnasium_make_by_namespaced_id():
     e = gymnasium.make("agent_envs/python-tool-v0", difficulty=1)
     try:
