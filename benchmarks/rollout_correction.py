@@ -93,6 +93,8 @@ from benchmarks.rollout_correction_mismatch import (
 )
 from benchmarks.rollout_correction_report import (
     BLOWUP,
+    HEADLINE_ARMS,
+    HEADLINE_PANELS,
     PANELS,
     grid_rows,
     level_title,
@@ -499,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(plot_grid(hist, saved["trivial"]["trivial"], args.figure, saved["title"],
                             saved["columns"]))
+            print(plot_grid(hist, saved["trivial"]["trivial"], _headline(args.figure),
+                            saved["title"], saved["columns"], panels=HEADLINE_PANELS,
+                            only=HEADLINE_ARMS))
         return 0
     torch.set_num_threads(args.threads)
     register_sinkless_attention()
@@ -511,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups.setdefault(group, {}).setdefault(spec.arm, []).append(
             results[spec]["history"])
     compute_s = sum(r["wall_s"] for r in results.values())
+    cpu_s = sum(r.get("cpu_s", math.nan) for r in results.values())
     setting = _setting(args)
     print(f"\nsampler ignores the sinks, trainer honours them; {setting}")
     print(f"trivial policies (expected reward over starts): best constant "
@@ -531,18 +537,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_no_mismatch_check(rows, trivial["trivial"])
         title = f"sinkless sampler vs sink-aware trainer: {setting}; seeds {args.seeds}"
         png = plot_grid(groups, trivial["trivial"], args.figure, title, columns)
+        plot_grid(groups, trivial["trivial"], _headline(args.figure), title, columns,
+                  panels=HEADLINE_PANELS, only=HEADLINE_ARMS)
     out_json.write_text(_compact_json({
         "mode": "sweep" if args.sweep else "grid", "setting": setting, "title": title,
         "args": {k: str(v) for k, v in vars(args).items()}, "trivial": trivial,
         "learned_at": args.learned_at, "blowup": BLOWUP, "levels": LEVELS,
         "columns": {} if args.sweep else columns,
-        "compute_s": compute_s, "summary": rows,
+        "compute_s": compute_s, "cpu_s": cpu_s, "summary": rows,
         "history": {g: {a: [_columns(h) for h in seeds] for a, seeds in arms.items()}
                     for g, arms in groups.items()}}))
-    print(f"\nplot: {png}\nresults: {out_json}\nruns: {compute_s:.0f} s of compute "
-          f"(sum over runs, this and earlier invocations); this invocation "
-          f"{time.perf_counter() - t_all:.0f} s wall with --jobs {args.jobs}")
+    print(f"\nplot: {png}\nresults: {out_json}\nruns: {cpu_s:.0f} CPU-seconds, {compute_s:.0f} s "
+          f"wall (sums over the {len(results)} runs, this and earlier invocations); this "
+          f"invocation {time.perf_counter() - t_all:.0f} s wall with --jobs {args.jobs}")
     return 0
+
+
+def _headline(figure: Path) -> Path:
+    """Where the headline figure goes: ``<figure>_headline.png``."""
+    return figure.with_name(f"{figure.stem}_headline.png")
 
 
 def _columns(history: list[dict[str, float]]) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "BLOWUP", "PANELS", "difference", "exploded", "grid_rows", "level_title", "markdown_tables",
+    "BLOWUP", "HEADLINE_ARMS", "HEADLINE_PANELS", "PANELS", "difference", "exploded", "grid_rows", "level_title", "markdown_tables",
     "mean_se", "plot_grid", "plot_sweep", "print_grid_table", "print_no_mismatch_check",
     "print_sweep_table", "summarize", "sweep_rows",
 ]
@@ -29,6 +29,10 @@ PANELS: tuple[tuple[str, str, bool], ...] = (
     ("grad/norm_max", "max grad norm (pre-clip)", True),
     ("rollout_corr/rejected_token_frac", "rejected token fraction", False),
 )
+
+#: The headline figure: the reference arms and the two best corrections, on three panels.
+HEADLINE_ARMS = ("no_mismatch", "none", "none_bypass", "token_tis", "icepop")
+HEADLINE_PANELS = PANELS[:3]
 
 
 def summarize(history: Sequence[dict[str, float]], learned_at: float) -> dict[str, float]:
@@ -254,9 +258,12 @@ def _band(ax: Any, x: Any, vals: Any, color: Any, style: str, label: str, lw: fl
 
 
 def plot_grid(runs: dict[str, dict[str, list[list[dict[str, float]]]]], trivial: float,
-              path: Path, title: str, columns: dict[str, str] | None = None) -> Path:
-    """One row per metric of :data:`PANELS`, one column per mismatch level; per arm the mean
-    over seeds and a ± 1 s.e. band; the trivial policies' score as a line on the reward."""
+              path: Path, title: str, columns: dict[str, str] | None = None, *,
+              panels: Sequence[tuple[str, str, bool]] = PANELS,
+              only: Sequence[str] | None = None) -> Path:
+    """One row per metric of ``panels``, one column per mismatch level; per arm (all, or
+    ``only`` these) the mean over seeds and a ± 1 s.e. band; the trivial policies' score as
+    a line on the reward."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -264,14 +271,18 @@ def plot_grid(runs: dict[str, dict[str, list[list[dict[str, float]]]]], trivial:
     import numpy as np
 
     ncol = len(runs)
-    fig, axes = plt.subplots(len(PANELS), ncol, figsize=(7.5 * ncol, 2.7 * len(PANELS)),
+    fig, axes = plt.subplots(len(panels), ncol, figsize=(7.5 * ncol, 2.7 * len(panels)),
                              sharex=True, squeeze=False)
     cmap = plt.get_cmap("tab10")
     refs = ("no_mismatch", "none", "none_bypass")  # drawn last, on top
-    colors = {"none": "black", "no_mismatch": "grey", "none_bypass": "red"}
+    colors = {"none": "black", "no_mismatch": "grey", "none_bypass": "red",
+              "token_tis": "tab:blue", "icepop": "tab:green", "token_mask": "tab:orange",
+              "token_mask_bypass": "tab:pink", "seq_mis": "tab:brown", "geo_mask": "tab:olive",
+              "k3_mask": "tab:cyan", "token_veto": "tab:purple"}
     for c, (regime, arms) in enumerate(runs.items()):
         order = [a for a in arms if a not in refs] + [a for a in refs if a in arms]
-        for r, (key, label, log) in enumerate(PANELS):
+        order = [a for a in order if only is None or a in only]
+        for r, (key, label, log) in enumerate(panels):
             ax = axes[r, c]
             for arm in order:
                 vals = np.array([[h.get(key, math.nan) for h in hist] for hist in arms[arm]],

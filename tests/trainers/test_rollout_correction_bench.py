@@ -133,6 +133,7 @@ def test_the_grid_prints_a_table_per_arm_saves_the_curves_and_reuses_saved_runs(
 
     png = out / "rollout_correction.png"
     assert png.stat().st_size > 10_000  # a figure with curves, not an empty canvas
+    assert (out / "rollout_correction_headline.png").stat().st_size > 10_000
     res = json.loads(png.with_suffix(".json").read_text())
     assert res["mode"] == "grid" and 0 < res["trivial"]["trivial"] < 0.5
     summary = res["summary"]["gross"]
