@@ -23,6 +23,7 @@ Run (needs ``bash scripts/build_llama_server.sh``)::
 
     python benchmarks/llamacpp_training.py                 # 5 arms x 3 seeds x 20 steps
     python benchmarks/llamacpp_training.py --steps 4 --seeds 0 --arms llamacpp-f32
+    python benchmarks/llamacpp_training.py --resume     # finish an interrupted grid
 """
 
 from __future__ import annotations
@@ -158,25 +159,39 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp CPU threads")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
                                          "llamacpp_training.png"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the (arm, seed) runs already in the JSON next to --out, run the "
+                         "rest")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    out = Path(args.out)
+    done: dict[str, dict[str, list[dict[str, float]]]] = {}
+    if args.resume and out.with_suffix(".json").is_file():
+        done = json.loads(out.with_suffix(".json").read_text()).get("by_seed", {})
     runs: dict[str, list[list[dict[str, float]]]] = {}
+    by_seed: dict[str, dict[str, list[dict[str, float]]]] = {
+        arm: dict(seeds) for arm, seeds in done.items()}
     with tempfile.TemporaryDirectory(prefix="llamacpp-training-") as tmp:
         for arm in args.arms:
             for seed in args.seeds:
+                if str(seed) in done.get(arm, {}):
+                    runs.setdefault(arm, []).append(done[arm][str(seed)])
+                    continue
                 t1 = time.perf_counter()
                 hist = run_arm(arm, seed, args.steps, Path(tmp) / f"{arm}-s{seed}",
                                args.threads)
                 runs.setdefault(arm, []).append(hist)
+                by_seed.setdefault(arm, {})[str(seed)] = hist
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.with_suffix(".json").write_text(json.dumps({"by_seed": by_seed}, indent=1))
                 print(f"{arm} seed {seed}: reward {hist[-1]['reward/mean']:.3f}, "
                       f"KL k3 {hist[-1]['rollout_corr/k3_kl']:.2e} "
                       f"({time.perf_counter() - t1:.0f} s)", file=sys.stderr, flush=True)
     rows = table(runs)
-    out = Path(args.out)
     plot(runs, out)
     out.with_suffix(".json").write_text(json.dumps(
-        {"args": vars(args), "rows": rows, "runs": runs,
-         "seconds": time.perf_counter() - t0}, indent=2))
+        {"args": vars(args), "rows": rows, "by_seed": by_seed,
+         "seconds": time.perf_counter() - t0}, indent=1))
     print(f"\nplot: {out}  data: {out.with_suffix('.json')}  "
           f"({time.perf_counter() - t0:.0f} s)")
     return rows

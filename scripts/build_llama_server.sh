@@ -7,6 +7,7 @@
 #                                                     # GGUF converter needs it; no compile)
 #   bash scripts/build_llama_server.sh --print-dir    # print the cache dir and exit
 #   bash scripts/build_llama_server.sh --print-tag    # print this machine's build key
+#   bash scripts/build_llama_server.sh --rebuild      # build again even if cached
 #
 # Everything lives outside the checkout, keyed by version (and by the CPU's instruction
 # set, since the build is -march=native):
@@ -33,9 +34,10 @@ case "${1:-}" in
     --source-only) mode=source ;;
     --print-dir) mode=print ;;
     --print-tag) mode=tag ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
-    *) echo "build_llama_server.sh: unknown argument '$1'; use --source-only, --print-dir, --print-tag" \
-            "or no argument (see --help)" >&2; exit 2 ;;
+    --rebuild) mode=rebuild ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "build_llama_server.sh: unknown argument '$1'; use --source-only, --print-dir, --print-tag," \
+            "--rebuild or no argument (see --help)" >&2; exit 2 ;;
 esac
 
 root="${AGENT_ENVS_CACHE:-$HOME/.cache/agent-envs}/llama.cpp/$VERSION"
@@ -59,7 +61,9 @@ if [[ "$mode" == print ]]; then
     echo "$root"
     exit 0
 fi
-if [[ "$mode" == build && -x "$bindir/llama-server" && -x "$bindir/llama-quantize" \
+if [[ "$mode" == rebuild ]]; then
+    mode=build
+elif [[ "$mode" == build && -x "$bindir/llama-server" && -x "$bindir/llama-quantize" \
       && -f "$root/src/convert_hf_to_gguf.py" ]]; then
     echo "[llama.cpp] cached: $bindir (llama-cpp-python $VERSION)" >&2
     echo "$bindir"
@@ -113,10 +117,21 @@ for tool in cmake g++ make; do
     fi
 done
 
+# No AMX: ggml's AMX matmul (Q4_0/Q8_0 weights on Sapphire Rapids and later) died with SIGILL
+# on `tilezero` serving a tiny gpt-oss here, although a standalone AMX program runs; its
+# AVX-512 kernels (weight repacking included) serve the same types.
+cflags=""
+amx="not advertised"
+if [[ "$native" == ON ]] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+    cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    amx="left out"
+fi
+
 jobs="${LLAMA_BUILD_JOBS:-$(nproc)}"
 nice_n="${LLAMA_NICE:-10}"
 build="$root/$tag/build"
-echo "[llama.cpp] building llama-server + llama-quantize ($tag, $jobs jobs, nice $nice_n);" \
+echo "[llama.cpp] building llama-server + llama-quantize ($tag, AMX $amx, $jobs jobs, nice" \
+     "$nice_n);" \
      "a cold build takes a while on few cores, progress below" >&2
 start=$(date +%s)
 generator=()
@@ -126,7 +141,8 @@ nice -n "$nice_n" cmake -S "$root/src" -B "$build" "${generator[@]}" \
     -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_NUMBER=0 >&2
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_NUMBER=0 \
+    -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" >&2
 nice -n "$nice_n" cmake --build "$build" --target llama-server llama-quantize \
     -j "$jobs" >&2
 mkdir -p "$bindir.tmp"
@@ -136,7 +152,7 @@ mv "$bindir.tmp" "$bindir"
 secs=$(( $(date +%s) - start ))
 {
     echo "llama-cpp-python $VERSION (sdist sha256 $SHA256)"
-    echo "tag $tag  native $native  jobs $jobs  nice $nice_n"
+    echo "tag $tag  native $native  jobs $jobs  nice $nice_n  AMX $amx"
     echo "compiler $(g++ --version | head -1)"
     echo "cmake $(cmake --version | head -1)"
     echo "built $(date -u +%FT%TZ) in ${secs} s on $(nproc) CPUs"
