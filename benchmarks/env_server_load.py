@@ -429,7 +429,7 @@ def table(result: dict[str, Any]) -> list[str]:
     what = result["env"] + (f", {result['sandbox']} sandbox" if result["sandbox"] else "")
     lines = [f"{result['arm']} ({what}; stopped {result['stopped']}):",
              ("sessions  errors  MB/session (host+sandbox marginal)  burst s  open p50/p99 ms"
-              "  steady step p50/p99 ms  steps/s  CPU-ms/step (client)")]
+              "  steady step p50/p99 ms  steps/s  CPU-ms/step (host) client  server threads")]
     for r in result["rows"]:
         errs = sum(r["errors"].values())
         lines.append(
@@ -438,9 +438,10 @@ def table(result: dict[str, Any]) -> list[str]:
             f"{'':>14}{r['burst_s']:>8.1f}  {_f(r['reset']['p50_ms']):>7}/"
             f"{_f(r['reset']['p99_ms']):<7}  {_f(r['steady_step']['p50_ms']):>10}/"
             f"{_f(r['steady_step']['p99_ms']):<11}  {_f(r['steps_per_s'], '.1f'):>7}  "
-            f"{r['cpu_ms_per_step']:>10.2f}"
-            + ("" if r.get("client_cpu_ms_per_step") is None
-               else f" ({r['client_cpu_ms_per_step']:.2f})"))
+            f"{r['cpu_ms_per_step']:>11.2f} ({r['host_cpu_ms_per_step']:.2f})"
+            + ("       -" if r.get("client_cpu_ms_per_step") is None
+               else f"  {r['client_cpu_ms_per_step']:>6.2f}")
+            + f"  {r.get('server_threads') or '-':>14}")
         for kind, n in r["errors"].items():
             lines.append(f"{'':>10}{n} x {kind}: {r['examples'][kind]}")
     return lines
