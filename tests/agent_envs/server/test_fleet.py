@@ -96,6 +96,46 @@ def test_a_dead_url_is_skipped_and_a_full_server_passes_sessions_on(serve) -> No
         agent_envs.remote([DEAD, "http://127.0.0.1:10"], "toy-digit").reset(seed=0)
 
 
+def test_a_server_that_comes_back_gets_new_sessions_again(serve) -> None:
+    import socket
+
+    from agent_envs.server.app import bind_socket, make_uvicorn_server
+    from agent_envs.server.session import ServerSettings
+    from tests.agent_envs.server.conftest import TOKEN
+
+    with socket.socket() as probe:  # a free port, with nothing listening on it yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late_url = f"http://127.0.0.1:{port}"
+    b = serve("toy-digit")
+    urls = [late_url, b.url]
+    first = [agent_envs.remote(urls, "toy-digit") for _ in range(4)]
+    for i, e in enumerate(first):
+        e.reset(seed=i)
+    assert _sessions(b) == 4 and first[0].fleet.describe()[0]["down"]
+    late = make_uvicorn_server(ServerSettings(env_id="toy-digit", token=TOKEN))
+    thread = threading.Thread(target=late.run, kwargs={"sockets": [bind_socket("127.0.0.1",
+                                                                               port)]},
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not late.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.5)  # past its back-off: the next pick checks it again
+        later = [agent_envs.remote(urls, "toy-digit") for _ in range(4)]
+        for i, e in enumerate(later):
+            e.reset(seed=i)
+        loads = httpx.get(late_url + "/load", headers=AUTH, timeout=10).json()
+        assert loads["sessions"] == 4 and _sessions(b) == 4  # the least loaded: the one back
+        assert not later[0].fleet.describe()[0]["down"]
+        for e in first + later:
+            e.close()
+    finally:
+        late.should_exit = True
+        thread.join(timeout=15)
+
+
 def _episode_policy(delay_s: float = 0.003) -> Any:
     """toy-digit over three turns at most: a cut completion first (the env continues), then
     the answer; each sample takes ``delay_s``, so episodes overlap."""
