@@ -48,7 +48,7 @@ def test_env_servers_as_ray_actors_one_per_node_and_one_killed_mid_run(
         assert servers.token == TOKEN and len(servers.urls) == 3
         assert len(set(servers.nodes)) == 3  # one server per node
         env = servers.remote()
-        obs, info = env.reset(seed=0)
+        obs, _ = env.reset(seed=0)
         local = agent_envs.make("toy-digit", max_turns=3)
         assert obs.tolist() == local.reset(seed=0)[0].tolist()
         env.close()
