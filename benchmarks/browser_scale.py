@@ -109,15 +109,17 @@ def build(corpus: Path, index: Path, args: argparse.Namespace) -> dict[str, Any]
         say(f"      {' '.join(cmd[2:])}")
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT)
-        peak = 0.0
+        peak = peak_anon = 0.0
         while True:  # VmHWM: the child's own peak (ru_maxrss would start at ours, at fork)
             peak = max(peak, _tree_hwm_mb(proc.pid))
+            peak_anon = max(peak_anon, _tree_hwm_mb(proc.pid, "RssAnon"))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             time.sleep(0.2)
         seconds = time.perf_counter() - t0
         run = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1),
+               "peak_anon_mb": round(peak_anon, 1),
                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                "status": os.waitstatus_to_exitcode(status)}
         log["runs"].append(run)
@@ -130,29 +132,33 @@ def build(corpus: Path, index: Path, args: argparse.Namespace) -> dict[str, Any]
     idx = DiskCorpus(index)
     return {"seconds": sum(r["seconds"] for r in runs), "cpu_s": sum(r["cpu_s"] for r in runs),
             "peak_rss_mb": max((r["peak_rss_mb"] for r in runs), default=float("nan")),
+            "peak_anon_mb": max((r.get("peak_anon_mb", float("nan")) for r in runs),
+                                default=float("nan")),
             "runs": len(runs), "index_mb": idx.index_bytes() / 2**20,
             "corpus_mb": corpus.stat().st_size / 2**20, "documents": idx.documents}
 
 
-def _hwm_mb(pid: int | str = "self") -> float:
-    """The process's peak RSS so far (VmHWM), in MB; 0 when it is gone."""
+def _hwm_mb(pid: int | str = "self", field: str = "VmHWM") -> float:
+    """The process's peak RSS so far (VmHWM; or another field of its status, such as
+    RssAnon, its anonymous memory now), in MB; 0 when it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
 
 
-def _tree_hwm_mb(pid: int) -> float:
-    """The peaks of a process and its children (the build's workers), added up."""
+def _tree_hwm_mb(pid: int, field: str = "VmHWM") -> float:
+    """The peaks (or ``field``) of a process and its children (the build's workers), added
+    up."""
     import psutil
     try:
         kids = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return 0.0
-    return _hwm_mb(pid) + sum(_hwm_mb(k.pid) for k in kids)
+    return _hwm_mb(pid, field) + sum(_hwm_mb(k.pid, field) for k in kids)
 
 
 def evict(paths: list[Path]) -> None:
@@ -603,7 +609,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         row("build: wall / CPU", lambda x: f"{b(x)['seconds'] / 60:,.0f} min / "
                                            f"{b(x)['cpu_s'] / 60:,.0f} min"),
-        row("build: peak RSS", lambda x: f"{b(x)['peak_rss_mb'] / 1024:.2f} GB"),
+        row("build: peak RSS (of it anonymous)",
+            lambda x: f"{b(x)['peak_rss_mb'] / 1024:.2f} GB ({b(x)['peak_anon_mb'] / 1024:.2f})"),
         row("index on disk (corpus)", lambda x: f"{b(x)['index_mb'] / 1024:.2f} GB "
                                                 f"({b(x)['corpus_mb'] / 1024:.1f} GB)"),
         row("open the index, cold", lambda x: f"{sv(x)['open_index_ms']:.0f} ms"),
