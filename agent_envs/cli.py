@@ -300,7 +300,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         max_infra_retries=args.retries, allow_modified=args.allow_modified,
                         reasoning_effort=args.reasoning_effort, temperature=args.temperature,
                         top_p=args.top_p, max_tokens=args.max_tokens, model=args.model,
-                        progress=not args.quiet, env_url=args.env_url)
+                        progress=not args.quiet, env_url=args.env_url, limit=args.limit)
     if args.user or args.user_model or args.record_user or args.judge or args.judge_model:
         # suites with a simulated user (tau2-*)
         import dataclasses
@@ -309,7 +309,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(cfg, env_args=eval_env_args(args, policy_from_spec))
     out = args.out or str(Path("runs") / "eval" / target / (
-        re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"))
+        re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model or args.policy) + f"-s{args.seed}"
+        + (f"-n{args.limit}" if args.limit else "")))
     bundle = ev.run_eval(target, policy, out, cfg)
     m = json.loads((bundle / "metrics.json").read_text())["overall"]
     acc = m["accuracy"]
@@ -479,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--concurrency", type=int, default=16, help="episodes in flight")
     e.add_argument("--seed", type=int, default=0, help="base seed of env and sampling seeds")
     e.add_argument("--retries", type=int, default=2, help="retries of an infra-flagged episode")
+    e.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="run a seeded sample of N tasks, stratified by category (recorded in "
+                        "the bundle; default: every task)")
     e.add_argument("--allow-modified", action="store_true",
                    help="run a suite that differs from its pinned manifest (unofficial)")
     e.add_argument("--reasoning-effort", choices=("low", "medium", "high"), default=None)

@@ -209,3 +209,15 @@ def test_out_does_not_change_which_tasks_are_drawn(tmp_path, capsys):
     written = [json.loads(line)["task_id"] for line in out_file.read_text().splitlines()]
     assert len(printed) == 4 and printed == written
     assert printed[0] == printed[1] and printed[2] == printed[3]  # one task per group
+
+
+def test_eval_limit_runs_a_recorded_sample_into_its_own_default_directory(tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "python-tool", "--limit", "6", "--seed", "3", "--quiet"]) == 0
+    bundle = tmp_path / "runs" / "eval" / "python-tool" / "oracle-s3-n6"
+    header = json.loads((bundle / "header.json").read_text())
+    assert header["sample"]["limit"] == 6 and header["episodes"] == 6 * header["trials"]
+    assert main(["eval", "verify", str(bundle)]) == 0
+    assert main(["eval", "python-tool", "--limit", "0", "--quiet"]) == 2
+    assert "limit must be >= 1" in capsys.readouterr().err
