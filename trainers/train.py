@@ -73,6 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agent_envs.harmony import ENDOFTEXT
 from trainers.config import ConfigError, TrainConfig, config_to_dict
 from trainers.episode import Episode, TrainSample, collate, segment_samples
 from trainers.losses import (
@@ -97,7 +98,7 @@ __all__ = [
     "train",
 ]
 
-_PAD_ID = 199999  # gpt-oss <|endoftext|>; padding is masked out everywhere
+_PAD_ID = ENDOFTEXT  # gpt-oss <|endoftext|>; padding is masked out everywhere
 
 
 # --------------------------------------------------------------------------- model pieces

@@ -30,7 +30,8 @@ from agent_envs.harmony.longtext import encode_ordinary, encode_with_specials, h
 from agent_envs.harmony.vocab import load_encoding
 
 __all__ = [
-    "CALL", "END", "RETURN", "START", "STOP_TOKEN_IDS", "VOCAB_SIZE",
+    "CALL", "END", "ENDOFTEXT", "FIRST_SPECIAL_ID", "RETURN", "START", "STOP_TOKEN_IDS",
+    "VOCAB_SIZE",
     "AnalysisPolicy", "FunctionTool", "HarmonyCodec", "ParsedCompletion", "SystemConfig",
     "drop_analysis", "get_codec", "message_text",
 ]
@@ -41,6 +42,8 @@ END = 200007  # <|end|>: ends a message inside one completion
 START = 200006  # <|start|>
 STOP_TOKEN_IDS: tuple[int, int] = (RETURN, CALL)
 VOCAB_SIZE = 201088  # gpt-oss embedding rows (o200k_harmony plus reserved ids)
+FIRST_SPECIAL_ID = 199998  # <|startoftext|>: the o200k ids from here on are special tokens
+ENDOFTEXT = 199999  # <|endoftext|>: gpt-oss's pad token
 
 ReasoningEffort = Literal["low", "medium", "high"]
 AnalysisPolicy = Literal["drop_completed_turns", "keep_all"]

@@ -17,6 +17,7 @@ import openai_harmony as oh
 
 from agent_envs.envs.browser.backends import Backend
 from agent_envs.envs.browser.tool import BrowserResult, BrowserTool, BrowserToolConfig
+from agent_envs.errors import AgentEnvsError
 from agent_envs.tasks.base import Task, TaskSource
 from agent_envs.tools.base import Declaration, ToolCall, ToolOutcome, ToolPart
 
@@ -25,7 +26,7 @@ __all__ = ["BrowserPart", "NoPagesError"]
 _FUNCTIONS = ("search", "open", "find")
 
 
-class NoPagesError(ValueError):
+class NoPagesError(AgentEnvsError, ValueError):
     """The browser tool has no backend for a task (no ``backend=`` and a task source that
     serves no pages)."""
 

@@ -121,6 +121,7 @@ from skyrl.train.generators.base import (
     TrajectoryID,
 )
 
+from agent_envs.harmony import RETURN
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
@@ -132,7 +133,7 @@ __all__ = [
 ]
 
 #: ``<|return|>``: the one (masked) token of a placeholder row.
-_FILLER_TOKEN = 200002
+_FILLER_TOKEN = RETURN
 #: ``stop_reasons`` entry of a placeholder row.
 INFRA_STOP_REASON = "infra_error"
 

@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Literal
 
 from transformers import PreTrainedTokenizer
 
+from agent_envs.harmony import FIRST_SPECIAL_ID, RETURN, VOCAB_SIZE
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
@@ -58,9 +59,9 @@ __all__ = [
 ]
 
 #: ``<|return|>``: stands in for a prompt/completion that has no tokens (masked out).
-_FILLER_TOKEN = 200002
-_FIRST_SPECIAL_ID = 199998  # o200k: ids from here on are special tokens
-_HARMONY_VOCAB_SIZE = 201088
+_FILLER_TOKEN = RETURN
+_FIRST_SPECIAL_ID = FIRST_SPECIAL_ID  # o200k: ids from here on are special tokens
+_HARMONY_VOCAB_SIZE = VOCAB_SIZE
 
 
 class TRLAdapterError(ValueError):

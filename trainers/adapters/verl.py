@@ -62,6 +62,7 @@ from verl.experimental.agent_loop.agent_loop import (
     register,
 )
 
+from agent_envs.harmony import RETURN
 from trainers.episode import Episode, Segment
 from trainers.policies.base import Policy, Sample, SampleRequest
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
@@ -76,7 +77,7 @@ __all__ = [
 AGENT_NAME = "agent_envs"
 
 #: ``<|return|>``: stands in for a prompt/response that has no tokens (masked out).
-_FILLER_TOKEN = 200002
+_FILLER_TOKEN = RETURN
 
 #: Keys verl's rollout servers (vLLM, SGLang) accept in ``sampling_params`` that we pass on.
 _FORWARDED_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")

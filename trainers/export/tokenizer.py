@@ -26,11 +26,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from agent_envs.harmony import FIRST_SPECIAL_ID, VOCAB_SIZE
+
 __all__ = ["TOKENIZER_FILES", "TokenizerBuildError", "harmony_tokenizer_dir"]
 
 #: The files a converter (and ``AutoTokenizer``) needs.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-_FIRST_SPECIAL, _VOCAB_SIZE = 199998, 201088
+_FIRST_SPECIAL, _VOCAB_SIZE = FIRST_SPECIAL_ID, VOCAB_SIZE
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 
 

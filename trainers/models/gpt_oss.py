@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from agent_envs.harmony import ENDOFTEXT, RETURN, VOCAB_SIZE
 from trainers.models.attention import check_attn_implementation, register_sink_attention
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: The harmony (o200k_harmony) vocabulary size of gpt-oss.
-GPT_OSS_VOCAB_SIZE = 201088
+GPT_OSS_VOCAB_SIZE = VOCAB_SIZE
 
 #: The architecture of openai/gpt-oss-20b, as its published ``config.json`` gives it
 #: (the quantization block left out: a model built from this is unquantized).
@@ -64,8 +65,8 @@ GPT_OSS_20B_HPARAMS: dict[str, Any] = {
     "output_router_logits": False,
     "tie_word_embeddings": False,
     "initializer_range": 0.02,
-    "pad_token_id": 199999,
-    "eos_token_id": 200002,
+    "pad_token_id": ENDOFTEXT,
+    "eos_token_id": RETURN,
     "use_cache": True,
 }
 
@@ -125,7 +126,7 @@ def tiny_gpt_oss_config(
         "num_local_experts": num_local_experts, "num_experts_per_tok": num_experts_per_tok,
         "vocab_size": vocab_size, "sliding_window": sliding_window, "layer_types": layer_types,
         "max_position_embeddings": 4096, "tie_word_embeddings": False,
-        "pad_token_id": 199999, "eos_token_id": 200002,
+        "pad_token_id": ENDOFTEXT, "eos_token_id": RETURN,
     }
     kwargs.update(overrides)
     return GptOssConfig(**kwargs)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent_envs.harmony import STOP_TOKEN_IDS
 from trainers.policies.errors import PolicyConfigError, PolicyError
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
     "SamplingParams",
 ]
 
-#: ``<|return|>`` (200002) and ``<|call|>`` (200012): a harmony completion ends in one of them.
-HARMONY_STOP_TOKEN_IDS: tuple[int, ...] = (200002, 200012)
+#: ``<|return|>`` and ``<|call|>``: a harmony completion ends in one of them.
+HARMONY_STOP_TOKEN_IDS: tuple[int, ...] = STOP_TOKEN_IDS
 
 FinishReason = Literal["stop", "length", "error"]
 

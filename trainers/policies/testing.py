@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from agent_envs.harmony import CALL
+
 __all__ = ["ScriptedCompletion", "ScriptedCompletionsServer", "default_script"]
 
 
@@ -48,7 +50,7 @@ def default_script(body: dict[str, Any]) -> ScriptedCompletion:
     rng = random.Random(hash((tuple(prompt), body.get("seed"))))
     n = 1 + rng.randrange(8)
     toks = [rng.randrange(1000, 2000) for _ in range(n)]
-    stops = body.get("stop_token_ids") or [200012]
+    stops = body.get("stop_token_ids") or [CALL]
     toks.append(int(stops[0]))
     lps = [-round(rng.uniform(0.01, 3.0), 6) for _ in toks]
     cap = int(body.get("max_tokens", 16))

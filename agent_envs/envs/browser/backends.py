@@ -21,6 +21,7 @@ import abc
 from dataclasses import dataclass
 
 from agent_envs.envs.browser.page import Page, page_from_html, search_results_html
+from agent_envs.errors import AgentEnvsError
 
 __all__ = [
     "VIEW_SOURCE_PREFIX", "Backend", "BackendError", "BackendUnavailable", "SearchHit",
@@ -30,11 +31,11 @@ __all__ = [
 VIEW_SOURCE_PREFIX = "view-source:"
 
 
-class BackendError(Exception):
+class BackendError(AgentEnvsError):
     """A search or fetch failed in a way the model should see (shown as the tool's text)."""
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(AgentEnvsError):
     """The backend cannot answer for reasons that are not the model's (an infra fault)."""
 
 

@@ -34,6 +34,7 @@ from agent_envs.envs.browser.backends import (
     results_page,
 )
 from agent_envs.envs.browser.page import Page, page_from_html, page_from_text
+from agent_envs.errors import AgentEnvsError
 
 __all__ = ["Corpus", "CorpusBackend", "CorpusError", "Document", "default_cache_dir",
            "summary_of", "tokenize"]
@@ -46,7 +47,7 @@ _SPACE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?])")  # "<b>Name</b>, ..." -> "Name, ..."
 
 
-class CorpusError(ValueError):
+class CorpusError(AgentEnvsError, ValueError):
     """A corpus file or folder is malformed (the message names the file, line and fix)."""
 
 

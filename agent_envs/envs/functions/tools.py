@@ -34,6 +34,7 @@ from agent_envs.envs.functions.validation import (
     get_validator,
     to_json_schema,
 )
+from agent_envs.errors import AgentEnvsError
 
 __all__ = ["StatefulTools", "Tool", "ToolNames", "ToolSet", "tool", "tool_from_schema"]
 
@@ -109,7 +110,7 @@ def _pydantic_errors(e: pydantic.ValidationError) -> list[str]:
     return out
 
 
-class ArgumentConversionError(ValueError):
+class ArgumentConversionError(AgentEnvsError, ValueError):
     """Validated JSON arguments could not be converted to the function's declared types."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 import openai_harmony as oh
 
 from agent_envs.envs.tau2.data import Tau2Error, prompt_constant, tau2_version
-from agent_envs.harmony import SystemConfig, get_codec, message_text
+from agent_envs.harmony import STOP_TOKEN_IDS, SystemConfig, get_codec, message_text
 
 __all__ = [
     "STOP_SIGNALS", "CassetteUser", "LLMUser", "RecordingUser", "ScriptedUser", "UserSession",
@@ -320,7 +320,7 @@ class _Request:
     prompt: list[int]
     max_tokens: int
     params: _Params
-    stop_token_ids: tuple[int, ...] = (200002, 200012)
+    stop_token_ids: tuple[int, ...] = STOP_TOKEN_IDS
     context: Any = None
 
 
