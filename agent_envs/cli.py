@@ -53,7 +53,15 @@ async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wr
     oracle = Oracle(wrong=wrong)
     t0 = time.perf_counter()
     try:
-        obs, info = await env.areset(seed=seed)
+        try:
+            obs, info = await env.areset(seed=seed)
+        except Exception as e:  # noqa: BLE001 - flagged as the collector flags it (--out)
+            import traceback
+
+            why = traceback.format_exception_only(type(e), e)[-1].strip()
+            return EpisodeSummary(task_id="?", reward=0.0, correct=False, turns=0,
+                                  tool_calls=0, seconds=time.perf_counter() - t0,
+                                  infra_error=f"env raised {why}")
         reward, done, errors = 0.0, False, []
         while not done:
             obs, reward, terminated, truncated, info = await env.astep(oracle.act(obs, env.task))

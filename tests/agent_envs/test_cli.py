@@ -221,3 +221,21 @@ def test_eval_limit_runs_a_recorded_sample_into_its_own_default_directory(tmp_pa
     assert main(["eval", "verify", str(bundle)]) == 0
     assert main(["eval", "python-tool", "--limit", "0", "--quiet"]) == 2
     assert "limit must be >= 1" in capsys.readouterr().err
+
+
+def test_unreachable_env_url_exits_1_with_and_without_out(tmp_path, capsys):
+    # Before: the oracle path (no --out) raised the reset's ServerUnavailableError and exited
+    # 2 ("bad input, nothing ran") while the collector (--out) flagged every episode: exit 1.
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    args = ["rollout", "toy-digit", "--env-url", url, "--episodes", "2", "--quiet",
+            "--transcripts", "0"]
+    assert main(args) == 1
+    err = _err(capsys)
+    assert "error: all 2 episode(s) were flagged as infra errors" in err
+    assert "no agent-envs server answers at" in err
+    assert main([*args, "--out", str(tmp_path / "eps.jsonl")]) == 1
+    assert "error: all 2 episode(s) were flagged as infra errors" in _err(capsys)
