@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import tomllib
 
+from trainers.errors import TrainersError
 from trainers.rollout_correction import (
     PRESETS,
     RolloutCorrectionConfig,
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(TrainersError, ValueError):
     """A config file, key, value or combination is invalid (the message says how to fix it)."""
 
 

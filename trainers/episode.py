@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainers.errors import TrainersError
+
 __all__ = [
     "SCHEMA_VERSION", "Episode", "EpisodeFormatError", "Segment", "TrainSample", "Turn",
     "collate", "load_episodes", "save_episodes", "segment_samples", "turn_samples",
@@ -31,7 +33,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
-class EpisodeFormatError(ValueError):
+class EpisodeFormatError(TrainersError, ValueError):
     """An episode file is malformed, of an unknown schema version, or of an unknown type."""
 
 

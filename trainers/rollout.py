@@ -35,6 +35,7 @@ import numpy as np
 
 from agent_envs.core import derive_seed, to_jsonable
 from trainers.episode import Episode, Segment, Turn, save_episodes
+from trainers.errors import TrainersError
 from trainers.policies.base import EpisodeContext, Policy, Sample, SampleRequest, SamplingParams
 
 _log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class RolloutConfigError(ValueError):
+class RolloutConfigError(TrainersError, ValueError):
     """A rollout setting or policy spec is invalid (the message gives the value and the fix)."""
 
 

@@ -50,6 +50,8 @@ from typing import Literal
 
 import torch
 
+from trainers.errors import TrainersError
+
 __all__ = [
     "PRESETS",
     "CorrectionResult",
@@ -78,7 +80,7 @@ _IS_LEVELS = ("none", "token", "sequence")
 _REJECTS = ("none", "token", "sequence", "geometric", "k3")
 
 
-class RolloutCorrectionError(ValueError):
+class RolloutCorrectionError(TrainersError, ValueError):
     """Base class of the errors this module raises on purpose."""
 
 

@@ -123,6 +123,7 @@ from skyrl.train.generators.base import (
 
 from agent_envs.harmony import RETURN
 from trainers.episode import Episode, Segment
+from trainers.errors import TrainersError
 from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
@@ -138,7 +139,7 @@ _FILLER_TOKEN = RETURN
 INFRA_STOP_REASON = "infra_error"
 
 
-class SkyRLAdapterError(ValueError):
+class SkyRLAdapterError(TrainersError, ValueError):
     """The SkyRL adapter was used in a way it cannot serve (the message gives the value and the fix)."""
 
 

@@ -50,6 +50,7 @@ from transformers import PreTrainedTokenizer
 
 from agent_envs.harmony import FIRST_SPECIAL_ID, RETURN, VOCAB_SIZE
 from trainers.episode import Episode, Segment
+from trainers.errors import TrainersError
 from trainers.policies.base import Policy, SamplingParams
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
@@ -64,7 +65,7 @@ _FIRST_SPECIAL_ID = FIRST_SPECIAL_ID  # o200k: ids from here on are special toke
 _HARMONY_VOCAB_SIZE = VOCAB_SIZE
 
 
-class TRLAdapterError(ValueError):
+class TRLAdapterError(TrainersError, ValueError):
     """The TRL adapter was used in a way it cannot serve (the message gives the value and the fix)."""
 
 

@@ -64,6 +64,7 @@ from verl.experimental.agent_loop.agent_loop import (
 
 from agent_envs.harmony import RETURN
 from trainers.episode import Episode, Segment
+from trainers.errors import TrainersError
 from trainers.policies.base import Policy, Sample, SampleRequest
 from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
@@ -83,7 +84,7 @@ _FILLER_TOKEN = RETURN
 _FORWARDED_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty")
 
 
-class VerlAdapterError(ValueError):
+class VerlAdapterError(TrainersError, ValueError):
     """The verl adapter was configured or fed in a way it cannot serve (the message says the fix)."""
 
 

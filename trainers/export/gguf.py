@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainers.errors import TrainersError
 from trainers.export.llamacpp_dist import find_binary, source_dir
 from trainers.export.tokenizer import TOKENIZER_FILES, harmony_tokenizer_dir
 
@@ -52,7 +53,7 @@ CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
 QUANTIZE_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k", "mxfp4_moe")
 
 
-class GGUFExportError(RuntimeError):
+class GGUFExportError(TrainersError, RuntimeError):
     """A checkpoint could not be exported to GGUF (the message says why and what to do)."""
 
 

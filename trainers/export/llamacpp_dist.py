@@ -19,6 +19,8 @@ import platform
 import shutil
 from pathlib import Path
 
+from trainers.errors import TrainersError
+
 __all__ = [
     "BUILD_SCRIPT",
     "LLAMA_CPP_PYTHON_VERSION",
@@ -36,7 +38,7 @@ BUILD_SCRIPT = "bash scripts/build_llama_server.sh"
 _SERVER_ENV = "AGENT_ENVS_LLAMA_SERVER"
 
 
-class LlamaCppNotBuiltError(FileNotFoundError):
+class LlamaCppNotBuiltError(TrainersError, FileNotFoundError):
     """llama.cpp's source or binaries are not where the build script puts them."""
 
 

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from agent_envs.harmony import FIRST_SPECIAL_ID, VOCAB_SIZE
+from trainers.errors import TrainersError
 
 __all__ = ["TOKENIZER_FILES", "TokenizerBuildError", "harmony_tokenizer_dir"]
 
@@ -36,7 +37,7 @@ _FIRST_SPECIAL, _VOCAB_SIZE = FIRST_SPECIAL_ID, VOCAB_SIZE
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 
 
-class TokenizerBuildError(RuntimeError):
+class TokenizerBuildError(TrainersError, RuntimeError):
     """The harmony tokenizer could not be built (vocabulary missing, mismatch)."""
 
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from trainers.errors import TrainersError
+
 __all__ = [
     "SINK_AWARE_IMPLEMENTATIONS", "SinkUnsupportedError", "check_attn_implementation",
     "register_sink_attention", "sdpa_with_sinks",
@@ -49,7 +51,7 @@ _WHY_NOT = {
 }
 
 
-class SinkUnsupportedError(ValueError):
+class SinkUnsupportedError(TrainersError, ValueError):
     """An attention implementation that ignores gpt-oss attention sinks was requested."""
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from agent_envs.harmony import ENDOFTEXT, RETURN, VOCAB_SIZE
+from trainers.errors import TrainersError
 from trainers.models.attention import check_attn_implementation, register_sink_attention
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ GPT_OSS_20B_HPARAMS: dict[str, Any] = {
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(TrainersError, ValueError):
     """A model could not be loaded as asked (bad option, not a gpt-oss checkpoint, ...)."""
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import torch
 
+from trainers.errors import TrainersError
+
 __all__ = ["LoraConfigError", "LoraSettings", "apply_lora"]
 
 
-class LoraConfigError(ValueError):
+class LoraConfigError(TrainersError, ValueError):
     """A :class:`LoraSettings` field is invalid."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trainers.errors import TrainersError
+
 __all__ = [
     "PolicyConfigError",
     "PolicyError",
@@ -11,7 +13,7 @@ __all__ = [
 ]
 
 
-class PolicyError(Exception):
+class PolicyError(TrainersError):
     """Base class of every error a policy raises on purpose."""
 
 

@@ -1,0 +1,15 @@
+"""The base class of every error ``trainers`` raises on purpose.
+
+Each part keeps its own named errors (``ConfigError``, ``PolicyError``,
+``RolloutCorrectionError``, the adapters' errors, ...), and every one of them derives from
+:class:`TrainersError`, so ``except TrainersError`` catches whatever the trainers refuse.
+Messages say what was wrong, the value, and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TrainersError"]
+
+
+class TrainersError(Exception):
+    """Base class of all trainers errors."""
