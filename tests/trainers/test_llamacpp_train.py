@@ -52,16 +52,16 @@ def test_eval_python_tool_with_llamacpp_completes_and_the_bundle_verifies(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agent_envs import eval as ev
 
-    # what `agent-envs eval python-tool --policy llamacpp:GGUF,... --trials 1 --limit 6
-    # --max-tokens 16` runs (the whole suite is 100 tasks: minutes for a random model that
+    # what `agent-envs eval python-tool --policy llamacpp:GGUF,... --trials 1 --limit 4
+    # --max-tokens 8` runs (the whole suite is 100 tasks: minutes for a random model that
     # never stops before the token cap)
     spec = f"llamacpp:{tiny_gguf('f32')},slots=4,threads=1"
     bundle = tmp_path / "bundle"
     with policy_from_spec(spec) as policy:
         ev.run_eval("python-tool", policy, bundle, ev.EvalConfig(
-            trials=1, limit=6, max_tokens=16, concurrency=8, progress=False))
+            trials=1, limit=4, max_tokens=8, concurrency=8, progress=False))
     metrics = json.loads((bundle / "metrics.json").read_text())
-    assert metrics["overall"]["episodes"] == 6 and metrics["overall"]["accuracy"]["value"] == 0
+    assert metrics["overall"]["episodes"] == 4 and metrics["overall"]["accuracy"]["value"] == 0
     assert cli_main(["eval", "verify", str(bundle)]) == 0
     assert "OK: hashes, episodes and metrics verify" in capsys.readouterr().out
 
