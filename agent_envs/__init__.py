@@ -3,6 +3,7 @@
     >>> import agent_envs
     >>> env = agent_envs.make("python-tool")
     >>> obs, info = env.reset(seed=7)
+    >>> env = agent_envs.make("agent", tools=["python", "browser"])  # every tool at once
 
 Also available through gymnasium as ``gymnasium.make("agent_envs/python-tool-v0")``.
 ``agent_envs.remote("http://HOST:PORT", "python-tool")`` is the same env running on an
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome
+from agent_envs.core import INFO_KEYS, EnvConfig, HarmonyEnv, ToolCall, ToolOutcome, ToolPart
 from agent_envs.errors import (
     AgentEnvsError,
     DatasetError,
@@ -36,6 +37,7 @@ __all__ = [
     "INFO_KEYS", "AgentEnvsError", "DatasetError", "EnvConfig", "EnvSpec", "EnvStateError",
     "HarmonyEnv", "InvalidActionError", "MissingDependencyError", "RemoteEnvError",
     "ServerBusyError", "ServerUnavailableError", "TaskFileError", "ToolCall", "ToolOutcome",
+    "ToolPart",
     "UnknownArgumentError", "UnknownEnvError", "UnknownTaskError", "VocabularyError",
     "__version__", "check_env_kwargs", "list_envs", "make", "register", "remote", "spec",
 ]
