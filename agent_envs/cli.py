@@ -46,6 +46,7 @@ async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wr
                           ) -> EpisodeSummary:
     import agent_envs
     from agent_envs.oracle import Oracle
+    from agent_envs.server.protocol import RemoteEnvError, ServerAuthError
     from agent_envs.transcript import format_transcript
 
     env = (agent_envs.remote(env_url, env_id, full_task=True, **env_kwargs) if env_url
@@ -55,7 +56,11 @@ async def _oracle_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, wr
     try:
         try:
             obs, info = await env.areset(seed=seed)
-        except Exception as e:  # noqa: BLE001 - flagged as the collector flags it (--out)
+        except (RemoteEnvError, OSError, TimeoutError) as e:
+            if isinstance(e, ServerAuthError):
+                raise  # a missing or wrong token, or full_task refused: the user's to fix
+            # The server is down, full or failed the reset: an infra error, flagged as the
+            # collector (--out) flags it, so both paths exit 1 when every episode has one.
             import traceback
 
             why = traceback.format_exception_only(type(e), e)[-1].strip()

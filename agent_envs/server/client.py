@@ -51,7 +51,13 @@ from agent_envs import errors as _errors
 from agent_envs.core import coerce_token_ids
 from agent_envs.errors import EnvStateError, InvalidActionError, MissingDependencyError
 from agent_envs.harmony import VOCAB_SIZE, get_codec
-from agent_envs.server.fleet import FleetServer, ServerFleet, parse_urls, ws_url_of
+from agent_envs.server.fleet import (
+    FleetServer,
+    ServerFleet,
+    parse_urls,
+    redact_urls,
+    ws_url_of,
+)
 from agent_envs.server.protocol import (
     ERROR_BAD_REQUEST,
     ERROR_SESSION_CLOSED,
@@ -242,7 +248,8 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         if not self._reset_once:
             self.reset(seed=0)
         if self._allowed is None:
-            raise RemoteEnvError(f"the env {self.env_id!r} served at {self.url} has no "
+            raise RemoteEnvError(f"the env {self.env_id!r} served at "
+                                 f"{redact_urls(self.url, self.urls)} has no "
                                  "allowed_token_ids() (only toy envs restrict their tokens)")
         return tuple(self._allowed)
 
@@ -343,6 +350,16 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
 
     async def _areset(self, seed: int | None, options: dict[str, Any] | None
                       ) -> tuple[np.ndarray, dict[str, Any]]:
+        try:
+            return await self._open_episode(seed, options)
+        except Exception as e:
+            # A URL may carry the token (http://agent-envs:TOKEN@HOST): never in a message.
+            e.args = tuple(redact_urls(a, self.urls) if isinstance(a, str) else a
+                           for a in e.args)
+            raise
+
+    async def _open_episode(self, seed: int | None, options: dict[str, Any] | None
+                            ) -> tuple[np.ndarray, dict[str, Any]]:
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
         data: dict[str, Any] = {"seed": seed, "options": options,
@@ -488,6 +505,7 @@ class RemoteEnv(gym.Env[np.ndarray, np.ndarray]):
         """End the episode as an infra fault and drop the session (``lost``: the server
         went away, so new sessions avoid it)."""
         self._active = False
+        why = redact_urls(why, self.urls)  # infra_error goes into episodes and bundles
         await self._drop(failed=why if lost else None)
         return self._with_action(ids), 0.0, False, True, _flag_info(info or self._info, why)
 

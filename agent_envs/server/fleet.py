@@ -37,7 +37,7 @@ from typing import Any
 
 from agent_envs.server.protocol import ServerUnavailableError
 
-__all__ = ["ServerFleet", "parse_urls"]
+__all__ = ["ServerFleet", "parse_urls", "redact_urls"]
 
 _SCHEMES = ("http://", "https://", "ws://", "wss://")
 
@@ -73,6 +73,25 @@ def parse_urls(url: str | Sequence[str], *, what: str = "url") -> tuple[str, ...
         raise ValueError(f"{what} holds no server URL (got {url!r}); give http://HOST:PORT, or "
                          "several separated by commas")
     return tuple(out)
+
+
+def redact_urls(text: str, urls: Sequence[str]) -> str:
+    """``text`` with the password of every URL in ``urls`` written as ``***``.
+
+    A server URL may carry the token as its password (``http://agent-envs:TOKEN@HOST:PORT``);
+    messages that name the URL (errors, an episode's ``infra_error``, which eval bundles
+    publish) must not carry the token with it.
+    """
+    from urllib.parse import urlsplit
+
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            text = text.replace(f":{password}@", ":***@").replace(password, "***")
+    return text
 
 
 def ws_url_of(url: str) -> str:
@@ -198,7 +217,7 @@ class ServerFleet:
         """``server`` did not answer or dropped a session: new sessions avoid it until it
         answers a probe again, which is tried after a back-off (1 s, doubling to 30 s)."""
         server.failures += 1
-        server.last_error = why
+        server.last_error = redact_urls(why, self.urls)
         server.down_until = time.monotonic() + min(30.0, 2.0 ** (server.failures - 1))
 
     def full(self, server: FleetServer) -> None:
@@ -208,12 +227,14 @@ class ServerFleet:
     def describe(self) -> list[dict[str, Any]]:
         """Each server's URL, sessions of this process, load, and whether it is down."""
         now = time.monotonic()
-        return [{"url": s.url, "sessions": s.sessions, "load": round(s.load, 3),
+        return [{"url": redact_urls(s.url, self.urls), "sessions": s.sessions,
+                 "load": round(s.load, 3),
                  "down": s.down_until > now, "last_error": s.last_error}
                 for s in self.servers]
 
     def _none_live(self) -> str:
-        errors = "; ".join(f"{s.url}: {s.last_error or 'down'}" for s in self.servers)
+        errors = "; ".join(f"{redact_urls(s.url, self.urls)}: {s.last_error or 'down'}"
+                           for s in self.servers)
         return (f"no agent-envs server answers at any of the {len(self.servers)} URLs "
                 f"({errors}); start them (`agent-envs serve ENV --port PORT` on each box) or "
                 "fix the URL list")

@@ -155,3 +155,26 @@ def test_serve_on_all_interfaces_without_a_token_prints_the_warning(serve_proces
     _, info = env.reset(seed=0)
     assert info["env_id"] == "toy-digit-v0"
     env.close()
+
+
+def test_a_token_in_the_url_never_shows_in_errors_or_infra_flags(serve, monkeypatch) -> None:
+    """``http://agent-envs:TOKEN@HOST:PORT`` works as the token; the messages that name the
+    server (an episode's infra_error, which eval bundles publish; reset's errors) print it
+    with ``***`` for the token. Before, they printed the URL as given, token and all."""
+    from agent_envs.server.protocol import ServerUnavailableError
+
+    server = serve("toy-digit")
+    monkeypatch.delenv(TOKEN_ENV_VAR)
+    authed = server.url.replace("http://", f"http://agent-envs:{TOKEN}@")
+    env = agent_envs.remote(authed, "toy-digit")
+    env.reset(seed=0)  # the URL's password is the token: accepted
+    server.stop()
+    *_, truncated, info = env.step("<|channel|>final<|message|>3<|return|>")
+    assert truncated and "lost the connection to the env server at" in info["infra_error"]
+    assert TOKEN not in info["infra_error"] and "agent-envs:***@" in info["infra_error"]
+    env.close()
+    other = authed.rsplit(":", 1)[0] + ":9"  # nothing listens on the discard port
+    for urls in (authed, [authed, other]):
+        with pytest.raises(ServerUnavailableError) as e:
+            agent_envs.remote(urls, "toy-digit", busy_timeout_s=0).reset(seed=0)
+        assert TOKEN not in str(e.value) and "agent-envs:***@" in str(e.value), str(e.value)
