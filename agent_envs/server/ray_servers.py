@@ -215,12 +215,13 @@ def start_env_servers(env_id: str, n: int, *, env_kwargs: Mapping[str, Any] | No
                                "runtime_env": {"env_vars": env_vars}}
     group = None
     if placement == "strict-spread":
-        from ray.util.placement_group import placement_group
+        from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         group = placement_group([{"CPU": num_cpus}] * n, strategy="STRICT_SPREAD")
         ready, _ = ray.wait([group.ready()], timeout=timeout_s)
         if not ready:
+            remove_placement_group(group)  # else it stays pending, claiming the CPUs for good
             raise ServerStartError(f"Ray could not place {n} env servers on {n} different "
                                    f"nodes within {timeout_s:g} s (strict-spread needs {n} "
                                    f"nodes with {num_cpus:g} free CPU each); use "
@@ -240,6 +241,8 @@ def start_env_servers(env_id: str, n: int, *, env_kwargs: Mapping[str, Any] | No
     except Exception as e:
         for a in actors:
             ray.kill(a)
+        if group is not None:
+            remove_placement_group(group)
         cause = getattr(e, "cause", None) or e
         raise ServerStartError(f"an env server actor of {env_id} did not start: "
                                f"{type(cause).__name__}: {cause}") from e

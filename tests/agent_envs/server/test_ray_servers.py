@@ -81,3 +81,20 @@ def test_env_servers_as_ray_actors_one_per_node_and_one_killed_mid_run(
               f"in {wall:.1f} s")
     finally:
         servers.stop()
+
+
+def test_a_placement_that_cannot_be_met_leaves_no_placement_group_behind(three_nodes,
+                                                                         monkeypatch) -> None:
+    """Before: the strict-spread group that timed out stayed pending, holding its claim on
+    the cluster's CPUs for good (nothing else could remove it: the caller never got it)."""
+    from ray.util import placement_group_table
+
+    from agent_envs.server.protocol import ServerStartError
+
+    monkeypatch.setenv(TOKEN_ENV_VAR, TOKEN)
+    before = {k for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+    with pytest.raises(ServerStartError, match=r"could not place 4 env servers on 4 different "
+                                               r"nodes within 2 s"):
+        start_env_servers("toy-digit", 4, placement="strict-spread", timeout_s=2)
+    left = {k for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+    assert left <= before, {k: placement_group_table()[k]["state"] for k in left - before}
