@@ -47,11 +47,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_view(args: argparse.Namespace) -> int:
     """Write the page, print where it is (and serve it with ``--serve``)."""
     from agent_envs.viewer.page import build_compare, build_viewer
-    from agent_envs.viewer.serve import LOOPBACK, serve_page
+    from agent_envs.viewer.serve import LOOPBACK, check_port, serve_page
 
     if args.serve and args.host not in LOOPBACK:
         raise ValueError(f"--host {args.host!r} is not a loopback address; the viewer serves "
                          "only on 127.0.0.1 or ::1 (to share a page, publish the HTML file)")
+    if args.serve:
+        check_port(args.port)  # before the page is built
     with tempfile.TemporaryDirectory(prefix="agent-envs-view-") as tmp:
         out = args.out or (str(Path(tmp) / "viewer.html") if args.serve else None)
         if args.compare_to is None:

@@ -10,9 +10,23 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["serve_page"]
+from agent_envs.viewer.source import ViewerError
+
+__all__ = ["check_port", "serve_page"]
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_port(port: object) -> int:
+    """``port`` if it is a TCP port (0: any free one).
+
+    Raises:
+        ViewerError: it is not an integer from 0 to 65535.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ViewerError(f"--port must be a TCP port from 0 to 65535 (0: any free one), got "
+                          f"{port!r}")
+    return port
 
 
 class _V6Server(ThreadingHTTPServer):
@@ -33,7 +47,9 @@ def serve_page(page: Path, *, host: str = "127.0.0.1", port: int = 0,
 
     Raises:
         ValueError: ``host`` is not a loopback address.
+        ViewerError: ``port`` is not a TCP port, or it cannot be listened on (in use).
     """
+    check_port(port)
     if host not in LOOPBACK:
         raise ValueError(f"--host {host!r} is not a loopback address; the viewer serves only on "
                          "127.0.0.1 or ::1 (to share a page, publish the HTML file itself)")
@@ -55,7 +71,11 @@ def serve_page(page: Path, *, host: str = "127.0.0.1", port: int = 0,
         def log_message(self, *args: object) -> None:  # quiet: the CLI printed the URL
             return
 
-    server = (_V6Server if ":" in host else ThreadingHTTPServer)((host, port), Handler)
+    try:
+        server = (_V6Server if ":" in host else ThreadingHTTPServer)((host, port), Handler)
+    except OSError as e:
+        raise ViewerError(f"cannot serve the viewer on {host}:{port}: {e.strerror or e}; pick "
+                          "another --port, or --port 0 for any free one") from e
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{server.server_address[1]}/"
     if ready is not None:

@@ -186,6 +186,29 @@ def test_serve_answers_the_page_on_loopback_only(episodes_jsonl: Path, tmp_path:
         serve_page(page, host="0.0.0.0", block=False)
 
 
+def test_serve_on_a_bad_or_busy_port_is_one_error_line(episodes_jsonl: Path, tmp_path: Path,
+                                                       capsys) -> None:
+    """Before: OverflowError / OSError tracebacks, after the page had been built."""
+    import socket
+
+    out = tmp_path / "page.html"
+    assert cli_main(["view", str(episodes_jsonl), "--serve", "--port", "70000",
+                     "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --port must be a TCP port from 0 to 65535 (0: any free "
+                          "one), got 70000") and "Traceback" not in err
+    assert not out.exists()  # refused before any work
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli_main(["view", str(episodes_jsonl), "--serve", "--port", str(port),
+                         "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot serve the viewer on 127.0.0.1:{port}: ") \
+            and "pick another --port, or --port 0" in err and "Traceback" not in err
+
+
 def test_text_that_looks_like_html_stays_data(family_episodes, tmp_path: Path) -> None:
     import dataclasses
 
