@@ -46,6 +46,12 @@ Termination
 ``episode`` (turns, tool calls, model and tool errors, segments). See
 ``INFO_KEYS`` for one line on each.
 
+Tools
+    An env's tools are parts (:class:`~agent_envs.tools.base.ToolPart`: a harmony
+    declaration, the recipients it answers, sync and async calls, per-episode open and
+    close, an ``info`` entry). Each call goes to the first tool that answers its recipient;
+    a recipient no tool answers gets an error that names every tool the env has.
+
 Async twins ``areset``/``astep``/``aclose`` let one process drive hundreds of
 episodes; the sync methods run the same logic with the sync tool calls.
 """

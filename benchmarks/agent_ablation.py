@@ -40,7 +40,7 @@ def say(msg: str) -> None:
 def solve_rate(tools: tuple[str, ...], family: str, difficulty: int, n: int,
                sandbox: str) -> dict[str, Any]:
     env = agent_envs.make("agent", tools=list(tools), tasks=family, difficulty=difficulty,
-                          split="test", sandbox=sandbox)
+                          split="test", **({"sandbox": sandbox} if "python" in tools else {}))
     oracle = Oracle()
     solved, turns, calls, t0 = 0, 0, 0, time.perf_counter()
     try:

@@ -35,9 +35,8 @@ def say(msg: str) -> None:
 
 def _work(item: tuple[str, str, str]) -> dict[str, Any]:
     global _ENV
-    from tests.agent_envs.tau2.agreement import run_case
-
     from agent_envs.envs.tau2 import Tau2Env, Tau2Oracle
+    from tests.agent_envs.tau2.agreement import run_case
 
     name, tid, case = item
     if _ENV is None or _ENV.task_source.domain != name:
@@ -62,9 +61,8 @@ def _work(item: tuple[str, str, str]) -> dict[str, Any]:
 
 
 def _items(domains: list[str]) -> list[tuple[str, str, str]]:
-    from tests.agent_envs.tau2.agreement import cases_for
-
     from agent_envs.envs.tau2 import Tau2Env
+    from tests.agent_envs.tau2.agreement import cases_for
 
     items = []
     for name in domains:

@@ -92,12 +92,34 @@ def compose_tools(tools: Sequence[Any], configs: Mapping[type, Mapping[str, Any]
                "functions": {"tools": functions}}
     made = [make_part(n, configs, **options[n]) for n in PART_NAMES if n in names]
     out = tuple(made + parts)
+    _check_unused(configs, out)
     seen: set[str] = set()
     for part in out:
         if part.name in seen:
             raise ValueError(f"tools has two {part.name!r} tools; give each tool once")
         seen.add(part.name)
     return out
+
+
+def _check_unused(configs: Mapping[type, Mapping[str, Any]], parts: Sequence[ToolPart]) -> None:
+    """A setting of a tool that is not in ``tools`` would be ignored: refuse it."""
+    used = {EnvConfig} | {p.config_class for p in parts if p.config_class is not None}
+    known = {f for c in used for f in _fields(c)}
+    for config, values in configs.items():
+        if config in used:
+            continue
+        for key in values:
+            if key not in known:
+                owner = next((n for n in PART_NAMES if config_class(n) is config), "another")
+                raise ValueError(f"{key}={values[key]!r} is a setting of the {owner} tool, "
+                                 f"which is not in tools ({', '.join(p.name for p in parts)}"
+                                 f"); add {owner!r} to tools or drop {key}=")
+
+
+def _fields(config: type) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(config)}
 
 
 @functools.cache

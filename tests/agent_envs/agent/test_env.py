@@ -127,6 +127,8 @@ def test_call_timeout_goes_to_every_tool_that_has_one_and_budgets_default_once()
     ({"max_turnz": 3}, UnknownArgumentError, "did you mean 'max_turns'?"),
     ({"view_tokenz": 3}, UnknownArgumentError, "did you mean 'view_tokens'?"),
     ({"tasks": "research", "task_source": "dataops"}, TypeError, "they are the same argument"),
+    ({"tools": ["python"], "view_tokens": 512}, ValueError,
+     "view_tokens=512 is a setting of the browser tool, which is not in tools (python)"),
     ({"tasks": "reserch"}, agent_envs.UnknownTaskError, "unknown agent task source 'reserch'"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, error, message):
@@ -135,7 +137,7 @@ def test_bad_arguments_are_clear_errors(kwargs, error, message):
 
 
 def test_the_browser_without_pages_is_a_clear_error():
-    with _env(tools=["browser"], tasks="procedural") as env, pytest.raises(
+    with agent_envs.make("agent", tools=["browser"], tasks="procedural") as env, pytest.raises(
             ValueError, match=re.escape("the browser tool has no pages for task")):
         env.reset(seed=0)
 

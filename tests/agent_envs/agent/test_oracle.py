@@ -15,8 +15,9 @@ BOTH = {"research": ["python", "browser"], "dataops": ["python", "functions"]}
 def run(tools, tasks, difficulty, seeds, oracle=None, **kw):
     """Rewards of oracle episodes; every observation extends the last (prefix extension)."""
     oracle = oracle or Oracle()
-    env = agent_envs.make("agent", tools=tools, tasks=tasks, difficulty=difficulty,
-                          sandbox="local", **kw)
+    if "python" in tools:
+        kw.setdefault("sandbox", "local")
+    env = agent_envs.make("agent", tools=tools, tasks=tasks, difficulty=difficulty, **kw)
     rewards, infos = [], []
     try:
         for seed in seeds:
