@@ -30,6 +30,7 @@ Run (needs ``bash scripts/build_llama_server.sh``)::
 
     python benchmarks/engine_mismatch.py                    # all variants, ~15 min on 2 cores
     python benchmarks/engine_mismatch.py --variants f32-kv32 bf16 --episodes 2
+    python benchmarks/engine_mismatch.py --resume           # finish an interrupted run
 
 It prints the tables and saves ``benchmarks/results/engine_mismatch.png`` (|d| and KL over
 context length, one line per variant) and ``engine_mismatch.json``.
@@ -271,6 +272,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engine_mismatch.png"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the variants already in the JSON next to --out (measured with "
+                         "the same settings), run the rest")
     args = ap.parse_args(argv)
 
     import tempfile
@@ -281,18 +285,43 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     lengths = [len(c) for c, _ in contexts]
     print(f"{len(contexts)} contexts from {args.episodes} oracle python-tool episodes "
           f"({min(lengths)}..{max(lengths)} tokens)", file=sys.stderr)
+    out = Path(args.out)
+    same = ("episodes", "turn_tokens", "tail_tokens", "head_gain", "ctx", "seed")
+    done: dict[str, dict[str, Any]] = {}
+    if args.resume and out.with_suffix(".json").is_file():
+        old = json.loads(out.with_suffix(".json").read_text())
+        if all(old["meta"]["args"].get(k) == getattr(args, k) for k in same):
+            done = {r["variant"]: r for r in old["rows"]}
+        else:
+            print("--resume: the saved run used other settings; measuring every variant",
+                  file=sys.stderr)
     rows = []
+    failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="engine-mismatch-") as tmp:
         for name in args.variants:
+            if name in done:
+                print(f"variant {name}: kept from the saved run", file=sys.stderr)
+                rows.append(done[name])
+                continue
             print(f"variant {name}", file=sys.stderr, flush=True)
-            toks, info = run_variant(name, model, contexts, args, Path(tmp))
+            try:
+                toks, info = run_variant(name, model, contexts, args, Path(tmp))
+            except Exception as exc:  # noqa: BLE001  (one variant failing keeps the others)
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"variant {name} FAILED: {failed[name]}", file=sys.stderr, flush=True)
+                continue
             rows.append({**info, **summarize(toks)})
+            partial = {"args": vars(args), "contexts": lengths, "partial": True}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".json").write_text(json.dumps({"meta": partial, "rows": rows},
+                                                           indent=2))
     print_tables(rows)
-    out = Path(args.out)
+    for name, why in failed.items():
+        print(f"{name}: failed ({why})")
     title = (f"llama.cpp vs trainer on tiny gpt-oss (head gain {args.head_gain:g}), "
              f"{args.episodes} oracle python-tool episodes")
     plot(rows, out, title)
-    meta = {"args": vars(args), "contexts": lengths,
+    meta = {"args": vars(args), "contexts": lengths, "failed": failed,
             "seconds": time.perf_counter() - t0, "torch": torch.__version__}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nplot: {out}  data: {out.with_suffix('.json')}  "
