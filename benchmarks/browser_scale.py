@@ -610,7 +610,9 @@ def markdown(results: dict[str, Any]) -> str:
         row("build: wall / CPU", lambda x: f"{b(x)['seconds'] / 60:,.0f} min / "
                                            f"{b(x)['cpu_s'] / 60:,.0f} min"),
         row("build: peak RSS (of it anonymous)",
-            lambda x: f"{b(x)['peak_rss_mb'] / 1024:.2f} GB ({b(x)['peak_anon_mb'] / 1024:.2f})"),
+            lambda x: f"{b(x)['peak_rss_mb'] / 1024:.2f} GB" + (
+                f" ({b(x)['peak_anon_mb'] / 1024:.2f})" if b(x).get("peak_anon_mb", 0) > 0
+                else " (not recorded)")),
         row("index on disk (corpus)", lambda x: f"{b(x)['index_mb'] / 1024:.2f} GB "
                                                 f"({b(x)['corpus_mb'] / 1024:.1f} GB)"),
         row("open the index, cold", lambda x: f"{sv(x)['open_index_ms']:.0f} ms"),
@@ -635,6 +637,16 @@ def markdown(results: dict[str, Any]) -> str:
         row("with max_postings=1M: overlap@20 / top-20 p50",
             lambda x: f"{sv(x)['ranking']['budget']['overlap20']:.3f} / "
                       f"{sv(x)['ranking']['budget']['top20_ms']['p50']:.0f} ms"),
+        row("vs today's CorpusBackend (bm25s, in memory): passages / queries",
+            lambda x: f"{x['compare']['passages'] / 1e6:g}M / {x['compare']['queries']}"),
+        row("results pages byte-identical to today's",
+            lambda x: f"{x['compare']['identical_pages']:.1%}"),
+        row("top 20 identical to today's / overlap@20 (tantivy's own BM25's)",
+            lambda x: f"{x['compare']['identical_top20']:.1%} / {x['compare']['overlap20']:.3f}"
+                      f" ({x['compare']['tantivy_own_overlap20']:.3f})"),
+        row("today's build on those passages: wall / peak RSS",
+            lambda x: f"{x['compare']['bm25s_build_s'] / 60:,.0f} min / "
+                      f"{x['compare']['bm25s_peak_rss_mb'] / 1024:.1f} GB"),
         row("Search-R1 rollout (oracle)", lambda x: x["search_r1"]["rollout"]["solved"]),
         row("env.step p50: search / open",
             lambda x: f"{x['search_r1']['episode']['search_ms']:.0f} / "
