@@ -224,12 +224,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         _print_summary(args, eps, time.perf_counter() - t0)
         failed = [e for e in eps if e.infra_error]
         return _all_infra(len(failed), len(eps), failed[0].infra_error if failed else None)
-    try:
-        from trainers.rollout import run_rollout_cli
-    except ImportError as e:
-        print(f"error: --policy {args.policy} / --out need the rollout collector "
-              f"(trainers.rollout): {e}", file=sys.stderr)
-        return 2
+    from agent_envs.rollout import run_rollout_cli
+
     summary = run_rollout_cli(env_id=args.env, policy_spec=args.policy, episodes=args.episodes,
                               out=args.out, concurrency=args.concurrency,
                               group_size=args.group_size, seed=args.seed, model=args.model,
@@ -306,7 +302,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     if rest:
         raise ValueError(f"unexpected arguments after the suite name: {rest}")
-    from trainers.rollout import policy_from_spec
+    from agent_envs.rollout import policy_from_spec
 
     policy = policy_from_spec(args.policy, model=args.model)
     cfg = ev.EvalConfig(trials=args.trials, concurrency=args.concurrency, seed=args.seed,
@@ -341,28 +337,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train with GRPO/PPO from a config file (delegates to ``trainers.cli``)."""
-    try:
-        from trainers.cli import main as train_main
-    except ImportError as e:
-        print(f"error: training needs the [train] extra (torch, transformers): {e}. "
-              f"Install it with: pip install 'agent-envs[train]'", file=sys.stderr)
-        return 2
-    flags = [f for f, on in (("--print-config", args.print_config),
-                             ("--help-config", args.help_config)) if on]
-    return int(train_main([*([args.config] if args.config else []), *args.overrides, *flags]))
+def _register_plugin_commands(sub: Any) -> None:
+    """Subcommands other packages register (``agent_envs.commands`` entry points: ``train``
+    and ``export`` come from trainers). One that is known but not installed still parses and
+    says which extra brings it."""
+    from agent_envs import plugins
+
+    group = plugins.COMMAND_GROUP
+    for name in [*plugins.KNOWN[group], *(n for n in plugins.names(group)
+                                          if n not in plugins.KNOWN[group])]:
+        ep = plugins.find(group, name)
+        problem = None
+        if ep is not None:
+            try:
+                ep.load()(sub)
+                continue
+            except ImportError as e:
+                problem = (f"agent-envs {name} could not be loaded ({e}); install it with: "
+                           f"pip install '{plugins.KNOWN[group].get(name, 'agent-envs')}'")
+        message = problem or plugins.missing_message(group, name, f"agent-envs {name}")
+        stub = sub.add_parser(name, add_help=False, help=f"(not installed) {message}")
+        stub.add_argument("argv", nargs=argparse.REMAINDER)
+        stub.set_defaults(func=lambda args, message=message: _not_installed(message))
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint for an inference engine (delegates to ``trainers.export.cli``)."""
-    try:
-        from trainers.export.cli import main as export_main
-    except ImportError as e:
-        print(f"error: exporting needs the [train] and [llamacpp] extras: {e}. Install them "
-              f"with: pip install 'agent-envs[train,llamacpp]'", file=sys.stderr)
-        return 2
-    return int(export_main((["--help"] if args.export_help else []) + list(args.argv)))
+def _not_installed(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -525,24 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "off, as in τ²)")
     e.add_argument("--judge-model", default=None, help="served model name of an http --judge")
     e.set_defaults(func=cmd_eval)
-
-    t = sub.add_parser("train", help="train with GRPO/PPO (see configs/)",
-                       description="Train a policy with GRPO or PPO from a TOML config; "
-                                   "KEY=VALUE overrides are dotted keys (algo.lr=1e-4 "
-                                   "env.kwargs.max_turns=2).")
-    t.add_argument("config", nargs="?", help="a TOML config, e.g. configs/tiny-cpu.toml")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="key.sub=value overrides")
-    t.add_argument("--print-config", action="store_true",
-                   help="print the resolved config (file + overrides) as JSON and exit")
-    t.add_argument("--help-config", action="store_true",
-                   help="list every config key with its type, default and help, and exit")
-    t.set_defaults(func=cmd_train)
-
-    x = sub.add_parser("export", add_help=False,
-                       help="export a checkpoint for an engine: export gguf SOURCE OUT.gguf")
-    x.add_argument("-h", "--help", dest="export_help", action="store_true")
-    x.add_argument("argv", nargs=argparse.REMAINDER, help="gguf SOURCE OUT [--outtype TYPE]")
-    x.set_defaults(func=cmd_export)
+    _register_plugin_commands(sub)
 
     sv = sub.add_parser(
         "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
@@ -620,12 +604,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # package) are one line and exit code 2, never a traceback.
     user_errors: tuple[type[BaseException], ...] = (
         AgentEnvsError, SandboxError, ValueError, TypeError, ImportError)
-    try:
-        from trainers.policies.errors import PolicyError
-    except ImportError:
-        pass
-    else:
-        user_errors += (PolicyError,)
     try:
         return int(args.func(args))
     except user_errors as e:

@@ -128,8 +128,8 @@ def trainer_logprobs(model: Any, ids: list[int], start: int) -> tuple[list[float
 def run_variant(name: str, model: Any, contexts: list[tuple[list[int], bool]],
                 args: argparse.Namespace, work: Path) -> tuple[Tokens, dict[str, Any]]:
     """Serve ``model`` as ``name``, sample every context, recompute with the trainer."""
+    from agent_envs.rollout.policy import SampleRequest, SamplingParams
     from trainers.export.gguf_weights import read_layout
-    from trainers.policies.base import SampleRequest, SamplingParams
     from trainers.policies.llamacpp import LlamaCppPolicy
 
     outtype, kv = VARIANTS[name]

@@ -59,8 +59,8 @@ if str(ROOT) not in sys.path:
 
 import torch
 
+from agent_envs.rollout.episode import Episode, Segment, Turn
 from trainers.config import load_config
-from trainers.episode import Episode, Segment, Turn
 from trainers.models import (
     gpt_oss_20b_config,
     register_sink_attention,
@@ -385,7 +385,7 @@ def run_attention(plan: Plan, report: Report, clock: Clock) -> None:
 
 def run_gap(plan: Plan, trainer: Trainer, report: Report, clock: Clock) -> None:
     """The transformers sampler's log-probs vs the trainer's, same model, same GPU."""
-    from trainers.policies.base import SampleRequest, SamplingParams
+    from agent_envs.rollout.policy import SampleRequest, SamplingParams
     from trainers.policies.hf import TransformersPolicy
 
     if clock.left() < 0:

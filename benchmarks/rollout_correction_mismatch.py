@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.policies.base import Policy, Sample, SampleRequest
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 from trainers.policies.hf import _cache_of
 
 __all__ = [

@@ -24,8 +24,7 @@ import json
 import time
 from typing import Any
 
-from trainers.policies.oracle import OraclePolicy
-from trainers.rollout import RolloutCollector, RolloutConfig
+from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig
 
 
 def measure(concurrency: int, *, backend: str, episodes: int, ray_workers: int,

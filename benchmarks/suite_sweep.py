@@ -29,8 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent_envs.eval import EvalConfig, list_suites, official_manifest, run_eval, verify
+from agent_envs.rollout import OraclePolicy
 from tests.agent_envs.eval.test_runner import SWEEP_SAMPLE
-from trainers.policies.oracle import OraclePolicy
 
 
 def say(msg: str) -> None:

@@ -25,10 +25,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent_envs.eval import EvalConfig, run_eval
+from agent_envs.rollout.episode import save_episodes
 from agent_envs.viewer import build_compare, build_viewer
 from tests.agent_envs.eval.coin import CoinPolicy
 from tests.agent_envs.viewer.helpers import ScriptedOracle, collect
-from trainers.episode import save_episodes
 
 
 def driver(profile: Path, height: int) -> Any:

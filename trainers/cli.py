@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2, default=str))
         return 0
-    from trainers.policies.errors import PolicyConfigError, PolicyUnavailableError
+    from agent_envs.rollout.errors import PolicyConfigError, PolicyUnavailableError
     from trainers.train import train
 
     t0 = time.perf_counter()

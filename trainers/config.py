@@ -196,7 +196,7 @@ class RolloutSection:
                        "a token restriction is only implemented for the transformers and "
                        "llamacpp samplers", "Use rollout.allowed_tokens='all' with vLLM.")
         if self.llamacpp_kwargs:
-            from trainers.policies.errors import PolicyConfigError
+            from agent_envs.rollout.errors import PolicyConfigError
             from trainers.policies.llamacpp import check_llamacpp_kwargs
 
             try:

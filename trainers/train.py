@@ -3,7 +3,7 @@
 One step (:meth:`Trainer.step`):
 
 1. **Collect**: ``tasks_per_step`` groups of G episodes (same task and env seed inside
-   a group) through :class:`~trainers.rollout.RolloutCollector`. The sampler is the
+   a group) through :class:`~agent_envs.rollout.RolloutCollector`. The sampler is the
    trainer's *own model object* (``TransformersPolicy``; weight sync is then free), a
    vLLM engine, or llama.cpp's ``llama-server`` (``LlamaCppPolicy``: a GGUF rewritten and
    the server restarted), which :meth:`Trainer.sync_weights` refreshes after every update.
@@ -74,8 +74,11 @@ import torch
 import torch.nn.functional as F
 
 from agent_envs.harmony import ENDOFTEXT
+from agent_envs.rollout import RolloutCollector, RolloutConfig, derive_seed
+from agent_envs.rollout.episode import Episode
+from agent_envs.rollout.policy import Policy, SamplingParams
 from trainers.config import ConfigError, TrainConfig, config_to_dict
-from trainers.episode import Episode, TrainSample, collate, segment_samples
+from trainers.episode import TrainSample, collate, segment_samples
 from trainers.losses import (
     LossConfig,
     LossOutput,
@@ -84,8 +87,6 @@ from trainers.losses import (
     ppo_loss_with_correction,
 )
 from trainers.models.logprobs import logprobs_from_hidden
-from trainers.policies.base import Policy, SamplingParams
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
 __all__ = [
     "AllowedTokensModel",
@@ -141,7 +142,7 @@ def build_model(config: TrainConfig, base: torch.nn.Module | None = None) -> tor
         if m.gradient_checkpointing:
             enable_checkpointing(model)
     else:
-        from trainers.policies.errors import PolicyConfigError
+        from agent_envs.rollout.errors import PolicyConfigError
         from trainers.policies.hf import check_model_source
 
         try:

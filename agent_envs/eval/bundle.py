@@ -8,7 +8,7 @@ A bundle is one directory (and ``DIR.tar.gz``, the same files) holding:
   settings, reasoning effort, seeds, trials, start and end time, infra counts, the
   digest of the episodes' content, and ``sample`` when the run covered a seeded sample of the
   suite (``--limit``);
-* ``episodes.parquet``: every scored episode with its tokens (``trainers.episode`` schema),
+* ``episodes.parquet``: every scored episode with its tokens (``agent_envs.rollout.episode`` schema),
   ids ``TASK#TRIAL``, in suite order;
 * ``metrics.json``: overall and per-category metrics with 95% CIs (see ``metrics``);
 * ``categories.png`` and ``pass_at_k.png``;
@@ -116,7 +116,7 @@ def write_bundle(out: Path, *, manifest: Manifest, run: dict[str, Any], episodes
                  excluded: list[list[Any]], infra_retries: int) -> Path:
     """Write the bundle files into ``out`` and the archive ``out.tar.gz`` beside it."""
     import agent_envs
-    from trainers.episode import save_episodes
+    from agent_envs.rollout.episode import save_episodes
 
     order = {t.id: i for i, t in enumerate(manifest.tasks)}
     # Stored ids come from (task, trial), not from the order the work was done in.
@@ -262,7 +262,7 @@ def load_bundle(path: str | Path) -> Bundle:
     Raises:
         BundleError: A file is missing or unreadable.
     """
-    from trainers.episode import load_episodes
+    from agent_envs.rollout.episode import load_episodes
 
     p = Path(path)
     if _is_archive(p):

@@ -177,7 +177,7 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
 
     Args:
         suite: Suite name (``agent-envs eval list``).
-        policy: A ``trainers.policies.Policy``.
+        policy: An ``agent_envs.rollout.Policy``.
         out_dir: The run and bundle directory. Running again into it resumes.
         config: Trials, concurrency, seeds, retries.
         on_progress: Called with (scored episodes, total, running accuracy) as episodes end.
@@ -190,9 +190,7 @@ def run_eval(suite: str, policy: Any, out_dir: str | Path, config: EvalConfig | 
         EvalRunError: ``out_dir`` holds a different run (suite, policy, seed or trials).
     """
     from agent_envs.eval.bundle import write_bundle
-    from trainers.episode import Episode
-    from trainers.policies.base import SamplingParams
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import Episode, RolloutCollector, RolloutConfig, SamplingParams
 
     cfg = config or EvalConfig()
     out = Path(out_dir)

@@ -5,7 +5,7 @@
 * an unfinished run directory (``run.json`` and ``episodes.log.jsonl``): the episodes logged
   so far, every attempt of each (task, trial);
 * an episodes file from ``agent-envs rollout --out`` or training: ``.jsonl``, ``.jsonl.gz`` or
-  ``.parquet`` (the ``trainers.episode`` record).
+  ``.parquet`` (the ``agent_envs.rollout.episode`` record).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Source:
     Attributes:
         path: What the user named.
         kind: ``bundle``, ``run`` (unfinished eval run) or ``episodes`` (a file).
-        episodes: ``trainers.episode.Episode`` records, in file order.
+        episodes: ``agent_envs.rollout.Episode`` records, in file order.
         categories: Task id -> suite category (bundles and runs), else empty.
         header: The bundle's header (suite, policy, sampling, ...), or None.
         metrics: The bundle's metrics, or None.
@@ -78,7 +78,7 @@ def load_source(path: str | Path) -> Source:
     Raises:
         ViewerError: The path is missing, is not one of the readable kinds, or is unreadable.
     """
-    from trainers.episode import EpisodeFormatError, load_episodes
+    from agent_envs.rollout.episode import EpisodeFormatError, load_episodes
 
     p = Path(path)
     if not p.exists():
@@ -114,7 +114,7 @@ def _bundle(p: Path) -> Source:
 
 def _run(p: Path) -> Source:
     from agent_envs.eval.suites import official_manifest
-    from trainers.episode import Episode
+    from agent_envs.rollout.episode import Episode
 
     episodes = []
     with open(p / "episodes.log.jsonl", encoding="utf-8") as f:

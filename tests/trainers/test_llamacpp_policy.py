@@ -18,11 +18,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
 from agent_envs.harmony import RETURN, load_encoding
+from agent_envs.rollout import (
+    PolicyConfigError,
+    PolicyRequestError,
+    PolicyServerError,
+    policy_from_spec,
+)
+from agent_envs.rollout.policy import SampleRequest, SamplingParams
 from tests.trainers.llamacpp_util import needs_server, tiny_gguf, tiny_model, tmp_root
-from trainers.policies import PolicyConfigError, PolicyRequestError, PolicyServerError
-from trainers.policies.base import SampleRequest, SamplingParams
 from trainers.policies.llamacpp import LlamaCppPolicy, LlamaCppServerConfig, parse_llamacpp_spec
-from trainers.rollout import policy_from_spec
 from trainers.train import token_logprobs
 
 pytestmark = needs_server

@@ -14,9 +14,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
 from agent_envs.cli import main as cli_main
+from agent_envs.rollout import policy_from_spec, run_rollout_cli
+from agent_envs.rollout.episode import load_episodes
 from tests.trainers.llamacpp_util import needs_server, tiny_gguf, tiny_model
-from trainers.episode import load_episodes
-from trainers.rollout import policy_from_spec, run_rollout_cli
 from trainers.train import token_logprobs
 
 pytestmark = needs_server

@@ -155,9 +155,9 @@ def test_microbatches_give_one_pass_gradient(tmp_path: Path, algo: str, agg: str
 
 
 def test_transformers_policy_rescoring_replaces_the_kv_cached_logprobs() -> None:
+    from agent_envs.rollout.errors import PolicyConfigError
+    from agent_envs.rollout.policy import SampleRequest, SamplingParams
     from trainers.models import build_tiny_gpt_oss, tiny_gpt_oss_config
-    from trainers.policies.base import SampleRequest, SamplingParams
-    from trainers.policies.errors import PolicyConfigError
     from trainers.policies.hf import TransformersPolicy
     from trainers.train import token_logprobs
 

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from trainers.policies import SampleRequest, SamplingParams
+from agent_envs.rollout import SampleRequest, SamplingParams
 from trainers.policies.hf import TransformersPolicy, processed_logprobs
 
 VOCAB = 201088  # the real harmony vocabulary size, so harmony stop ids exist
@@ -123,7 +123,7 @@ def test_from_pretrained_mistakes_are_clear_errors(tmp_path, monkeypatch) -> Non
     import re
     import socket
 
-    from trainers.policies.errors import PolicyConfigError
+    from agent_envs.rollout.errors import PolicyConfigError
 
     with pytest.raises(PolicyConfigError, match=re.escape(
             f"model '{tmp_path / 'nope'}' is not a directory here")):

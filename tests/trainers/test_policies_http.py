@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from trainers.policies import (
-    OpenAICompletionsPolicy,
+from agent_envs.rollout import (
     PolicyConfigError,
     PolicyRequestError,
     PolicyServerError,
     SampleRequest,
     SamplingParams,
 )
+from trainers.policies import OpenAICompletionsPolicy
 from trainers.policies.testing import ScriptedCompletionsServer, default_script
 
 

@@ -23,6 +23,7 @@ pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
 import agent_envs
+from agent_envs.rollout.episode import Episode, Segment, Turn
 from trainers.adapters import (
     EnvRollout,
     HarmonyTokenizer,
@@ -33,8 +34,6 @@ from trainers.adapters import (
     sampling_from_trl_args,
     task_dataset,
 )
-from trainers.episode import Episode, Segment, Turn
-
 
 MESSAGE, RETURN = 200008, 200002
 ENV_KWARGS = {"max_turns": 2}

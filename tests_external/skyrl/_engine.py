@@ -27,9 +27,9 @@ import openai_harmony as oh
 
 from agent_envs.harmony import get_codec, message_text
 from agent_envs.oracle import Oracle
+from agent_envs.rollout import FunctionPolicy
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest, SamplingParams
 from agent_envs.tasks.base import Task
-from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
-from trainers.policies.function import FunctionPolicy
 
 
 class ScriptedAgent:

@@ -22,8 +22,8 @@ except ImportError as e:  # pragma: no cover - the wrong interpreter
 # that they work on Python 3.11 (see trainers.adapters.skyrl._import_skyrl).
 import agent_envs
 import trainers.adapters.skyrl  # noqa: F401
+from agent_envs.rollout import derive_seed
 from agent_envs.tasks.base import Task
-from trainers.rollout import derive_seed
 
 ENV_ID = "python-tool"
 

@@ -30,6 +30,9 @@ from skyrl.train.utils.trainer_utils import validate_generator_output
 
 import agent_envs
 from agent_envs.harmony import get_codec
+from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig, derive_seed
+from agent_envs.rollout.episode import Episode
+from agent_envs.rollout.policy import Policy, SamplingParams
 from agent_envs.tasks.base import Task
 from trainers.adapters.skyrl import (
     INFRA_STOP_REASON,
@@ -40,10 +43,6 @@ from trainers.adapters.skyrl import (
     load_config,
     write_task_dataset,
 )
-from trainers.episode import Episode
-from trainers.policies.base import Policy, SamplingParams
-from trainers.policies.oracle import OraclePolicy
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "configs" / "skyrl" / "gpt_oss_20b_python_tool.yaml"

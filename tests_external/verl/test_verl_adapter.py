@@ -25,6 +25,8 @@ from conftest import CONFIG_DIR, compose_config
 from verl_fakes import PromptSeededSampler, ScriptedSampler, prompt_seed  # noqa: F401
 
 import agent_envs
+from agent_envs.rollout import RolloutCollector
+from agent_envs.rollout.episode import Episode
 from trainers.adapters.verl import (
     AGENT_NAME,
     AgentEnvsAgentLoop,
@@ -35,8 +37,6 @@ from trainers.adapters.verl import (
     rollout_config,
     task_rows,
 )
-from trainers.episode import Episode
-from trainers.rollout import RolloutCollector
 
 RETURN, CALL = 200002, 200012
 PY_KWARGS = {"max_turns": 3, "difficulty": 1}

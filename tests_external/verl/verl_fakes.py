@@ -23,7 +23,7 @@ from typing import Any
 
 from verl.workers.rollout.replica import TokenOutput
 
-from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest, SamplingParams
 
 #: The keys vLLM's ``SamplingParams`` accepts that verl's vLLM server passes through
 #: (``max_tokens`` and ``logprobs`` are rewritten by the server first).

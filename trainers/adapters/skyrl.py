@@ -13,8 +13,8 @@ say which rows belong together). This module provides:
   agent_envs env (``env_classes[i]`` is the env id, ``env_extras[i]["task_id"]`` the
   task; the chat ``prompts`` are ignored: the env renders the harmony context). Rows
   with the same ``TrajectoryID.instance_id`` form a GRPO group: same env seed, same
-  task. Episodes run in our :class:`~trainers.rollout.RolloutCollector` and become one
-  row per :class:`~trainers.episode.Segment`: the segment's prompt, its completion
+  task. Episodes run in our :class:`~agent_envs.rollout.RolloutCollector` and become one
+  row per :class:`~agent_envs.rollout.Segment`: the segment's prompt, its completion
   stream (sampled turns and env tokens interleaved, exactly as the env produced them),
   its loss mask (0 on env tokens) and the sampler's log-probs (0.0 on env tokens).
 - :class:`SkyRLEnginePolicy`: our ``Policy`` over SkyRL's inference engine client
@@ -122,10 +122,10 @@ from skyrl.train.generators.base import (
 )
 
 from agent_envs.harmony import RETURN
-from trainers.episode import Episode, Segment
+from agent_envs.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
+from agent_envs.rollout.episode import Episode, Segment
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest, SamplingParams
 from trainers.errors import TrainersError
-from trainers.policies.base import Policy, Sample, SampleRequest, SamplingParams
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "AgentEnvsConfig", "AgentEnvsGenerator", "AgentEnvsGeneratorConfig", "AgentEnvsTrainConfig",

@@ -9,7 +9,7 @@ importance-sampling mask); every other key is copied into the batch rows and
 reaches the reward functions as a keyword argument. This module provides:
 
 - :class:`EnvRollout`: the ``rollout_func``. Each prompt is a task id; it runs
-  one episode per prompt with our :class:`~trainers.rollout.RolloutCollector`,
+  one episode per prompt with our :class:`~agent_envs.rollout.RolloutCollector`,
   sampling from the model TRL is training (a ``TransformersPolicy`` over the
   unwrapped model by default), and returns our exact token ids, the env mask,
   the sampler's processed log-probs and the episode outcome (``env_reward``,
@@ -49,10 +49,10 @@ from typing import Any, ClassVar, Literal
 from transformers import PreTrainedTokenizer
 
 from agent_envs.harmony import FIRST_SPECIAL_ID, RETURN, VOCAB_SIZE
-from trainers.episode import Episode, Segment
+from agent_envs.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
+from agent_envs.rollout.episode import Episode, Segment
+from agent_envs.rollout.policy import Policy, SamplingParams
 from trainers.errors import TrainersError
-from trainers.policies.base import Policy, SamplingParams
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "EnvRollout", "HarmonyTokenizer", "TRLAdapterConfig", "TRLAdapterError", "episode_reward",

@@ -9,7 +9,7 @@ text: ``prompt_ids``, ``response_ids`` (sampled and env tokens interleaved),
 ``response_mask``, ``rollout_log_probs``, ``rm_scores`` at the last response token).
 
 :class:`AgentEnvsAgentLoop`, registered as ``"agent_envs"``, runs one episode of any
-registered env with our :class:`~trainers.rollout.RolloutCollector` (the same loop the
+registered env with our :class:`~agent_envs.rollout.RolloutCollector` (the same loop the
 in-process trainers use), sampling through verl's ``server_manager.generate`` (token
 ids in, token ids and processed log-probs out, harmony stop tokens ``<|return|>`` and
 ``<|call|>``, the env's remaining token budget as ``max_tokens``), and hands verl the
@@ -63,10 +63,10 @@ from verl.experimental.agent_loop.agent_loop import (
 )
 
 from agent_envs.harmony import RETURN
-from trainers.episode import Episode, Segment
+from agent_envs.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
+from agent_envs.rollout.episode import Episode, Segment
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 from trainers.errors import TrainersError
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.rollout import RolloutCollector, RolloutConfig, derive_seed, draw_tasks
 
 __all__ = [
     "AGENT_NAME", "AgentEnvsAgentLoop", "EpisodeSpec", "ServerManagerPolicy", "VerlAdapterError",

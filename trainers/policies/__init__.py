@@ -1,15 +1,16 @@
 """Policies: sample completions (token ids + processed log-probs) for token prompts.
 
 ``Policy``, ``SampleRequest``, ``SamplingParams`` and ``Sample`` are the
-interface (see ``trainers.policies.base``). Implementations are imported
-lazily, so importing this package never imports torch, vLLM or Ray:
+interface; it lives in ``agent_envs.rollout`` (with the policy errors and the scripted
+policies) and is re-exported here. Implementations are imported lazily, so importing this
+package never imports torch, vLLM or Ray:
 
 - ``TransformersPolicy`` (``trainers.policies.hf``; ``[train]`` extra),
 - ``VLLMPolicy`` (``trainers.policies.vllm``; ``[gpu]`` extra),
 - ``OpenAICompletionsPolicy`` (``trainers.policies.http``; core),
 - ``LlamaCppPolicy`` (``trainers.policies.llamacpp``; llama.cpp's ``llama-server``, core),
-- ``OraclePolicy`` (``trainers.policies.oracle``; scripted correct answers),
-- ``FunctionPolicy`` (``trainers.policies.function``; wrap a Python function).
+- ``OraclePolicy`` (``agent_envs.rollout.scripted``; scripted correct answers),
+- ``FunctionPolicy`` (``agent_envs.rollout.scripted``; wrap a Python function).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from trainers.policies.base import (
+from agent_envs.rollout.errors import (
+    PolicyConfigError,
+    PolicyError,
+    PolicyRequestError,
+    PolicyServerError,
+    PolicyUnavailableError,
+)
+from agent_envs.rollout.policy import (
     HARMONY_STOP_TOKEN_IDS,
     EpisodeContext,
     FinishReason,
@@ -26,13 +34,7 @@ from trainers.policies.base import (
     SampleRequest,
     SamplingParams,
 )
-from trainers.policies.errors import (
-    PolicyConfigError,
-    PolicyError,
-    PolicyRequestError,
-    PolicyServerError,
-    PolicyUnavailableError,
-)
+from agent_envs.rollout.scripted import FunctionPolicy, OraclePolicy
 
 __all__ = [
     "HARMONY_STOP_TOKEN_IDS", "EpisodeContext", "FinishReason", "FunctionPolicy",
@@ -47,8 +49,6 @@ _LAZY = {
     "VLLMPolicy": ("trainers.policies.vllm", "[gpu]"),
     "OpenAICompletionsPolicy": ("trainers.policies.http", None),
     "LlamaCppPolicy": ("trainers.policies.llamacpp", None),
-    "OraclePolicy": ("trainers.policies.oracle", None),
-    "FunctionPolicy": ("trainers.policies.function", None),
 }
 
 

@@ -1,8 +1,18 @@
-"""Exceptions raised by policies. Messages say what was wrong, the value, and the fix."""
+"""Policy errors, re-exported from :mod:`agent_envs.rollout.errors` (their home).
+
+They derive from ``agent_envs.errors.AgentEnvsError`` (the policy interface lives in
+``agent_envs.rollout``), not from ``trainers.errors.TrainersError``.
+"""
 
 from __future__ import annotations
 
-from trainers.errors import TrainersError
+from agent_envs.rollout.errors import (
+    PolicyConfigError,
+    PolicyError,
+    PolicyRequestError,
+    PolicyServerError,
+    PolicyUnavailableError,
+)
 
 __all__ = [
     "PolicyConfigError",
@@ -11,33 +21,3 @@ __all__ = [
     "PolicyServerError",
     "PolicyUnavailableError",
 ]
-
-
-class PolicyError(TrainersError):
-    """Base class of every error a policy raises on purpose."""
-
-
-class PolicyConfigError(PolicyError, ValueError):
-    """A policy or a request was configured with an invalid value."""
-
-
-class PolicyRequestError(PolicyError):
-    """The server rejected a request (HTTP 4xx): retrying will not help.
-
-    Attributes:
-        status: The HTTP status code.
-        body: The first characters of the response body.
-    """
-
-    def __init__(self, message: str, *, status: int, body: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class PolicyServerError(PolicyError):
-    """The server kept failing (HTTP 5xx, connection errors, timeouts) after all retries."""
-
-
-class PolicyUnavailableError(PolicyError, ImportError):
-    """An optional dependency a policy needs is not installed."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.policies.errors import PolicyConfigError
+from agent_envs.rollout.errors import PolicyConfigError
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 
 __all__ = ["TransformersPolicy", "check_model_source", "processed_logprobs"]
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import httpx
 
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.policies.errors import (
+from agent_envs.rollout.errors import (
     PolicyConfigError,
     PolicyError,
     PolicyRequestError,
     PolicyServerError,
 )
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 
 __all__ = ["OpenAICompletionsPolicy"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from trainers.policies.errors import PolicyConfigError, PolicyServerError
+from agent_envs.rollout.errors import PolicyConfigError, PolicyServerError
 
 __all__ = ["LlamaCppServer", "LlamaCppServerConfig"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.policies.errors import PolicyUnavailableError
+from agent_envs.rollout.errors import PolicyUnavailableError
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 
 __all__ = ["VLLMPolicy"]
 

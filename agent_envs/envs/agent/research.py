@@ -446,7 +446,3 @@ class ResearchTasks(TaskSource):
                 while len(_WORLDS) > _WORLDS_KEPT:
                     _WORLDS.popitem(last=False)
         return backend
-
-
-# Registers the family oracle for these tasks (agent_envs.oracle.Oracle dispatches on type).
-import agent_envs.envs.agent.oracle  # noqa: E402, F401

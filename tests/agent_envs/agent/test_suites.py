@@ -8,7 +8,7 @@ import pytest
 
 from agent_envs.eval import EvalConfig, build_manifest, get_suite, official_manifest, run_eval
 from agent_envs.eval.suites import VERIFIER_VERSIONS
-from trainers.policies.oracle import OraclePolicy
+from agent_envs.rollout import OraclePolicy
 
 SUITES = ["agent-research", "agent-dataops"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent_envs.oracle import Oracle
-from trainers.policies.base import Policy, Sample, SampleRequest
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 
 
 class CoinPolicy(Policy):

@@ -15,10 +15,10 @@ import pytest
 from agent_envs.cli import main as cli_main
 from agent_envs.eval import BundleError, EvalConfig, board, compare, rescore, run_eval, verify
 from agent_envs.eval import bundle as bundle_module
+from agent_envs.rollout import OraclePolicy
+from agent_envs.rollout.episode import load_episodes, save_episodes
 from agent_envs.tasks.base import Verdict
 from tests.agent_envs.eval.coin import CoinPolicy
-from trainers.episode import load_episodes, save_episodes
-from trainers.policies.oracle import OraclePolicy
 
 QUIET = {"progress": False, "concurrency": 8}
 

@@ -26,8 +26,8 @@ from agent_envs.eval import (
     verify,
 )
 from agent_envs.eval import suites as suites_module
+from agent_envs.rollout import OraclePolicy
 from tests.agent_envs.eval.coin import CoinPolicy
-from trainers.policies.oracle import OraclePolicy
 
 ROOT = Path(__file__).resolve().parents[3]
 QUIET = {"progress": False, "concurrency": 8}
@@ -124,7 +124,7 @@ def test_a_sample_is_seeded_stratified_and_nested() -> None:
 def test_a_sampled_bundle_says_so_and_verify_holds_it_to_its_sample(tmp_path: Path) -> None:
     import dataclasses
 
-    from trainers.episode import save_episodes
+    from agent_envs.rollout.episode import save_episodes
 
     b = run_eval("python-tool", OraclePolicy(), tmp_path / "s",
                  EvalConfig(trials=1, limit=10, seed=2, **QUIET))
@@ -236,7 +236,7 @@ def test_resuming_with_other_settings_is_refused(coin_bundle: Path) -> None:
 
 
 def test_infra_episodes_are_retried_then_excluded_not_scored(tmp_path: Path) -> None:
-    from trainers.policies.base import Sample
+    from agent_envs.rollout.policy import Sample
 
     class Flaky(OraclePolicy):
         """Fails (an infra fault) on every request for two tasks, and once for a third."""

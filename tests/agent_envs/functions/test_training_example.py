@@ -43,8 +43,8 @@ class ShoppingCart:
 
 
 def test_trl_rollout_func_on_own_functions(tmp_path):
+    from agent_envs.rollout import OraclePolicy
     from trainers.adapters import EnvRollout, TRLAdapterConfig, task_dataset
-    from trainers.policies import OraclePolicy
 
     path = tmp_path / "my_tasks.jsonl"
     save_tasks(path, [Task(id=f"t{i}", prompt="Add milk to my cart, then tell me the count.",

@@ -93,8 +93,7 @@ def test_the_collector_and_the_rollout_cli_pass_the_token_from_the_environment(
     agent_envs.remote, which reads AGENT_ENVS_SERVER_TOKEN: a wrong one flags every
     episode with the fix, the right one runs them (the oracle gets its full task)."""
     from agent_envs.cli import main
-    from trainers.policies.oracle import OraclePolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig
 
     server = serve("python-tool", env_kwargs={"sandbox": "local"})
     cfg = RolloutConfig(env_id="python-tool", num_groups=2, group_size=1, progress=False,

@@ -139,7 +139,7 @@ def test_a_server_that_comes_back_gets_new_sessions_again(serve) -> None:
 def _episode_policy(delay_s: float = 0.003) -> Any:
     """toy-digit over three turns at most: a cut completion first (the env continues), then
     the answer; each sample takes ``delay_s``, so episodes overlap."""
-    from trainers.policies.function import FunctionPolicy
+    from agent_envs.rollout import FunctionPolicy
 
     def fn(req: Any) -> list[int]:
         time.sleep(delay_s)
@@ -154,7 +154,7 @@ def test_a_server_killed_mid_run_fails_only_its_episodes_and_none_is_lost(
     """Three servers under the collector, one killed mid-run: every episode comes back once,
     the ones the dead server was running are flagged mid-episode, and every later episode
     runs on the other two (none is refused at reset)."""
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import RolloutCollector, RolloutConfig
 
     started: list[Any] = [None] * 3
 
@@ -224,7 +224,7 @@ def test_rollout_cli_spreads_episodes_over_a_url_list(serve, tmp_path, capsys) -
 def test_eval_runs_a_suite_over_two_servers(serve, tmp_path) -> None:
     """EvalConfig(env_url=[...]): the suite's episodes run on both servers, as on one."""
     from agent_envs.eval.runner import EvalConfig, run_eval
-    from trainers.policies.oracle import OraclePolicy
+    from agent_envs.rollout import OraclePolicy
 
     made: dict[str, int] = {"a": 0, "b": 0}
 

@@ -101,8 +101,7 @@ def test_256_concurrent_sessions_lose_and_mix_up_nothing(serve_process) -> None:
 @pytest.mark.slow
 def test_killing_the_server_mid_run_flags_episodes_and_the_run_ends(serve_process) -> None:
     """The collector over a server that dies mid-run: flagged episodes, a bounded run."""
-    from trainers.policies.oracle import OraclePolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig
 
     server = serve_process("python-tool", "--max-sessions", "64", "--env-arg", "sandbox=local")
     cfg = RolloutConfig(env_id="python-tool", env_url=server.url, num_groups=400, group_size=1,
@@ -133,8 +132,7 @@ def test_killing_the_server_mid_run_flags_episodes_and_the_run_ends(serve_proces
 @pytest.mark.slow
 def test_killing_the_server_under_256_concurrent_sessions(serve_process) -> None:
     """The same at the load test's scale: 256 sessions in flight when the server dies."""
-    from trainers.policies.function import FunctionPolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import FunctionPolicy, RolloutCollector, RolloutConfig
 
     right = FunctionPolicy(lambda req: CODEC.encode("7") + [200002])  # toy-digit's target: 7
     server = serve_process("toy-digit", "--max-sessions", "256")

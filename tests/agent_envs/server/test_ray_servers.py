@@ -37,7 +37,7 @@ def three_nodes() -> Any:
 
 def test_env_servers_as_ray_actors_one_per_node_and_one_killed_mid_run(
         three_nodes, monkeypatch) -> None:
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import RolloutCollector, RolloutConfig
 
     monkeypatch.setenv(TOKEN_ENV_VAR, TOKEN)
     with pytest.raises(ValueError, match="placement must be 'spread' or 'strict-spread'"):

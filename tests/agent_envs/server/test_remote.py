@@ -168,8 +168,7 @@ def test_health_metadata_and_schema_describe_the_token_protocol(serve) -> None:
 def test_collector_and_cli_run_episodes_on_the_server(serve, capsys) -> None:
     """RolloutConfig.env_url and `agent-envs rollout --env-url` give the local episodes."""
     from agent_envs.cli import main
-    from trainers.policies.oracle import OraclePolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig
 
     server = serve("python-tool", env_kwargs={"sandbox": "local"})
     cfg = RolloutConfig(env_id="python-tool", num_groups=3, group_size=2, concurrency=4,
@@ -268,8 +267,7 @@ def test_other_families_match_in_process_and_rebuild_their_task_types(serve, env
 
 def test_the_collector_reads_the_env_url_from_the_environment(monkeypatch) -> None:
     """AGENT_ENVS_ENV_URL (what `agent-envs eval --env-url` sets) sends envs to the server."""
-    from trainers.policies.oracle import OraclePolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig
+    from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig
 
     monkeypatch.setenv("AGENT_ENVS_ENV_URL", "http://127.0.0.1:9")  # nothing listens there
     eps = RolloutCollector(OraclePolicy(), RolloutConfig(
@@ -281,8 +279,7 @@ def test_the_collector_reads_the_env_url_from_the_environment(monkeypatch) -> No
 
 def test_the_env_url_from_the_environment_is_refused_with_the_ray_backend(monkeypatch) -> None:
     """As RolloutConfig.env_url is: Ray workers would run the envs locally, not on the server."""
-    from trainers.policies.oracle import OraclePolicy
-    from trainers.rollout import RolloutCollector, RolloutConfig, RolloutConfigError
+    from agent_envs.rollout import OraclePolicy, RolloutCollector, RolloutConfig, RolloutConfigError
 
     monkeypatch.setenv("AGENT_ENVS_ENV_URL", "http://127.0.0.1:9")
     collector = RolloutCollector(OraclePolicy(), RolloutConfig(

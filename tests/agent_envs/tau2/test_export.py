@@ -15,8 +15,8 @@ from agent_envs.envs.tau2 import Tau2Error
 from agent_envs.envs.tau2.export import export_bundle
 from agent_envs.envs.tau2.judge import JUDGE_OFF
 from agent_envs.eval import EvalConfig, load_bundle, run_eval, verify
+from agent_envs.rollout import OraclePolicy
 from tests.agent_envs.tau2.tau2_reference import EvaluationType, Results, evaluate_simulation
-from trainers.policies.oracle import OraclePolicy
 
 QUIET = {"progress": False, "concurrency": 4}
 

@@ -50,7 +50,7 @@ def server():  # type: ignore[no-untyped-def]
 
 def test_an_llm_user_over_http_plays_the_suite(server: ScriptedCompletionsServer,
                                                tmp_path: Path) -> None:
-    from trainers.policies.oracle import OraclePolicy
+    from agent_envs.rollout import OraclePolicy
 
     user = LLMUser(OpenAICompletionsPolicy(server.url, "user-sim", backoff_s=0.01), model="user-sim")
     b = run_eval("tau2-mock", OraclePolicy(), tmp_path / "b", EvalConfig(

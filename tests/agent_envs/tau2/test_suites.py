@@ -13,8 +13,8 @@ import pytest
 from agent_envs.envs.tau2 import VERIFIER_VERSION
 from agent_envs.eval import EvalConfig, build_manifest, get_suite, official_manifest, run_eval
 from agent_envs.eval.suites import VERIFIER_VERSIONS
+from agent_envs.rollout import OraclePolicy
 from tests.agent_envs.tau2.tau2_reference import Results  # noqa: F401  (skip without τ², stub litellm)
-from trainers.policies.oracle import OraclePolicy
 
 SIZES = {"tau2-retail": (114, {"train": 74, "test": 40}),
          "tau2-airline": (50, {"train": 30, "test": 20}),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from agent_envs.rollout.episode import save_episodes
 from tests.agent_envs.viewer.helpers import ScriptedOracle, collect, write_test_bundle
-from trainers.episode import save_episodes
 
 FAMILIES = ("python-tool", "browser", "functions")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from agent_envs.eval.bundle import write_bundle
 from agent_envs.eval.suites import Manifest, SuiteTask
-from trainers.episode import Episode
-from trainers.policies.base import Policy, Sample, SampleRequest
-from trainers.rollout import RolloutCollector, RolloutConfig
+from agent_envs.rollout import RolloutCollector, RolloutConfig
+from agent_envs.rollout.episode import Episode
+from agent_envs.rollout.policy import Policy, Sample, SampleRequest
 
 
 class ScriptedOracle(Policy):

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent_envs.harmony import get_codec, message_text
+from agent_envs.rollout.episode import load_episodes
 from agent_envs.viewer import build_compare, build_viewer, serve_page
 from agent_envs.viewer import page as page_module
-from trainers.episode import load_episodes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

@@ -9,6 +9,7 @@ import pytest
 
 import agent_envs
 from agent_envs.harmony import get_codec, message_text
+from agent_envs.rollout import RolloutCollector, RolloutConfig
 from agent_envs.viewer.episode import (
     PartStore,
     TokenTable,
@@ -18,7 +19,6 @@ from agent_envs.viewer.episode import (
 )
 from tests.agent_envs.viewer.conftest import FAMILIES
 from tests.agent_envs.viewer.helpers import ScriptedOracle
-from trainers.rollout import RolloutCollector, RolloutConfig
 
 
 def _run(env_id: str, policy: Any, **env_kwargs: Any) -> tuple[Any, list[oh.Message]]:

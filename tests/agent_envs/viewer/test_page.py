@@ -10,11 +10,11 @@ import pytest
 
 from agent_envs.cli import main as cli_main
 from agent_envs.eval import compare
+from agent_envs.rollout.episode import load_episodes, save_episodes
 from agent_envs.viewer import ViewerError, build_compare, build_viewer, default_output, serve_page
 from agent_envs.viewer import page as page_module
 from tests.agent_envs.viewer.conftest import FAMILIES
 from tests.agent_envs.viewer.helpers import page_episode, read_page, write_test_bundle
-from trainers.episode import load_episodes, save_episodes
 
 
 def _check_rows_point_at_their_episodes(path: Path, episodes: list) -> dict:

@@ -9,8 +9,13 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agent-envs[ray]'")
 
-from trainers.policies import FunctionPolicy, OraclePolicy, SampleRequest
-from trainers.rollout import RolloutCollector, RolloutConfig
+from agent_envs.rollout import (
+    FunctionPolicy,
+    OraclePolicy,
+    RolloutCollector,
+    RolloutConfig,
+    SampleRequest,
+)
 
 pytestmark = pytest.mark.ray
 
