@@ -60,8 +60,10 @@ class DatasetTasks(FiniteTasks):
         self.skipped = skipped
 
     def _empty_split_fix(self, split: str) -> str:
-        return (f"this source holds only the {self.split!r} split; load that one, "
-                f"e.g. load_{self.name}(split={split!r})")
+        return (f"this source holds only the {self.split!r} split: sample that one "
+                f"(split={self.split!r}; on the command line: --split {self.split}), or load "
+                f"the {split!r} split (task_source='{self.name}:{split}[:FILE]', or "
+                f"load_{self.name}(split={split!r}))")
 
 
 def _datasets() -> Any:

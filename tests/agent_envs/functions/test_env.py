@@ -130,7 +130,7 @@ def test_exception_shows_a_traceback_tail_without_host_paths(env):
     assert 'File "test_env.py"' in text and "return a / b" in text and "/work/" not in text
 
 
-def test_megabyte_argument_and_garbage_tokens_are_observations(env):
+def test_megabyte_argument_and_garbage_tokens_are_observations(env, capfd):
     codec = get_codec()
     env.reset(seed=0)
     chunk = codec.encode("abcdefgh")
@@ -140,6 +140,9 @@ def test_megabyte_argument_and_garbage_tokens_are_observations(env):
     nxt, _, term, trunc, info = env.step(ids)
     text = message_text(codec.parse_conversation(nxt)[-1])
     assert "arguments are 1000012 characters long; the limit is 65536" in text
+    # issue 18: no Rust panic (tiktoken's StackOverflow) on stderr, which openai-harmony's
+    # encoder printed for megabyte runs.
+    assert "panicked" not in capfd.readouterr().err
     assert info["functions"]["errors"] == {"too_large": 1} and not term
     # 125k tokens in one completion exceed the 64k token budget: truncated, not raised
     assert trunc and info["truncated_reason"] == "tokens"

@@ -162,3 +162,29 @@ def test_spec_with_a_local_file_loads_it(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=re.escape("split must be 'train' or 'test', e.g. "
                                                   "'gsm8k:test' or 'gsm8k:test:FILE'")):
         make_task_source(f"gsm8k:dev:{files}")
+
+
+def test_a_split_the_source_lacks_names_the_one_it_holds_and_the_flag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Following the offline advice (--tasks gsm8k:test:FILE) with rollout's default --split
+    # train said "this source holds only the 'test' split; load that one, e.g.
+    # load_gsm8k(split='train')": unclear which split, and no flag the command line has.
+    import datasets
+
+    from agent_envs.cli import main
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    files = jsonl(tmp_path / "gsm8k_test.jsonl", GSM8K_ROWS)
+    source = make_task_source(f"gsm8k:test:{files}")
+    with pytest.raises(DatasetError, match=re.escape(
+            "no tasks in split 'train' (train: 0, test: 3); this source holds only the 'test' "
+            "split: sample that one (split='test'; on the command line: --split test), or load "
+            "the 'train' split (task_source='gsm8k:train[:FILE]', or "
+            "load_gsm8k(split='train'))")):
+        source.sample(0, "train")
+    args = ["rollout", "python-tool", "--sandbox", "local", "--tasks", f"gsm8k:test:{files}",
+            "--episodes", "1", "--quiet", "--transcripts", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "on the command line: --split test" in err and "Traceback" not in err
+    assert main([*args, "--split", "test"]) == 0
