@@ -25,7 +25,8 @@ JSON (an object). The first frame on a new connection to the socket decides what
   reaped), and with ``"reply": false`` is not answered (the host's ``close``);
   ``{"op": "status", "sid", "wait_s"}`` -> ``{"ok", "alive", "exit_code", "signal", "cpu_s"}``,
   waiting up to ``wait_s`` for a dying session to be reaped; ``{"op": "ping"}`` -> ``{"ok",
-  "sessions"}``; ``{"op": "shutdown"}`` kills every session and exits.
+  "sessions", "pid", "template"}`` (the fork template's pid, or null); ``{"op": "shutdown"}``
+  kills every session and exits.
 
 The zygote keeps ``--spares`` session processes pre-forked and fully prepared (namespaces,
 /proc, scratch dir, environment, uid or capability drop, no_new_privs, a warm cell runner), so
@@ -51,10 +52,21 @@ cgroup per session (memory incl. shm/memfd/tmpfs, pids); ``--ro-root``/``--hide`
 read-only and hide trees. The zygote's loop survives any handler error, never walks a session's
 tree itself (leftovers go to a forked, iterative, time-bounded cleaner), and kills through the
 PID namespace or the cgroup.
+
+Memory (issue 24). A session's two processes share the zygote's warm heap copy-on-write; what
+each costs is the pages it (or its parent, after the fork) writes. So the zygote runs what
+sessions run once before it forks (``_rehearse``: CPython 3.11 rewrites code objects on their
+first calls), does not import ``threading`` (its at-fork handler writes in every child), and
+sessions are forked by a *fork template*, a copy of the zygote made when it starts that only
+forks (the zygote's event loop writes hundreds of pages per open), whose allocator pools have
+no free blocks left (``fill_pool_holes``: a child's objects go to fresh pages, packed). The
+template's children are re-parented to the zygote, a child subreaper, which reaps them as
+before; without a subreaper, or once the template is gone, the zygote forks sessions itself.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import ast
 import builtins
@@ -72,7 +84,6 @@ import socket
 import struct
 import sys
 import termios
-import threading
 import time
 import traceback
 import uuid
@@ -126,6 +137,8 @@ def recv_frame(sock: socket.socket) -> dict:
 # ----------------------------------------------------------------------------- kernel helpers
 
 _libc = ctypes.CDLL(None, use_errno=True)
+for _name in ("unshare", "setns", "mount", "prctl", "capset", "syscall"):
+    getattr(_libc, _name)  # resolved (and cached) before the zygote forks, not in each session
 
 
 def _check(ret: int, what: str) -> None:
@@ -301,7 +314,7 @@ class BoundedBuffer:
         self.tail = bytearray()
         self.total = 0
         self.chars = 0
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def add(self, data: bytes, chars: int | None = None) -> None:
         """Keep what fits of ``data``; ``chars`` is its length in characters when known."""
@@ -410,12 +423,14 @@ class FdDrainer:
             os.close(w)
             os.set_blocking(r, False)
             self.pairs.append((r, buf))
-        self.busy = threading.Lock()
+        self.busy = _thread.allocate_lock()
         self.sel = selectors.DefaultSelector()
         for r, buf in self.pairs:
             self.sel.register(r, selectors.EVENT_READ, buf)
-        threading.stack_size(256 * 1024)
-        threading.Thread(target=self._loop, name="output-drainer", daemon=True).start()
+        # A bare thread: the zygote does not import threading, whose at-fork handler would
+        # dirty a few hundred kB of every forked session's copy-on-write pages.
+        _thread.stack_size(256 * 1024)
+        _thread.start_new_thread(self._loop, ())
 
     def _loop(self) -> None:
         while True:
@@ -973,6 +988,10 @@ class Zygote:
         self.inflight: int | None = None  # fd of the connection open_session is handling
         self.late_cgroups: dict[int, list[str]] = {}  # discarded spare pid -> its cgroups
         self.spare_limits: dict | None = None  # limits of the last open: spares pre-apply them
+        self.subreaper = False  # whether orphaned descendants are re-parented to this process
+        self.use_template = not args.no_fork_template
+        self.template: socket.socket | None = None  # the fork template's socket, when it runs
+        self.template_pid: int | None = None
 
     # -- feature probe: try in a throwaway child what sessions will do
     def probe(self) -> dict:
@@ -1177,14 +1196,31 @@ class Zygote:
     def _fork_spare(self, flags: int) -> Spare:
         """Fork a spare session process (namespaces, /proc, scratch dir, uid drop; see
         ``_spare_main``). It reports its pid on the zygote's end of a socketpair (``zs``) and
-        later receives its connection there."""
+        later receives its connection there.
+
+        With a fork template (see ``_template_main``) the template forks it, and it reports
+        its pid when it is ready; else this process forks it."""
         token = uuid.uuid4().hex[:12]
         spare = Spare(token, os.path.join(self.scratch_root, token), self._new_uid())
         spare.cgroups = self._session_cgroups(token) if self.cgroup_dirs else []
+        zs, gs = socket.socketpair()
+        if self.template is not None:
+            req = json.dumps({"flags": flags, "uid": spare.uid, "scratch": spare.scratch,
+                              "token": token, "limits": self.spare_limits,
+                              "cgroups": spare.cgroups}).encode()
+            try:
+                socket.send_fds(self.template, [req], [gs.fileno()])
+            except OSError as e:
+                print(f"zygote: the fork template is gone ({e}); forking sessions here",
+                      file=sys.stderr, flush=True)
+                self._drop_template()
+            else:
+                gs.close()
+                spare.zs = zs
+                return spare
         # Root can fork the session straight into a new PID namespace (unshare here, fork,
         # setns back), which saves the intermediate process and its copy of this big heap.
         direct = bool(flags & CLONE_NEWPID) and self.pidns_fd is not None
-        zs, gs = socket.socketpair()
         try:
             if direct:
                 unshare(CLONE_NEWPID)  # for this process's next child only (setns below)
@@ -1204,22 +1240,11 @@ class Zygote:
             try:
                 zs.close()
                 self._child_reset(keep=gs.fileno())
-                left = flags & ~CLONE_NEWPID if direct else flags
-                if left:
-                    self._enter_namespaces(self.features["ns_mode"], left)
-                if left & CLONE_NEWPID and os.fork() != 0:
-                    os._exit(0)  # C is done: the session G is PID 1 of the new namespace
             except BaseException:  # noqa: BLE001
                 os._exit(1)
-            _spare_main(gs, {"features": self.features, "reveals": self.reveals,
-                             "uid": spare.uid, "scratch": spare.scratch, "token": spare.token,
-                             "limits": self.spare_limits,
-                             "cgroups": spare.cgroups, "jail": {
-                                 "ro_root": self.features.get("ro_root"),
-                                 "hide": self.jail["hide"],
-                                 "scratch_mb": self.jail["scratch_mb"]
-                                 if self.features.get("scratch_quota") else 0}},
-                        bool(flags & CLONE_NEWNS))
+            self._become_spare(gs, flags, {"uid": spare.uid, "scratch": spare.scratch,
+                                           "token": token, "limits": self.spare_limits,
+                                           "cgroups": spare.cgroups}, direct=direct)
         gs.close()
         if flags & CLONE_NEWPID and not direct:
             self.helpers.add(pid)
@@ -1227,6 +1252,109 @@ class Zygote:
             self._set_spare_pid(spare, pid)
         spare.zs = zs
         return spare
+
+    def _become_spare(self, gs: socket.socket, flags: int, per: dict, *, direct: bool = False,
+                      detach: bool = False) -> None:
+        """In a child C: enter the session's namespaces and run the spare. No return.
+
+        C itself becomes the spare unless it must fork it: into the new PID namespace it
+        made, or (``detach``, the fork template's children) so that the spare is re-parented
+        to the zygote, a child subreaper, which reaps it and reads how it ended.
+        """
+        try:
+            left = flags & ~CLONE_NEWPID if direct else flags
+            if left:
+                self._enter_namespaces(self.features["ns_mode"], left)
+            if (detach or left & CLONE_NEWPID) and os.fork() != 0:
+                os._exit(0)  # C is done: the session G is PID 1 of the new namespace
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+        _spare_main(gs, {"features": self.features, "reveals": self.reveals, **per,
+                         "jail": {"ro_root": self.features.get("ro_root"),
+                                  "hide": self.jail["hide"],
+                                  "scratch_mb": self.jail["scratch_mb"]
+                                  if self.features.get("scratch_quota") else 0}},
+                    bool(flags & CLONE_NEWNS))
+
+    # -- the fork template: a pristine copy of this process that only forks spares
+    def start_template(self) -> None:
+        """Fork the template that forks every spare from now on (see ``_template_main``).
+
+        A session forked from this process keeps its own copy of every page this process
+        writes after the fork, and the event loop writes about 300 pages per open (its
+        objects' reference counts, allocations); the template's loop writes about 50. That
+        took about 0.3 MB of PSS off each python session (benchmarks/sandbox_memory.py).
+        Needs this process to be a child subreaper (the template's grandchildren are
+        re-parented to it); else sessions are forked here.
+        """
+        ts, zt = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                zt.close()
+                self._child_reset(keep=ts.fileno())
+                self._template_main(ts)
+            finally:
+                os._exit(1)
+        ts.close()
+        self.template, self.template_pid = zt, pid
+        self.features["fork_template"] = True
+
+    def _template_main(self, ts: socket.socket) -> None:
+        """The template's loop: for each request (the spare's uid, scratch dir, token, limits
+        and cgroups, with its socketpair end), fork C, which enters the namespaces and forks
+        the spare G (re-parented to the zygote when C exits). Exits with the zygote.
+
+        Every page this loop writes after a fork is copied for the spare just forked, so it
+        does as little as it can: one recvmsg into a reused buffer, fork, close, wait; the
+        child parses the request.
+        """
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:
+            os._exit(0)  # the zygote died before the line above
+        buf = bytearray(65536)
+        space = socket.CMSG_SPACE(4)
+        fillers = fill_pool_holes()  # noqa: F841 - kept alive: see fill_pool_holes
+        while True:
+            try:
+                n, anc, _, _ = ts.recvmsg_into((buf,), space)
+            except OSError:
+                break
+            if not n or not anc:
+                break
+            fd = int.from_bytes(anc[0][2][:4], sys.byteorder)
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(fd)  # the zygote sees the spare's socket close: it did not report in
+                continue
+            if pid == 0:
+                try:
+                    ts.close()
+                    req = json.loads(bytes(buf[:n]))
+                    gs = socket.socket(fileno=fd)
+                except BaseException:  # noqa: BLE001
+                    os._exit(1)
+                self._become_spare(gs, int(req.pop("flags")), req, detach=True)
+            os.close(fd)
+            try:
+                os.waitpid(pid, 0)  # C exits as soon as it has forked the spare
+            except ChildProcessError:
+                pass
+        os._exit(0)
+
+    def _drop_template(self) -> None:
+        if self.template is not None:
+            self.template.close()
+            self.template = None
+        if self.template_pid is not None:
+            try:
+                os.kill(self.template_pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.helpers.add(self.template_pid)  # reaped by reap()
+            self.template_pid = None
+        self.features.pop("fork_template", None)
 
     def _set_spare_pid(self, spare: Spare, pid: int) -> None:
         spare.pid = pid
@@ -1420,6 +1548,8 @@ class Zygote:
         fds += [spare.zs.fileno() for spare in self.spares if spare.zs is not None]
         if self.pidns_fd is not None:
             fds.append(self.pidns_fd)
+        if self.template is not None:
+            fds.append(self.template.fileno())
         if self.inflight is not None:
             fds.append(self.inflight)  # a connection being handed to a session
         for fd in fds:
@@ -1489,6 +1619,12 @@ class Zygote:
             if pid == 0:
                 return
             self.helpers.discard(pid)
+            if pid == self.template_pid:
+                print("zygote: the fork template died; forking sessions here", file=sys.stderr,
+                      flush=True)
+                self.template_pid = None
+                self._drop_template()
+                continue
             late = self.late_cgroups.pop(pid, None)
             if late:
                 self.cleanup(None, late)
@@ -1543,7 +1679,8 @@ class Zygote:
             resp = self.status(str(req.get("sid")), float(req.get("wait_s") or 0))
         elif op == "ping":
             self.reap()
-            resp = {"ok": True, "sessions": sorted(self.sessions), "pid": os.getpid()}
+            resp = {"ok": True, "sessions": sorted(self.sessions), "pid": os.getpid(),
+                     "template": self.template_pid}
         elif op == "shutdown":
             send_frame(conn, {"ok": True})
             raise SystemExit(0)
@@ -1575,6 +1712,12 @@ class Zygote:
         if self.watch_stdin:
             sel.register(0, selectors.EVENT_READ, "stdin")
         self._wake_w = wake_w
+        if self.subreaper and self.use_template:
+            try:
+                self.start_template()
+            except OSError as e:
+                print(f"zygote: no fork template ({e}); forking sessions here", file=sys.stderr,
+                      flush=True)
         print(json.dumps({"ready": True, "pid": os.getpid(), "features": self.features,
                           "python": sys.version.split()[0]}), flush=True)
         try:
@@ -1663,6 +1806,7 @@ class Zygote:
             conn.close()
 
     def shutdown(self) -> None:
+        self._drop_template()  # no new spares; the ones it forked are this process's
         # Spares still starting have made, or are about to make, their scratch dirs: wait for
         # them briefly so they can be killed and their dirs deleted too.
         deadline = time.monotonic() + 1.0
@@ -1701,6 +1845,90 @@ class Zygote:
             pass
 
 
+def _pool_holes() -> dict[int, int]:
+    """Free blocks in the allocator's partly used pools: {block size: count}, from
+    ``sys._debugmallocstats`` (CPython's small-object allocator; empty where it is absent)."""
+    if not hasattr(sys, "_debugmallocstats") or not hasattr(os, "memfd_create"):
+        return {}
+    fd = os.memfd_create("mallocstats")
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    holes = {}
+    for line in b"".join(chunks).decode("ascii", "replace").splitlines():
+        cols = line.split()
+        if len(cols) == 5 and all(c.isdigit() for c in cols) and int(cols[4]):
+            holes[int(cols[1])] = int(cols[4])
+    return holes
+
+
+def fill_pool_holes(rounds: int = 4) -> list:
+    """Fill the free blocks of the allocator's partly used pools; returns what fills them.
+
+    A forked child allocates its first objects in those free blocks, which lie on pages it
+    shares with its parent and its siblings: each first write there copies a 4 kB page.
+    With the holes filled (by objects kept alive, in the parent only), the child's objects go
+    to fresh pools, packed together. Done once in the fork template, it took about 0.2 MB of
+    PSS off each session (a keeper and a cell; benchmarks/sandbox_memory.py).
+    """
+    keep: list = []
+    for _ in range(rounds):
+        holes = _pool_holes()
+        if not holes:
+            break
+        for size, n in sorted(holes.items()):
+            if size <= 48:  # a bytearray's buffer is a block of exactly len + 1 bytes
+                keep.extend(bytearray(size - 1) for _ in range(n))
+            else:  # a bytes object of len n is a block of n + 33 bytes
+                keep.extend(bytes(size - 33) for _ in range(n))
+    return keep
+
+
+class _NoDrainer:
+    def sync(self) -> None:
+        pass
+
+
+def _rehearse(rounds: int = 10) -> None:
+    """Run what every session runs (cells, result framing) here, before the fork.
+
+    CPython 3.11 counts a function's first calls in its code object and then rewrites its
+    bytecode in place (quickening): done here once, it is not done again in every session's
+    copy-on-write copy of the pages those code objects live on (about 0.25 MB of PSS per
+    session; benchmarks/sandbox_memory.py).
+    """
+    out, err = BoundedBuffer(16384), BoundedBuffer(16384)
+    cell = Cell(out, err, _NoDrainer())  # type: ignore[arg-type]
+    a, b = socket.socketpair()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TextCapture(out, 1), TextCapture(err, 2)
+    try:
+        for i in range(rounds):
+            for code in ("x = 1", "x += 1\nx", "print(x)", "1/0", "def f(:"):
+                result = cell.run(code, 100 + 20 * i)
+                result["seq"] = i
+                send_frame(a, result)
+                msg = _recv_bounded(b, 1 << 20)
+                check_truncations(msg.get("truncations"), msg)
+            out.add(b"y" * 300)
+            shrink(*out.take(), 40)
+    finally:
+        sys.stdout, sys.stderr = saved
+        a.close()
+        b.close()
+        for name in [k for k in linecache.cache if k.startswith("<cell-")]:
+            del linecache.cache[name]  # sessions number their cells from 1 again
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--socket", required=True, help="Unix socket path to listen on")
@@ -1733,6 +1961,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ro-root", action="store_true",
                    help="sessions see the host read-only, with the --hide trees hidden")
     p.add_argument("--hide", action="append", default=[], help="a tree sessions do not see")
+    p.add_argument("--no-fork-template", action="store_true",
+                   help="fork sessions from the zygote itself (more memory per session; for "
+                        "measuring, see benchmarks/sandbox_memory.py)")
+    p.add_argument("--no-rehearse", action="store_true",
+                   help="do not run a session's code paths in the zygote before forking (more "
+                        "memory per session; for measuring)")
     args = p.parse_args(argv)
     for var in THREAD_VARS:
         os.environ[var] = "1"
@@ -1747,6 +1981,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() == 0 or not args.no_namespaces:
         try:
             prctl(PR_SET_CHILD_SUBREAPER, 1)
+            z.subreaper = True
         except OSError:
             pass
     z.features = ({"ns_mode": None, "user_ns": False, "pid_ns": False, "mount_ns": False,
@@ -1769,6 +2004,8 @@ def main(argv: list[str] | None = None) -> int:
         z.features["python_unreadable"] = True  # no mount namespace to bind it back
     if z.is_root:
         z._probe_cgroups()
+    if not args.no_rehearse:
+        _rehearse()
     import gc
     gc.collect()
     gc.freeze()  # keep the warm heap shared copy-on-write across forks
