@@ -16,7 +16,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,24 @@ def _chunks(f: Any, source: str, offset: int, line_no: int, size: int
                 chunk = []
     if chunk:
         yield source, chunk
+
+
+def _in_order(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], window: int
+              ) -> Iterator[Any]:
+    """``fn`` of each item, computed by ``pool``, in order, with at most ``window`` items in
+    flight: the corpus is read only as fast as the index takes its documents.
+
+    (``Pool.imap`` reads its input as fast as the workers parse it and keeps every result the
+    caller has not taken yet: when the writer is the slower side, as on a busy machine, the
+    parsed corpus piles up in memory, about a gigabyte per million passages.)
+    """
+    pending: deque[Any] = deque()
+    for item in items:
+        pending.append(pool.apply_async(fn, (item,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def _corpus_stamp(corpus: Path) -> dict[str, Any]:
@@ -177,7 +196,7 @@ def build_index(corpus: str | os.PathLike[str], directory: str | os.PathLike[str
         with src.open("rb") as f:
             f.seek(offset)
             chunks = _chunks(f, str(src), offset, line_no, 1024)
-            parsed = (pool.imap(_parse_lines, chunks, chunksize=1) if pool is not None
+            parsed = (_in_order(pool, _parse_lines, chunks, 4 * workers) if pool is not None
                       else map(_parse_lines, chunks))
             for batch in parsed:
                 for start, end, line_no, length, url, terms, n in batch:
