@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +40,12 @@ def _has_server() -> bool:
         return False
     return True
 
+
+#: Set by CI (.ci/run): a missing build fails the llama.cpp tests instead of skipping them.
+REQUIRE_ENV = "AGENT_ENVS_REQUIRE_LLAMACPP"
+if os.environ.get(REQUIRE_ENV) == "1" and not (_has_server() and _has_source()):
+    raise RuntimeError(f"{REQUIRE_ENV}=1 but llama.cpp's llama-server/llama-quantize or its "
+                       f"source is not built for this machine; run: {BUILD_SCRIPT}")
 
 #: Tests that run llama.cpp's converter (the vendored source, no compile).
 needs_converter = pytest.mark.skipif(
