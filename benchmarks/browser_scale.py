@@ -577,10 +577,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     b.set_ylabel("ms per search (whole results page)")
     b.set_title("search")
     b.legend(fontsize=7)
-    c.bar([f"{x:g}M" for x in xs], [x["build"]["index_mb"] / 1024 for x in r], color="#57a",
-          label="index")
-    c.bar([f"{x:g}M" for x in xs], [x["serve"]["added_rss_mb"] / 1024 for x in r],
+    pos = np.arange(len(xs))
+    c.bar(pos - 0.2, [x["build"]["index_mb"] / 1024 for x in r], 0.4, color="#57a",
+          label="index on disk")
+    c.bar(pos + 0.2, [x["serve"]["added_rss_mb"] / 1024 for x in r], 0.4,
           color="#2a7", label="env process adds (RSS)")
+    c.set_xticks(pos, [f"{x:g}M" for x in xs])
     c.set_ylabel("GB")
     c.set_title("index on disk; memory an env adds")
     c.legend(fontsize=8)
