@@ -148,8 +148,8 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     api = (site / "api" / "agent_envs" / "index.html").read_text()
     assert 'id="agent_envs.make"' in api and 'id="agent_envs.harmony"' in api
     assert 'id="sandboxes.make_sandbox"' in (site / "api/sandboxes/index.html").read_text()
-    assert 'id="trainers.rollout.RolloutCollector"' in (
-        site / "api/trainers/index.html").read_text()
+    assert 'id="agent_envs.rollout.RolloutCollector"' in api
+    assert 'id="trainers.plugins.hf_policy"' in (site / "api/trainers/index.html").read_text()
     cli = (site / "cli" / "index.html").read_text()
     for command in ("list", "rollout", "train", "eval", "serve", "view"):
         assert f"usage: agent-envs {command}" in cli, command
