@@ -494,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = json.loads(out_json.read_text())
         hist = {reg: {a: [_rows(c) for c in seeds] for a, seeds in arms.items()}
                 for reg, arms in saved["history"].items()}
+        # The tables from the saved curves (the current summary code, not the saved summary).
+        rows_of = sweep_rows if saved["mode"] == "sweep" else grid_rows
+        saved["summary"] = rows_of(hist, saved["learned_at"])
         if args.markdown:
             print(markdown_tables(saved))
         if saved["mode"] == "sweep":

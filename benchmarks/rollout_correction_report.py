@@ -37,7 +37,9 @@ HEADLINE_PANELS = PANELS[:3]
 
 def summarize(history: Sequence[dict[str, float]], learned_at: float) -> dict[str, float]:
     """One run's numbers: final reward (mean of the last 5 steps), mean reward over all
-    steps (learning speed), learned (final >= ``learned_at``), KL (k3, per token) at step 1 /
+    steps (learning speed), learned (final >= ``learned_at``), peak reward (the best mean
+    of 5 consecutive steps) and the drop from it to the final reward (a run that learned
+    and then collapsed), KL (k3, per token) at step 1 /
     max / final and its largest rebound (max over steps of KL / its lowest value so far),
     max grad norm, mean rejected fraction, sampler entropy at step 1 / final / its largest
     rebound (the most it rose above its lowest value so far)."""
@@ -51,10 +53,15 @@ def summarize(history: Sequence[dict[str, float]], learned_at: float) -> dict[st
     kls = [max(k, 1e-12) for k in col("rollout_corr/k3_kl", history)]
     kl_rebound = max((k / min(kls[:i + 1]) for i, k in enumerate(kls)), default=math.nan)
     final = statistics.fmean(col("reward/mean", last))
+    rewards = col("reward/mean", history)
+    peak = max((statistics.fmean(rewards[i:i + 5]) for i in range(max(len(rewards) - 4, 1))),
+               default=math.nan)
     return {
         "final_reward": final,
         "mean_reward": statistics.fmean(col("reward/mean", history)),
         "learned": float(final >= learned_at),
+        "peak_reward": peak,
+        "reward_drop": max(peak - final, 0.0),
         "initial_kl": float(history[0].get("rollout_corr/k3_kl", math.nan)),
         "max_kl": max(col("rollout_corr/k3_kl", history), default=math.nan),
         "final_kl": statistics.fmean(col("rollout_corr/k3_kl", last) or [math.nan]),
@@ -113,6 +120,7 @@ def print_grid_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int,
               f"seeds whose final reward >= the --learned-at threshold; 'vs none': "
               f"mean-reward difference ± s.e. (* beyond 2 s.e.)")
         header = (f"{'arm':<18} {'final reward':>13} {'mean reward':>13} {'learned':>7} "
+                  f"{'peak-final':>12} "
                   f"{'max KL':>17} {'max |g|':>11} {'rejected':>12} {'entropy':>12} "
                   f"{'vs none':>15}")
         print(header)
@@ -124,6 +132,7 @@ def print_grid_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int,
             print(f"{arm:<18} {_cell(r['final_reward'], '.3f'):>13} "
                   f"{_cell(r['mean_reward'], '.3f'):>13} "
                   f"{round(r['learned'][0] * n_seeds):>4}/{n_seeds:<2} "
+                  f"{_cell(r['reward_drop'], '.2f'):>12} "
                   f"{_cell(r['max_kl'], '.1e'):>17} {_cell(r['max_grad_norm'], '.2f'):>11} "
                   f"{_cell(r['rejected_token_frac'], '.3f'):>12} "
                   f"{_cell(r['final_entropy'], '.3f'):>12} {vs:>15}")
@@ -194,21 +203,23 @@ def markdown_tables(saved: dict[str, Any]) -> str:
         for level, arms in rows.items():
             n = len(next(iter(arms.values()))["per_seed"]["final_reward"])
             out += [f"**{saved['columns'].get(level, level)}** ({n} seeds, mean ± s.e.)", "",
-                    ("| arm | final reward | mean reward | learned | max KL | max \\|g\\| | "
-                     "rejected | final entropy | mean reward vs none |"), "|---" * 9 + "|"]
+                    ("| arm | final reward | mean reward | learned | peak − final | max KL | "
+                     "max \\|g\\| | rejected | final entropy | mean reward vs none |"),
+                    "|---" * 10 + "|"]
             for arm, r in arms.items():
                 d, se = r["vs_none"]
                 vs = "" if arm == "none" or d is None else \
                     f"{d:+.3f} ± {se:.3f}{' (> 2 s.e.)' if abs(d) > 2 * se else ''}"
                 out.append(f"| `{arm}` | {c(r['final_reward'], '.3f')} | "
                            f"{c(r['mean_reward'], '.3f')} | {round(r['learned'][0] * n)}/{n} | "
+                           f"{c(r['reward_drop'], '.2f')} | "
                            f"{r['max_kl'][0]:.1e} | {r['max_grad_norm'][0]:.2f} | "
                            f"{r['rejected_token_frac'][0]:.3f} | {r['final_entropy'][0]:.3f} | "
                            f"{vs} |")
             out.append("")
     else:
         out += [("| setting | arm | KL step 1 | max KL | KL rebound | entropy step 1 → final "
-                 "(rebound) | max \\|g\\| | final reward | blew up |"), "|---" * 8 + "|"]
+                 "(rebound) | max \\|g\\| | peak − final | final reward | blew up |"), "|---" * 9 + "|"]
         for setting, arms in rows.items():
             for arm, r in arms.items():
                 blew = [b for b in r["blowups"] if b]
@@ -218,7 +229,8 @@ def markdown_tables(saved: dict[str, Any]) -> str:
                            f"{r['max_kl'][0]:.1e} | x{r['kl_rebound'][0]:.0f} | "
                            f"{r['initial_entropy'][0]:.2f} → {r['final_entropy'][0]:.2f} "
                            f"(+{r['entropy_rebound'][0]:.2f}) | {r['max_grad_norm'][0]:.2f} | "
-                           f"{c(r['final_reward'], '.3f')} | {what} |")
+                           f"{r['reward_drop'][0]:.2f} | {c(r['final_reward'], '.3f')} | "
+                           f"{what} |")
     return "\n".join(out)
 
 
@@ -230,7 +242,7 @@ def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) 
           f"{BLOWUP['entropy_rebound']:g} nats, or grad norm x{BLOWUP['grad_growth']:g}")
     header = (f"{'setting':<17} {'arm':<12} {'KL step 1':>9} {'max KL':>9} {'KL rebound':>10} "
               f"{'H step 1':>8} {'H final':>7} {'H rebound':>9} {'max |g|':>8} "
-              f"{'final reward':>13} blew up")
+              f"{'peak-final':>10} {'final reward':>13} blew up")
     print(header)
     print("-" * len(header))
     for setting, arms in rows.items():
@@ -240,7 +252,7 @@ def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) 
             print(f"{setting:<17} {arm:<12} {r['initial_kl'][0]:>9.1e} {r['max_kl'][0]:>9.1e} "
                   f"{'x' + format(r['kl_rebound'][0], '.0f'):>10} {r['initial_entropy'][0]:>8.2f} {r['final_entropy'][0]:>7.2f} "
                   f"{r['entropy_rebound'][0]:>9.2f} {r['max_grad_norm'][0]:>8.2f} "
-                  f"{_cell(r['final_reward'], '.3f'):>13} {what}")
+                  f"{r['reward_drop'][0]:>10.2f} {_cell(r['final_reward'], '.3f'):>13} {what}")
 
 
 # --------------------------------------------------------------------------- figures
