@@ -1306,7 +1306,7 @@ class Zygote:
         the spare G (re-parented to the zygote when C exits). Exits with the zygote.
 
         Every page this loop writes after a fork is copied for the spare just forked, so it
-        does as little as it can: one recvmsg into a reused buffer, fork, close, wait; the
+        does as little as it can: one recvmsg into a reused buffer, fork, close, reap; the
         child parses the request.
         """
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -1337,10 +1337,14 @@ class Zygote:
                     os._exit(1)
                 self._become_spare(gs, int(req.pop("flags")), req, detach=True)
             os.close(fd)
-            try:
-                os.waitpid(pid, 0)  # C exits as soon as it has forked the spare
-            except ChildProcessError:
-                pass
+            # C exits as soon as it has forked the spare; not waited for here (its namespaces
+            # take a while to make, and the next spare's fork need not wait for them).
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
         os._exit(0)
 
     def _drop_template(self) -> None:
