@@ -16,6 +16,11 @@ its cell, and the zygote with its fork template and the jail's own processes). A
   itself, as before; the template's allocator pools are filled too, so this is both);
 * ``no-rehearsal``: this checkout's with ``--no-rehearse``.
 
+With ``--python PATH`` (another CPython's interpreter, e.g. a venv made with 3.12) one more arm,
+``python <its version>``, runs this checkout's server on it, to set beside ``after`` (this
+venv's interpreter). Compare like with like: a venv against a venv (a base interpreter's own
+site-packages may import more at start; pyenv's 3.11 imports ``threading`` there).
+
 Prints a table with each arm's ratio to ``before``, and saves a bar plot and the numbers as
 JSON next to it.
 """
@@ -91,8 +96,8 @@ def by_role(root: int, session_pids: set[int]) -> dict[str, float]:
     return {k: v / 1024 for k, v in roles.items()}
 
 
-def run_arm(backend: str, server: Path | None, flags: list[str], n: int, cells: int
-            ) -> dict[str, Any]:
+def run_arm(backend: str, server: Path | None, flags: list[str], n: int, cells: int,
+            python: str | None = None) -> dict[str, Any]:
     """In a child process: one sandbox, ``n`` sessions, ``cells`` cells each; the PSS."""
     import sandboxes.bubblewrap
     import sandboxes.local
@@ -105,7 +110,8 @@ def run_arm(backend: str, server: Path | None, flags: list[str], n: int, cells: 
     real = ZygoteSandbox._server_args
     ZygoteSandbox._server_args = (  # type: ignore[method-assign]
         lambda self, sock, scratch: [*real(self, sock, scratch), *flags])
-    sb = make_sandbox(backend, limits=Limits(timeout_s=60))
+    kwargs: dict[str, Any] = {"python": python} if python else {}
+    sb = make_sandbox(backend, limits=Limits(timeout_s=60), **kwargs)
     try:
         root = sb._proc.pid  # type: ignore[attr-defined]
         time.sleep(1.0)  # the spares get ready
@@ -207,13 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-rev", default="7745b2c",
                     help="git revision whose sandboxes/_zygote_server.py is the 'before' arm")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
+    ap.add_argument("--python", default=None,
+                    help="also run this checkout's server on this interpreter (e.g. a venv "
+                         "made with another CPython; bubblewrap only)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/sandbox_memory.png"))
     ap.add_argument("--arm", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--server", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.arm is not None:  # the child: one arm
-        result = run_arm(a.backend, a.server, ARMS[a.arm][1], a.sessions, a.cells)
+        result = run_arm(a.backend, a.server, ARMS.get(a.arm, ("", []))[1], a.sessions,
+                         a.cells, a.python)
         assert a.json is not None
         a.json.write_text(json.dumps(result))
         return 0
@@ -221,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [x for x in arms if x not in ARMS]
     if unknown:
         raise SystemExit(f"error: unknown arm(s) {unknown}; choose from {list(ARMS)}")
+    pythons: dict[str, str] = {}  # extra arm -> interpreter
+    if a.python:
+        if a.backend != "bubblewrap":
+            raise SystemExit("error: --python compares interpreters on the bubblewrap backend")
+        try:
+            ver = subprocess.run([a.python, "-c", "import sys; print(sys.version.split()[0])"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise SystemExit(f"error: --python {a.python!r} does not run: {e}") from None
+        pythons[f"python {ver}"] = a.python
+        arms += list(pythons)
     if a.sessions < 1 or a.cells < 2:
         raise SystemExit("error: --sessions must be >= 1 and --cells >= 2")
     say(f"sandbox memory: {a.backend}, {a.sessions} sessions x {a.cells} cells; baseline "
@@ -240,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / "arm.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--arm", arm, "--json", str(out),
                    "--backend", a.backend, "--sessions", str(a.sessions), "--cells", str(a.cells)]
-            if ARMS[arm][0] == "baseline":
+            if arm in pythons:
+                cmd += ["--python", pythons[arm]]
+            elif ARMS[arm][0] == "baseline":
                 cmd += ["--server", str(baseline)]
             if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
                 say(f"error: the {arm!r} arm failed")

@@ -37,7 +37,7 @@ class BubblewrapSandbox(ZygoteSandbox):
         preimports: Modules imported once in the zygote (e.g. ``("numpy",)``).
         startup_timeout_s: How long to wait for the jailed zygote to start.
         python: Interpreter to run inside the jail (default: this one; its prefix and, for a
-            venv, the venv are mounted read-only).
+            venv's interpreter, the venv are mounted read-only).
         extra_ro_binds: More host paths to mount read-only at the same place.
 
     Raises:
@@ -63,11 +63,19 @@ class BubblewrapSandbox(ZygoteSandbox):
                     "(e.g. apt-get install -y bubblewrap).")
         return None
 
+    def _venv(self) -> Path | None:
+        """The venv ``python`` belongs to (its ``bin/`` holds it beside ``pyvenv.cfg``)."""
+        root = Path(os.path.abspath(self.python)).parent.parent
+        return root if (root / "pyvenv.cfg").is_file() else None
+
     def _prefixes(self) -> list[str]:
         if self.python == sys.executable:
             paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
         else:
             paths = {str(Path(self.python).resolve().parent.parent)}
+            venv = self._venv()
+            if venv is not None:  # run as the venv's interpreter: it finds pyvenv.cfg there
+                paths.add(str(venv))
         paths.update(self.extra_ro_binds)
         return sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
 
@@ -99,7 +107,8 @@ class BubblewrapSandbox(ZygoteSandbox):
         for host, inside in zip(self._cgroups.dirs if self._cgroups else [],
                                 self._cgroup_dirs_inside()):
             argv += ["--bind", host, inside]
-        python = os.path.realpath(self.python) if self.python != sys.executable else self.python
+        python = self.python if self.python == sys.executable or self._venv() is not None \
+            else os.path.realpath(self.python)
         argv += [python, "-I", f"{_INSIDE}/{SERVER_PATH.name}",
                  *server_args(f"{_INSIDE}/zygote.sock", "/tmp/scratch")]
         return Launch(argv=argv, socket_path=str(workdir / "zygote.sock"), env=minimal_env())

@@ -66,3 +66,22 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@needs_bwrap
+def test_another_venvs_interpreter_runs_as_that_venv(tmp_path):
+    # Before: the path was resolved to the base interpreter and the venv was not mounted, so
+    # sessions ran without the venv's packages.
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "only_in_that_venv.py").write_text("MARK = 'from the venv'\n")
+    # Preimported: a venv under /tmp is out of the sessions' sight (their /tmp is private).
+    with make_sandbox("bubblewrap", limits=FAST, python=str(venv / "bin" / "python"),
+                      preimports=("only_in_that_venv",)) as sb, sb.open() as s:
+        assert s.run("import sys; sys.prefix").value == repr(str(venv))
+        assert s.run("import only_in_that_venv; only_in_that_venv.MARK").value == \
+            "'from the venv'"
