@@ -24,6 +24,7 @@ Run (needs ``bash scripts/build_llama_server.sh``)::
     python benchmarks/llamacpp_training.py                 # 5 arms x 3 seeds x 20 steps
     python benchmarks/llamacpp_training.py --steps 4 --seeds 0 --arms llamacpp-f32
     python benchmarks/llamacpp_training.py --resume     # finish an interrupted grid
+    python benchmarks/llamacpp_training.py --merge a.json b.json  # runs made in parallel
 """
 
 from __future__ import annotations
@@ -87,12 +88,26 @@ def _ms(values: list[float]) -> str:
     return f"{mean:.3g}+-{std:.2g}"
 
 
-def table(runs: dict[str, list[list[dict[str, float]]]]) -> list[dict[str, Any]]:
-    """Print and return one row per arm (mean +- std over seeds)."""
+def _step_s(hists: list[list[dict[str, float]]]) -> float:
+    """Mean step seconds over runs (the first step, which loads everything, left out)."""
+    return statistics.fmean(statistics.fmean(r["perf/step_s"] for r in h[1:] or h)
+                            for h in hists)
+
+
+def table(runs: dict[str, list[list[dict[str, float]]]],
+          timing_base: list[list[dict[str, float]]] | None = None) -> list[dict[str, Any]]:
+    """Print and return one row per arm (mean +- std over seeds).
+
+    ``timing_base``: transformers runs made at the same time as the other arms, for the
+    step-time ratio (on a shared machine, runs made at other times saw another load).
+    """
     base = None
-    if "transformers" in runs:
-        base = statistics.fmean(statistics.fmean(r["perf/step_s"] for r in h[1:] or h)
-                                for h in runs["transformers"])
+    if timing_base:
+        base = _step_s(timing_base)
+        print(f"step-time baseline: the transformers sampler run alongside the other arms "
+              f"({base:.3g} s/step over {len(timing_base)} run(s))")
+    elif "transformers" in runs:
+        base = _step_s(runs["transformers"])
     rows = []
     head = (f"{'arm':<18} {'final reward':>14} {'mean reward':>14} {'KL k3 (mean)':>16} "
             f"{'KL k3 (max)':>14} {'touched':>14} {'step s':>13} {'x transf.':>9} "
@@ -162,12 +177,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--resume", action="store_true",
                     help="keep the (arm, seed) runs already in the JSON next to --out, run the "
                          "rest")
+    ap.add_argument("--timing-baseline", metavar="JSON",
+                    help="the step-time ratio's baseline: the transformers runs in this "
+                         "results file (run at the same time as the others on a shared box)")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                    help="also keep the (arm, seed) runs of these results files (runs made in "
+                         "parallel with their own --out); implies --resume")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = Path(args.out)
     done: dict[str, dict[str, list[dict[str, float]]]] = {}
-    if args.resume and out.with_suffix(".json").is_file():
+    if (args.resume or args.merge) and out.with_suffix(".json").is_file():
         done = json.loads(out.with_suffix(".json").read_text()).get("by_seed", {})
+    for path in args.merge:
+        for arm, seeds in json.loads(Path(path).read_text()).get("by_seed", {}).items():
+            done.setdefault(arm, {}).update(seeds)
     runs: dict[str, list[list[dict[str, float]]]] = {}
     by_seed: dict[str, dict[str, list[dict[str, float]]]] = {
         arm: dict(seeds) for arm, seeds in done.items()}
@@ -187,10 +211,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 print(f"{arm} seed {seed}: reward {hist[-1]['reward/mean']:.3f}, "
                       f"KL k3 {hist[-1]['rollout_corr/k3_kl']:.2e} "
                       f"({time.perf_counter() - t1:.0f} s)", file=sys.stderr, flush=True)
-    rows = table(runs)
+    timing_base = None
+    if args.timing_baseline:
+        timing_base = list(json.loads(Path(args.timing_baseline).read_text())["by_seed"]
+                           .get("transformers", {}).values())
+        if not timing_base:
+            ap.error(f"--timing-baseline {args.timing_baseline}: no transformers runs in it")
+    rows = table(runs, timing_base)
     plot(runs, out)
     out.with_suffix(".json").write_text(json.dumps(
         {"args": vars(args), "rows": rows, "by_seed": by_seed,
+         "timing_baseline": timing_base,
          "seconds": time.perf_counter() - t0}, indent=1))
     print(f"\nplot: {out}  data: {out.with_suffix('.json')}  "
           f"({time.perf_counter() - t0:.0f} s)")
