@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--resume", action="store_true",
                     help="keep the (arm, seed) runs already in the JSON next to --out, run the "
                          "rest")
+    ap.add_argument("--no-run", action="store_true",
+                    help="run nothing: the table and plot of the saved (and --merge) runs")
     ap.add_argument("--timing-baseline", metavar="JSON",
                     help="the step-time ratio's baseline: the transformers runs in this "
                          "results file (run at the same time as the others on a shared box)")
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     out = Path(args.out)
     done: dict[str, dict[str, list[dict[str, float]]]] = {}
-    if (args.resume or args.merge) and out.with_suffix(".json").is_file():
+    if (args.resume or args.merge or args.no_run) and out.with_suffix(".json").is_file():
         done = json.loads(out.with_suffix(".json").read_text()).get("by_seed", {})
     for path in args.merge:
         for arm, seeds in json.loads(Path(path).read_text()).get("by_seed", {}).items():
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             for seed in args.seeds:
                 if str(seed) in done.get(arm, {}):
                     runs.setdefault(arm, []).append(done[arm][str(seed)])
+                    continue
+                if args.no_run:
                     continue
                 t1 = time.perf_counter()
                 hist = run_arm(arm, seed, args.steps, Path(tmp) / f"{arm}-s{seed}",
