@@ -85,3 +85,32 @@ def test_another_venvs_interpreter_runs_as_that_venv(tmp_path):
         assert s.run("import sys; sys.prefix").value == repr(str(venv))
         assert s.run("import only_in_that_venv; only_in_that_venv.MARK").value == \
             "'from the venv'"
+
+
+@pytest.mark.parametrize("backend", [
+    "local", pytest.param("bubblewrap", marks=[pytest.mark.bwrap, needs_bwrap])])
+def test_a_venv_under_tmp_stays_visible_read_only_to_sessions(tmp_path, backend):
+    # Before: a session's private /tmp hid a checkout's venv under /tmp, so
+    # subprocess.Popen([sys.executable, ...]) raised FileNotFoundError and imports after the
+    # fork failed (a fresh clone under /tmp failed the CPU-share tests this way).
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    assert str(venv).startswith("/tmp/")
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "only_in_that_venv.py").write_text("MARK = 'imported after the fork'\n")
+    (tmp_path / "beside_the_venv.txt").write_text("not for sessions")
+    with make_sandbox(backend, limits=FAST, python=str(venv / "bin" / "python")) as sb, \
+            sb.open() as s:
+        r = s.run("import subprocess, sys\n"
+                  "subprocess.run([sys.executable, '-c', 'print(6 * 7)'],"
+                  " capture_output=True, check=True).stdout")
+        assert r.value == "b'42\\n'", r.render()
+        r = s.run("import only_in_that_venv; only_in_that_venv.MARK")
+        assert r.value == "'imported after the fork'", r.render()
+        r = s.run(f"open({str(site / 'planted.py')!r}, 'w')")
+        assert r.error is not None and "Read-only file system" in r.error, r.render()
+        r = s.run(f"import os; os.path.exists({str(tmp_path / 'beside_the_venv.txt')!r})")
+        assert r.value == "False", r.render()
