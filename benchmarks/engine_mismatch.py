@@ -31,6 +31,7 @@ Run (needs ``bash scripts/build_llama_server.sh``)::
     python benchmarks/engine_mismatch.py                    # all variants, ~15 min on 2 cores
     python benchmarks/engine_mismatch.py --variants f32-kv32 bf16 --episodes 2
     python benchmarks/engine_mismatch.py --resume           # finish an interrupted run
+    python benchmarks/engine_mismatch.py --merge a.json b.json  # variants run in parallel
 
 It prints the tables and saves ``benchmarks/results/engine_mismatch.png`` (|d| and KL over
 context length, one line per variant) and ``engine_mismatch.json``.
@@ -128,6 +129,7 @@ def trainer_logprobs(model: Any, ids: list[int], start: int) -> tuple[list[float
 def run_variant(name: str, model: Any, contexts: list[tuple[list[int], bool]],
                 args: argparse.Namespace, work: Path) -> tuple[Tokens, dict[str, Any]]:
     """Serve ``model`` as ``name``, sample every context, recompute with the trainer."""
+    from agent_envs.rollout.errors import PolicyError
     from agent_envs.rollout.policy import SampleRequest, SamplingParams
     from trainers.export.gguf_weights import read_layout
     from trainers.policies.llamacpp import LlamaCppPolicy
@@ -154,10 +156,18 @@ def run_variant(name: str, model: Any, contexts: list[tuple[list[int], bool]],
             if n < 1:
                 continue
             t1 = time.perf_counter()
-            (s,) = policy.sample([SampleRequest(prompt=ctx, max_tokens=n,
-                                                params=SamplingParams(seed=args.seed + i))])
-            t_sample += time.perf_counter() - t1
-            s.raise_for_error()
+            try:
+                (s,) = policy.sample([SampleRequest(prompt=ctx, max_tokens=n,
+                                                    params=SamplingParams(seed=args.seed + i))])
+                s.raise_for_error()
+            except PolicyError as exc:  # e.g. a position whose log-prob could not be had
+                info.setdefault("contexts_failed", []).append(
+                    {"context": i, "tokens": len(ctx), "error": str(exc)})
+                print(f"  {name}: context {i + 1}/{len(contexts)} failed: {exc}",
+                      file=sys.stderr, flush=True)
+                continue
+            finally:
+                t_sample += time.perf_counter() - t1
             ref, ent = trainer_logprobs(model, ctx + s.token_ids, len(ctx))
             toks.pos += list(range(len(ctx), len(ctx) + len(s.token_ids)))
             toks.engine += s.logprobs
@@ -217,6 +227,10 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
               f"{o['tokens']:>6} {o['entropy']:>7.2f} {o['mean_abs']:>9.2e} "
               f"{o['p99_abs']:>9.2e} {o['max_abs']:>9.2e} {o['kl_k3']:>9.2e} "
               f"{o['kl_k1']:>9.1e} {o['w_outside']:>7.2%} {r['engine_tokens_per_s']:>6.0f}")
+    for r in rows:
+        for f in r.get("contexts_failed", []):
+            print(f"{r['variant']}: context {f['context'] + 1} ({f['tokens']} tokens) left out: "
+                  f"{f['error']}")
     print("\nKL(engine || trainer) per token (k3) by context length (tokens before the "
           "sampled one)")
     spans = [(lo, hi) for lo, hi in itertools.pairwise(BINS)
@@ -275,6 +289,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--resume", action="store_true",
                     help="keep the variants already in the JSON next to --out (measured with "
                          "the same settings), run the rest")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                    help="also keep the variants of these results files (variants run in "
+                         "parallel with their own --out, same settings); implies --resume")
     args = ap.parse_args(argv)
 
     import tempfile
@@ -288,12 +305,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = Path(args.out)
     same = ("episodes", "turn_tokens", "tail_tokens", "head_gain", "ctx", "seed")
     done: dict[str, dict[str, Any]] = {}
-    if args.resume and out.with_suffix(".json").is_file():
-        old = json.loads(out.with_suffix(".json").read_text())
+    saved = [out.with_suffix(".json")] if args.resume or args.merge else []
+    for path in [p for p in saved if p.is_file()] + [Path(m) for m in args.merge]:
+        old = json.loads(path.read_text())
         if all(old["meta"]["args"].get(k) == getattr(args, k) for k in same):
-            done = {r["variant"]: r for r in old["rows"]}
+            done.update({r["variant"]: r for r in old["rows"]})
         else:
-            print("--resume: the saved run used other settings; measuring every variant",
+            print(f"{path}: measured with other settings ({', '.join(same)}); not kept",
                   file=sys.stderr)
     rows = []
     failed: dict[str, str] = {}
