@@ -372,6 +372,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"sweep settings to run (default: {'; '.join(SWEEP_DEFAULT)}): "
                         f"{'; '.join(SWEEP)}")
     p.add_argument("--sweep-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--sweep-arms", nargs="+", default=list(SWEEP_ARMS),
+                   help=f"arms of the sweep (default: {', '.join(SWEEP_ARMS)}; add "
+                        f"no_mismatch for a control without mismatch)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     p.add_argument("--work", type=Path, default=ROOT / "runs/bench-rollout-correction",
@@ -392,10 +395,11 @@ def _did_you_mean(value: str, choices: Sequence[str]) -> str:
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse bad arguments before any compute (``p.error``: usage, the message, exit 2)."""
-    for arm in args.arms:
-        if arm not in ARMS:
-            p.error(f"--arms: unknown arm {arm!r}.{_did_you_mean(arm, list(ARMS))} "
-                    f"Arms: {', '.join(ARMS)}.")
+    for flag, arms in (("--arms", args.arms), ("--sweep-arms", args.sweep_arms)):
+        for arm in arms:
+            if arm not in ARMS:
+                p.error(f"{flag}: unknown arm {arm!r}.{_did_you_mean(arm, list(ARMS))} "
+                        f"Arms: {', '.join(ARMS)}.")
     for name in args.sweep_settings:
         if name not in SWEEP:
             p.error(f"--sweep-settings: unknown setting {name!r}."
@@ -477,7 +481,8 @@ def _sweep_specs(args: argparse.Namespace) -> list[tuple[str, RunSpec]]:
     """The sweep's (setting, run)s, seed-major."""
     base = _base_spec(args)
     return [(name, dataclasses.replace(base, arm=arm, seed=seed, **SWEEP[name]))
-            for seed in args.sweep_seeds for name in args.sweep_settings for arm in SWEEP_ARMS]
+            for seed in args.sweep_seeds for name in args.sweep_settings
+            for arm in args.sweep_arms]
 
 
 def _order(args: argparse.Namespace, group: str) -> int:

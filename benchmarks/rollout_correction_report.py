@@ -218,20 +218,27 @@ def markdown_tables(saved: dict[str, Any]) -> str:
                            f"{vs} |")
             out.append("")
     else:
-        out += [("| setting | arm | KL step 1 | max KL | KL rebound | entropy step 1 → final "
-                 "(rebound) | max \\|g\\| | peak − final | final reward | blew up |"), "|---" * 9 + "|"]
+        out += [("| setting | arm | KL step 1 | max KL | max / step 1 | entropy step 1 → final "
+                 "(rebound) | max \\|g\\| | peak − final | final reward | blew up |"),
+                "|---" * 10 + "|"]
         for setting, arms in rows.items():
             for arm, r in arms.items():
                 blew = [b for b in r["blowups"] if b]
                 what = f"{len(blew)}/{len(r['blowups'])}" + \
                     (f" ({'; '.join(blew[0])})" if blew else "")
+                what = what.replace("|", "\\|")  # |g| inside a table cell
                 out.append(f"| {setting} | `{arm}` | {r['initial_kl'][0]:.1e} | "
-                           f"{r['max_kl'][0]:.1e} | x{r['kl_rebound'][0]:.0f} | "
+                           f"{r['max_kl'][0]:.1e} | x{_growth(r):.0f} | "
                            f"{r['initial_entropy'][0]:.2f} → {r['final_entropy'][0]:.2f} "
-                           f"(+{r['entropy_rebound'][0]:.2f}) | {r['max_grad_norm'][0]:.2f} | "
+                           f"(+{r['entropy_rebound'][0]:.2f}) | {r['max_grad_norm'][0]:.3g} | "
                            f"{r['reward_drop'][0]:.2f} | {c(r['final_reward'], '.3f')} | "
                            f"{what} |")
     return "\n".join(out)
+
+
+def _growth(r: dict[str, Any]) -> float:
+    """How far the sampler/trainer KL grew: max KL / KL at step 1 (means over seeds)."""
+    return r["max_kl"][0] / max(r["initial_kl"][0], 1e-12)
 
 
 def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) -> None:
@@ -240,7 +247,7 @@ def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) 
     print(f"\nexplosion sweep; mean ± s.e. over {n_seeds} seeds; 'blew up': KL x"
           f"{BLOWUP['kl_growth']:g} over step 1, entropy rebound >= "
           f"{BLOWUP['entropy_rebound']:g} nats, or grad norm x{BLOWUP['grad_growth']:g}")
-    header = (f"{'setting':<17} {'arm':<12} {'KL step 1':>9} {'max KL':>9} {'KL rebound':>10} "
+    header = (f"{'setting':<17} {'arm':<12} {'KL step 1':>9} {'max KL':>9} {'max/step1':>10} "
               f"{'H step 1':>8} {'H final':>7} {'H rebound':>9} {'max |g|':>8} "
               f"{'peak-final':>10} {'final reward':>13} blew up")
     print(header)
@@ -250,7 +257,8 @@ def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) 
             blew = [b for b in r["blowups"] if b]
             what = f"{len(blew)}/{n_seeds}" + (f" ({'; '.join(blew[0])})" if blew else "")
             print(f"{setting:<17} {arm:<12} {r['initial_kl'][0]:>9.1e} {r['max_kl'][0]:>9.1e} "
-                  f"{'x' + format(r['kl_rebound'][0], '.0f'):>10} {r['initial_entropy'][0]:>8.2f} {r['final_entropy'][0]:>7.2f} "
+                  f"{'x' + format(_growth(r), '.0f'):>10} {r['initial_entropy'][0]:>8.2f} "
+                  f"{r['final_entropy'][0]:>7.2f} "
                   f"{r['entropy_rebound'][0]:>9.2f} {r['max_grad_norm'][0]:>8.2f} "
                   f"{r['reward_drop'][0]:>10.2f} {_cell(r['final_reward'], '.3f'):>13} {what}")
 

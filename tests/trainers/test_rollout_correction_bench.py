@@ -56,6 +56,7 @@ def one_thread() -> Iterator[None]:
     (["--pattern", "0012"], "pattern='0012' is invalid"),
     (["--minibatches", "100"], "algo.minibatches"),
     (["--sweep", "--sweep-settings", "lr 1e2"], "unknown setting 'lr 1e2'. Did you mean 'lr 1e-2'?"),
+    (["--sweep", "--sweep-arms", "nonee"], "--sweep-arms: unknown arm 'nonee'. Did you mean 'none'?"),
     (["--replot", "--out", "{tmp}/empty"], "--replot: no results at {tmp}/empty/rollout_correction"),
 ])
 def test_bad_arguments_are_refused_before_any_compute(
