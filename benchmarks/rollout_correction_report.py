@@ -238,7 +238,7 @@ def markdown_tables(saved: dict[str, Any]) -> str:
 
 def _growth(r: dict[str, Any]) -> float:
     """How far the sampler/trainer KL grew: max KL / KL at step 1 (means over seeds)."""
-    return r["max_kl"][0] / max(r["initial_kl"][0], 1e-12)
+    return r["max_kl"][0] / r["initial_kl"][0] if r["initial_kl"][0] > 0 else math.nan
 
 
 def print_sweep_table(rows: dict[str, dict[str, dict[str, Any]]], n_seeds: int) -> None:
