@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from trainers.policies.llamacpp import LlamaCppPolicy, LlamaCppServerConfig, par
 from trainers.train import token_logprobs
 
 pytestmark = needs_server
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # One thread: llama.cpp's worker threads spin at barriers, which crawls on a busy 2-core box.
 SERVER = LlamaCppServerConfig(slots=2, ctx_size=4096, kv_cache_type="f32", threads=1)
@@ -282,6 +287,33 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
     with pytest.raises(PolicyServerError, match="llama-server exited with code .* while "
                                                 "starting on"):
         LlamaCppPolicy(bad, server=LlamaCppServerConfig(startup_timeout_s=60))
+
+
+def test_a_server_left_open_stops_when_its_python_exits(tmp_path: Path) -> None:
+    # what a CLI run or a script that never closes its policy does: the server must not
+    # outlive the interpreter that started it
+    script = (
+        "import sys\n"
+        "from trainers.policies.llamacpp_server import LlamaCppServer, LlamaCppServerConfig\n"
+        "s = LlamaCppServer(sys.argv[1], LlamaCppServerConfig(slots=1, ctx_size=256, "
+        "threads=1))\n"
+        "s.start()\n"
+        "print(s._proc.pid, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_gguf("f32"))],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[-1])
+
+    def alive() -> bool:  # a zombie waiting for init to reap it counts as stopped
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 15
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(), f"llama-server {pid} outlived the python that started it"
 
 
 # -- weights ------------------------------------------------------------------------------------

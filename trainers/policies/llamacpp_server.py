@@ -7,6 +7,7 @@ from its log.
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
 import subprocess
@@ -21,6 +22,23 @@ import httpx
 from agent_envs.rollout.errors import PolicyConfigError, PolicyServerError
 
 __all__ = ["LlamaCppServer", "LlamaCppServerConfig"]
+
+#: The llama-server processes this interpreter started and has not stopped: stopped at exit,
+#: so a caller that never closes its policy (a CLI run, a script) leaves no server behind.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in list(_RUNNING):
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    _RUNNING.clear()
 
 _LISTENING = re.compile(r"listening on (http://\S+?)(?:\s|$)")
 
@@ -142,6 +160,7 @@ class LlamaCppServer:
         try:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL)
+            _RUNNING.add(self._proc)
         finally:
             log.close()
         deadline = time.monotonic() + self.config.startup_timeout_s
@@ -179,6 +198,8 @@ class LlamaCppServer:
 
     def _stop_locked(self) -> None:
         proc, self._proc, self.url = self._proc, None, None
+        if proc is not None:
+            _RUNNING.discard(proc)
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
