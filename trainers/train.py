@@ -210,6 +210,11 @@ class AllowedTokensModel(torch.nn.Module):
     def config(self) -> Any:
         return self.inner.config
 
+    @property
+    def allowed_token_ids(self) -> torch.Tensor:
+        """The sorted vocabulary ids it keeps (TransformersPolicy samples over these only)."""
+        return self.allowed
+
     def forward(self, **kwargs: Any) -> Any:
         out = self.inner(**kwargs)
         logits = out.logits

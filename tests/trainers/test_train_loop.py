@@ -103,6 +103,34 @@ def test_restricted_logprobs_equal_a_masked_full_softmax(tmp_path: Path) -> None
     assert bool((logits[..., 0] == float("-inf")).all())  # token 0 is not allowed
 
 
+
+def test_the_sampler_draws_allowed_tokens_by_their_renormalised_probabilities(tmp_path) -> None:
+    # TransformersPolicy samples an AllowedTokensModel on its allowed columns only (was: a
+    # multinomial over all 201,088 columns per row); same distribution, same log-probs.
+    import agent_envs
+    from agent_envs.rollout.policy import SampleRequest, SamplingParams
+    from trainers.policies.hf import TransformersPolicy
+
+    trainer = Trainer(cfg(tmp_path))
+    allowed = trainer.allowed.tolist()
+    with agent_envs.make("toy-digit", fixed_target=7, max_turns=1) as env:
+        prompt = [int(t) for t in env.reset(seed=0)[0]]
+    policy = TransformersPolicy(AllowedTokensModel(trainer.model, allowed), max_batch_size=64)
+    n = 640
+    out = policy.sample([SampleRequest(prompt=prompt, max_tokens=1,
+                                       params=SamplingParams(temperature=1.0, seed=100 + i))
+                         for i in range(n)])
+    with torch.no_grad():
+        logits = trainer.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+    logp = torch.log_softmax(logits[torch.tensor(allowed)].float(), -1)
+    counts = torch.zeros(len(allowed))
+    for s in out:
+        col = allowed.index(s.token_ids[0])  # ValueError if a token outside the set came out
+        counts[col] += 1
+        assert abs(s.logprobs[0] - float(logp[col])) < 1e-5
+    assert torch.allclose(counts / n, logp.exp(), atol=0.05), (counts / n, logp.exp())
+
+
 def test_env_without_allowed_tokens_is_a_config_error(tmp_path: Path) -> None:
     import agent_envs
 

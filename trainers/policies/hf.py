@@ -268,18 +268,23 @@ class TransformersPolicy(Policy):
         tokens: list[list[int]] = [[] for _ in reqs]
         lps: list[list[float]] = [[] for _ in reqs]
         reasons: list[str | None] = [None] * b
+        # An AllowedTokensModel's other columns are -inf: sample on its allowed columns only
+        # (the same distribution, without touching the whole vocabulary per token).
+        allowed = getattr(self.model, "allowed_token_ids", None)
         out = self._forward(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
         for _ in range(max(r.max_tokens for r in reqs)):
-            logp = processed_logprobs(
-                out.logits[:, -1, :], temperature=temps, top_k=top_ks, top_p=top_ps
-            ).cpu()
+            logits = out.logits[:, -1, :]
+            if allowed is not None:
+                logits = logits[:, allowed.to(logits.device)]
+            logp = processed_logprobs(logits, temperature=temps, top_k=top_ks, top_p=top_ps).cpu()
             nxt = torch.full((b, 1), self.pad_token_id, dtype=torch.long)
             for i, r in enumerate(reqs):
                 if reasons[i] is not None:
                     continue
-                tok = int(torch.multinomial(logp[i].exp(), 1, generator=gens[i]))
+                col = int(torch.multinomial(logp[i].exp(), 1, generator=gens[i]))
+                tok = int(allowed[col]) if allowed is not None else col
                 tokens[i].append(tok)
-                lps[i].append(float(logp[i, tok]))
+                lps[i].append(float(logp[i, col]))
                 nxt[i, 0] = tok
                 if tok in r.stop_token_ids:
                     reasons[i] = "stop"
