@@ -346,6 +346,8 @@ def _register_plugin_commands(sub: Any) -> None:
     group = plugins.COMMAND_GROUP
     for name in [*plugins.KNOWN[group], *(n for n in plugins.names(group)
                                           if n not in plugins.KNOWN[group])]:
+        if name in sub.choices:  # a plugin named like a built-in command does not replace it
+            continue
         ep = plugins.find(group, name)
         problem = None
         if ep is not None:
@@ -355,6 +357,9 @@ def _register_plugin_commands(sub: Any) -> None:
             except ImportError as e:
                 problem = (f"agent-envs {name} could not be loaded ({e}); install it with: "
                            f"pip install '{plugins.KNOWN[group].get(name, 'agent-envs')}'")
+            except Exception as e:  # noqa: BLE001 - a broken plugin must not break every command
+                problem = (f"agent-envs {name}: its plugin {ep.value!r} failed to load "
+                           f"({type(e).__name__}: {e}); reinstall the package that provides it")
         message = problem or plugins.missing_message(group, name, f"agent-envs {name}")
         stub = sub.add_parser(name, add_help=False, help=f"(not installed) {message}")
         stub.add_argument("argv", nargs=argparse.REMAINDER)
@@ -526,7 +531,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "off, as in τ²)")
     e.add_argument("--judge-model", default=None, help="served model name of an http --judge")
     e.set_defaults(func=cmd_eval)
-    _register_plugin_commands(sub)
 
     sv = sub.add_parser(
         "serve", help="serve an env over OpenEnv's WebSocket protocol (token ids)",
@@ -583,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_corpus(sub)
 
+    _register_plugin_commands(sub)  # after the built-ins: a plugin cannot take their names
     return p
 
 

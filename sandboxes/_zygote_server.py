@@ -96,6 +96,7 @@ CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000,
 CLONE_NEWIPC = 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
 MS_REMOUNT = 32
+_SOCKET_PATH = ""  # the control socket (set at start): never revealed to sessions
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
 SYS_MOUNT_SETATTR = {"x86_64": 442, "aarch64": 442}.get(os.uname().machine)
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
@@ -603,14 +604,14 @@ def _jail(cfg: dict) -> None:
         private = ["/tmp"] if scratch_parent.startswith("/tmp/") else ["/tmp", scratch_parent]
         for target in private:
             os.makedirs(target, exist_ok=True)
-            keeps = _interpreter_under(target)
+            keeps = _interpreter_under(target, avoid=(cfg["scratch"],))
             fds = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keeps]
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
             for k, fd in zip(keeps, fds):  # the interpreter stays where sys.executable says
                 os.makedirs(k, exist_ok=True)
                 mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-                mount("none", k, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
                 os.close(fd)
+                _read_only(k)
         for d in ("/dev/shm", "/var/tmp"):
             if os.path.isdir(d) and not os.path.islink(d):
                 src = "/tmp/.private" + d
@@ -620,19 +621,32 @@ def _jail(cfg: dict) -> None:
         os.makedirs(scratch_parent, mode=0o711, exist_ok=True)
 
 
-def _interpreter_under(target: str) -> list[str]:
+def _interpreter_under(target: str, avoid: tuple[str, ...] = ()) -> list[str]:
     """The interpreter's prefixes (e.g. a venv in a checkout under /tmp) that a private tmpfs
     on ``target`` would hide: sessions get them back read-only, so ``sys.executable`` runs
     (``subprocess.Popen([sys.executable, ...])``) and imports after the fork still resolve.
-    Never the server's own dir (its control socket)."""
-    own = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+    Never a prefix holding the server's own dir, its control socket's or ``avoid``."""
+    private = [os.path.realpath(os.path.dirname(os.path.abspath(__file__))),
+               *(os.path.realpath(a) for a in avoid)]
+    if _SOCKET_PATH:
+        private.append(os.path.realpath(os.path.dirname(_SOCKET_PATH)))
     found = set()
     for p in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix):
         real = os.path.realpath(p)
         if (real.startswith(target.rstrip("/") + "/") and os.path.isdir(real)
-                and not (own == real or own.startswith(real + "/"))):
+                and not any(x == real or x.startswith(real + "/") for x in private)):
             found.add(real)
     return [p for p in sorted(found) if not any(p.startswith(q + "/") for q in found)]
+
+
+def _read_only(path: str) -> None:
+    """``path`` and the mounts under it read-only. mount_setattr changes that flag alone; the
+    remount fallback keeps noexec where the source has it (a user namespace may not clear it)."""
+    try:
+        mount_setattr_ro(path)
+    except OSError:
+        keep = MS_NOEXEC if os.statvfs(path).f_flag & os.ST_NOEXEC else 0
+        mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | keep)
 
 
 def mount_setattr_ro(path: str) -> None:
@@ -983,6 +997,8 @@ class Spare:
 class Zygote:
     def __init__(self, args: argparse.Namespace) -> None:
         self.socket_path = args.socket
+        global _SOCKET_PATH
+        _SOCKET_PATH = args.socket
         self.scratch_root = args.scratch_root
         self.watch_stdin = args.watch_stdin
         self.is_root = os.geteuid() == 0

@@ -115,3 +115,24 @@ def test_the_registered_subcommands_are_trainers(capsys):
     assert "TOML config" in capsys.readouterr().out
     assert cli.main(["train"]) == 2  # no config: trainers.cli's usage error, not a traceback
     assert "a CONFIG file is required" in capsys.readouterr().err
+
+
+def test_a_broken_or_clashing_command_plugin_breaks_no_other_command(tmp_path, monkeypatch,
+                                                                    capsys):
+    # Before: only ImportError was caught (a stale entry point's AttributeError crashed every
+    # command with a traceback), and a plugin named like a built-in ('serve') crashed the parser.
+    _fake_distribution(tmp_path, monkeypatch, """\
+        [agent_envs.commands]
+        broken = fake_cmds:missing_attribute
+        serve = fake_cmds:register_serve
+        """, {"fake_cmds": """\
+        def register_serve(sub):
+            raise AssertionError("a plugin must not replace the built-in serve")
+        """})
+    parser = cli.build_parser()
+    assert "serve" in parser._subparsers._group_actions[0].choices
+    assert cli.main(["broken"]) == 2
+    err = capsys.readouterr().err
+    assert "agent-envs broken: its plugin 'fake_cmds:missing_attribute' failed to load" in err
+    assert "AttributeError" in err
+    assert cli.main(["list"]) == 0  # every other command still works

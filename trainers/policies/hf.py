@@ -271,6 +271,7 @@ class TransformersPolicy(Policy):
         # An AllowedTokensModel's other columns are -inf: sample on its allowed columns only
         # (the same distribution, without touching the whole vocabulary per token).
         allowed = getattr(self.model, "allowed_token_ids", None)
+        allowed_ids = allowed.tolist() if allowed is not None else None  # no device sync per token
         out = self._forward(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
         for _ in range(max(r.max_tokens for r in reqs)):
             logits = out.logits[:, -1, :]
@@ -282,7 +283,7 @@ class TransformersPolicy(Policy):
                 if reasons[i] is not None:
                     continue
                 col = int(torch.multinomial(logp[i].exp(), 1, generator=gens[i]))
-                tok = int(allowed[col]) if allowed is not None else col
+                tok = allowed_ids[col] if allowed_ids is not None else col
                 tokens[i].append(tok)
                 lps[i].append(float(logp[i, col]))
                 nxt[i, 0] = tok

@@ -8,6 +8,7 @@ from its log.
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import shutil
 import subprocess
@@ -26,10 +27,13 @@ __all__ = ["LlamaCppServer", "LlamaCppServerConfig"]
 #: The llama-server processes this interpreter started and has not stopped: stopped at exit,
 #: so a caller that never closes its policy (a CLI run, a script) leaves no server behind.
 _RUNNING: set[subprocess.Popen[bytes]] = set()
+_OWNER_PID = os.getpid()
 
 
 @atexit.register
 def _stop_all() -> None:
+    if os.getpid() != _OWNER_PID:  # a forked child exiting must not stop its parent's servers
+        return
     for proc in list(_RUNNING):
         if proc.poll() is None:
             proc.terminate()
