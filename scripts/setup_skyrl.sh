@@ -25,6 +25,7 @@ REQS=(
     "ray==2.56.0" "peft==0.18.1" "debugpy==1.8.0" hf_transfer wandb "datasets>=4.0.0" tensordict
     jaxtyping "skyrl-gym==0.4.0" polars s3fs fastapi uvicorn pybind11 setuptools
     pytest pytest-asyncio pytest-timeout
+    docstring-parser  # agent-envs[functions]: python-tool imports the functions family (agent-v0)
 )
 log() { echo "[setup-skyrl] $*"; }
 

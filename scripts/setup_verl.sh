@@ -17,7 +17,8 @@ PY="${PYTHON:-python3}"
 LOCK=locks/verl.lock
 PIP_FLAGS=(-q --disable-pip-version-check)
 TOP=("verl==0.9.1" "torch==2.13.0" cachetools fastapi uvicorn
-     pytest pytest-asyncio pytest-timeout)
+     pytest pytest-asyncio pytest-timeout
+     docstring-parser)  # agent-envs[functions]: python-tool imports the functions family (agent-v0)
 
 quiet() {  # run pip, print its log only when it fails
     local log

@@ -73,9 +73,28 @@ class RayEnvHandle:
         self.actor = actor
         self.slot = slot
 
+    #: How long a new episode's reset waits for a restarting worker (it was killed or crashed)
+    #: before the episode is flagged as infra.
+    RESTART_WAIT_S = 120.0
+
     async def reset(self, seed: int, options: dict[str, Any] | None
                     ) -> tuple[list[int], dict[str, Any], Any]:
-        return await self.actor.reset.remote(self.slot, seed, options)
+        # A reset opens the slot afresh, so it is safe to send again to the restarted actor;
+        # a step is not (the env's state died with the old process) and is never retried.
+        import asyncio
+        import time
+
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        deadline, delay = time.monotonic() + self.RESTART_WAIT_S, 0.2
+        while True:
+            try:
+                return await self.actor.reset.remote(self.slot, seed, options)
+            except (ActorUnavailableError, RayActorError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     async def step(self, action: list[int]) -> tuple[list[int], float, bool, bool, dict[str, Any]]:
         return await self.actor.step.remote(self.slot, list(action))
