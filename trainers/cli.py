@@ -22,13 +22,18 @@ def build_parser(prog: str = "agent-envs train") -> argparse.ArgumentParser:
         epilog="Overrides are dotted keys typed by the config: algo.lr=1e-4 "
                "rollout.group_size=4 env.kwargs.max_turns=2 correction.preset=seq_mis. "
                "Presets live in configs/.")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``train`` arguments (also declared on the ``agent-envs train`` subparser)."""
     p.add_argument("config", nargs="?", help="TOML config file (e.g. configs/tiny-cpu.toml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as JSON and exit")
     p.add_argument("--help-config", action="store_true",
                    help="list every config key with its type, default and help, and exit")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,12 +67,9 @@ def register_train(sub: Any) -> None:
                        description="Train a policy with GRPO or PPO from a TOML config; "
                                    "KEY=VALUE overrides are dotted keys (algo.lr=1e-4 "
                                    "env.kwargs.max_turns=2).")
-    t.add_argument("config", nargs="?", help="a TOML config, e.g. configs/tiny-cpu.toml")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="key.sub=value overrides")
-    t.add_argument("--print-config", action="store_true",
-                   help="print the resolved config (file + overrides) as JSON and exit")
-    t.add_argument("--help-config", action="store_true",
-                   help="list every config key with its type, default and help, and exit")
+    from trainers.cli import add_arguments
+
+    add_arguments(t)
     t.set_defaults(func=_cmd_train)
 
 
