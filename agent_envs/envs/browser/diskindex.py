@@ -26,6 +26,7 @@ the index maps the same files: many env processes share one index with no copy p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -58,6 +59,7 @@ __all__ = ["DiskCorpus", "DiskCorpusBackend", "build_index", "is_index"]
 
 MANIFEST = "corpus-index.json"
 _BUILD = "build.json"
+_TERM_MAX = "term-max.json"
 _FORMAT = "agent-envs-corpus-index"
 _VERSION = 1
 
@@ -124,6 +126,8 @@ class DiskCorpus:
         self._store: DocumentStore | None = None
         self._index: Any = None
         self._pid = -1
+        self._term_max: dict[str, float] | None = None
+        self._fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
 
     def __len__(self) -> int:
         return self.documents
@@ -161,6 +165,36 @@ class DiskCorpus:
     def backend(self, **kwargs: Any) -> DiskCorpusBackend:
         """A :class:`DiskCorpusBackend` over this index."""
         return DiskCorpusBackend(self, **kwargs)
+
+    def term_max(self, term: str) -> float:
+        """tantivy's best score of any document for ``term`` alone.
+
+        Found by a scan of the term's postings the first time, then kept in memory and in
+        the index directory (``term-max.json``, for every process that opens the index; not
+        written where the directory is read-only). The search asks it of common terms only.
+        """
+        if self._term_max is None:
+            self._term_max = {}
+            try:
+                saved = json.loads((self.directory / _TERM_MAX).read_text())
+                if saved.get("index") == self._fingerprint:
+                    self._term_max = {str(t): float(v) for t, v in saved["terms"].items()}
+            except (OSError, ValueError, KeyError, AttributeError):
+                pass
+        value = self._term_max.get(term)
+        if value is None:
+            tv = _tantivy()
+            q = tv.Query.term_query(self.index.schema, "body", term, index_option="freq")
+            hits = self.index.searcher().search(q, limit=1, count=False).hits
+            value = self._term_max[term] = float(hits[0][0]) if hits else 0.0
+            tmp = self.directory / f".{_TERM_MAX}.{os.getpid()}"
+            try:
+                tmp.write_text(json.dumps({"index": self._fingerprint,
+                                           "terms": self._term_max}))
+                os.replace(tmp, self.directory / _TERM_MAX)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        return value
 
     def index_bytes(self) -> int:
         """Bytes on disk of the index (tantivy and the store; the corpus not counted)."""
@@ -209,6 +243,11 @@ class DiskCorpusBackend(Backend):
         max_postings: A latency budget: the postings a search asks tantivy to score, at
             most, unless that leaves no term or ``exact`` is set (None: no budget; see
             :meth:`top` for what it costs in ranking).
+        common: The share of the documents above which a term is *optional*: its postings
+            are only sought into, for the documents that have a rarer term (see :meth:`top`).
+        seek_share: Optional terms are sought into only when the rarer terms' postings,
+            times one plus the number of optional terms, are at most this share of all the
+            query's postings (else the plain query of every term is cheaper).
 
     Attributes:
         stats: ``searches``, ``proven`` (of those, how many are provably exact),
@@ -220,7 +259,8 @@ class DiskCorpusBackend(Backend):
     def __init__(self, corpus: DiskCorpus | str | os.PathLike[str], *, k1: float = 1.5,
                  b: float = 0.75, summary_chars: int = 200, page_cache: int = 256,
                  candidates: int = 100, exact: bool = False,
-                 max_candidates: int = 20_000, max_postings: int | None = None) -> None:
+                 max_candidates: int = 20_000, max_postings: int | None = None,
+                 common: float = 0.02, seek_share: float = 0.5) -> None:
         self.corpus = corpus if isinstance(corpus, DiskCorpus) else DiskCorpus(corpus)
         self.source = self.corpus.name
         self.k1, self.b = float(k1), float(b)
@@ -230,6 +270,10 @@ class DiskCorpusBackend(Backend):
         self.exact, self.max_candidates = bool(exact), max(int(max_candidates), self.candidates)
         self.bound = _score_bound(self.k1, self.b)
         self.max_postings = max_postings
+        if not 0 <= common <= 1:
+            raise ValueError(f"common must be a share of the documents in [0, 1], got {common}")
+        self.common = float(common)
+        self.seek_share = float(seek_share)
         self.stats = {"searches": 0, "proven": 0, "budgeted": 0, "candidates": 0}
         self._texts: OrderedDict[int, str] = OrderedDict()
         self.summary_chars = int(summary_chars)
@@ -309,24 +353,48 @@ class DiskCorpusBackend(Backend):
             out += values[:, column[t]]
         return out
 
+    def _most(self, term: str, n: int) -> float:
+        """The most ``n`` occurrences of ``term`` in the query add to a document's score:
+        its idf (a term's value never exceeds it), or ``bound`` times tantivy's best score
+        for the term if that is less."""
+        idf = self._idf[term]
+        assert idf is not None
+        most = min(idf, self.bound * (1 + 1e-4) * self.corpus.term_max(term))
+        return n * most * (1 + 1e-6)  # float32 rounding of the terms' values
+
     def candidates_of(self, query: str, k: int) -> tuple[list[int], list[float], bool]:
         """The rows of the ``k`` best documents by tantivy's BM25 for ``query``'s terms,
         their tantivy scores (best first), and whether they are all the documents that
         have a term of the query."""
         return self._engine(Counter(tokenize(query)), k)
 
-    def _engine(self, counts: Counter[str] | dict[str, int], k: int
+    def _engine(self, counts: Counter[str] | dict[str, int], k: int,
+                optional: dict[str, int] | None = None
                 ) -> tuple[list[int], list[float], bool]:
+        """tantivy's ``k`` best for the union of ``counts``' terms (each boosted by its count
+        in the query); with ``optional``, only documents having one of ``counts``' terms,
+        scored with the ``optional`` terms too (tantivy seeks into their postings for those
+        documents instead of scoring every one of them)."""
         tv = _tantivy()
         if not counts:
             return [], [], True
         searcher = self._search_handle()
         schema = self.corpus.index.schema
-        clauses = []
-        for term, n in counts.items():
-            q = tv.Query.term_query(schema, "body", term, index_option="freq")
-            clauses.append((tv.Occur.Should, q if n == 1 else tv.Query.boost_query(q, n)))
-        hits = searcher.search(tv.Query.boolean_query(clauses), limit=k, count=False).hits
+
+        def clauses_of(terms: dict[str, int]) -> list[tuple[Any, Any]]:
+            out = []
+            for term, n in terms.items():
+                q = tv.Query.term_query(schema, "body", term, index_option="freq")
+                out.append((tv.Occur.Should, q if n == 1 else tv.Query.boost_query(q, n)))
+            return out
+
+        query = tv.Query.boolean_query(clauses_of(counts))
+        for clause in clauses_of(optional or {}):
+            # One optional term per level: a required clause with a single optional term
+            # seeks it through its skip list, where a union of several would score whole
+            # windows of their postings at every seek.
+            query = tv.Query.boolean_query([(tv.Occur.Must, query), clause])
+        hits = searcher.search(query, limit=k, count=False).hits
         if not hits:
             return [], [], True
         rows = [int(r) for r in searcher.fast_field_values("row", [a for _, a in hits])]
@@ -336,23 +404,32 @@ class DiskCorpusBackend(Backend):
         """The ``k`` best ``(row, score)`` pairs, best first (ties broken by row), scored as
         ``CorpusBackend`` scores.
 
-        The ``candidates`` best documents by tantivy's BM25 are scored exactly, best first,
-        until the rest cannot reach the ``k``-th score: a document scores at most
-        ``bound`` times its tantivy score, so once ``bound`` times a candidate's tantivy
-        score is below the ``k``-th exact score, neither it, the candidates after it nor
-        any other document can enter the top ``k``. The answer is then provably
-        ``CorpusBackend``'s, which :attr:`stats` counts (``proven``).
+        Candidates come from tantivy's BM25 and are scored exactly, best first, until the
+        rest cannot reach the ``k``-th exact score: a document scores at most ``bound``
+        times its tantivy score, and at most the sum of the idfs of the terms it has. When
+        that is proven, the answer is ``CorpusBackend``'s, which :attr:`stats` counts
+        (``proven``).
 
         tantivy's Python binding scores every posting of every term it is asked for (it
-        collects through a ``MultiCollector``, which turns off block-max WAND), so a
-        query's most common terms are the cost. Given a ``max_postings`` budget, when the
-        terms have more postings than that together, the most common ones are left out of
-        tantivy's query (they still count in the exact score, and each adds at most its
-        idf to the bound): such a search counts in ``stats`` as ``budgeted``, and as
-        proven only if the bound shows it; it misses documents that rank on the common
-        terms (``benchmarks/browser.py --passages`` measures how many). When the candidates run out before the proof, the answer is the best
-        among them. ``exact=True`` asks tantivy for every term and grows the candidates
-        (x4, up to ``max_candidates``) until the answer is proven.
+        collects through a ``MultiCollector``, which turns off block-max WAND), so a query's
+        common terms are the cost. The search splits the terms as MaxScore does: the
+        *optional* ones are the common ones (in more than ``common`` of the documents, never
+        the rarest term); no document without an *essential* term scores more than ``slack``,
+        what the optional terms add at most (:meth:`_most`). tantivy is asked for the documents that
+        have an essential term, scored with every term: it seeks into the optional terms'
+        postings for those documents instead of scoring all of them (worth it when the
+        essential postings are few enough: ``seek_share``). If the ``k``-th exact score is
+        not above ``slack``, nothing is proven that way, and the plain query of every term
+        runs. When the candidates run out before a proof, the answer is the best among
+        them; ``exact=True`` grows the candidates (x4, up to ``max_candidates``) until the
+        answer is proven.
+
+        Given a ``max_postings`` budget (and not ``exact``), when the terms have more
+        postings than that together, the most common ones are left out of tantivy's query
+        altogether (they still count in the exact score, and each adds what it can at most to
+        the bound) and there is one stage: such a search counts in ``stats`` as
+        ``budgeted``, and as proven only if the bound shows it; it misses documents that
+        rank on the common terms (``benchmarks/browser.py --passages`` measures how many).
         """
         if k <= 0:
             return []
@@ -362,52 +439,94 @@ class DiskCorpusBackend(Backend):
         counts = Counter(t for t in tokenize(query) if self._idf_of(t) is not None)
         if not counts:
             return []
-        terms, slack = dict(counts), 0.0
+        limit = max(k, self.candidates)
         if self.max_postings is not None and not self.exact:
+            terms, slack = dict(counts), 0.0
             postings = sum(self._df[t] for t in counts)
             for t in sorted(counts, key=lambda t: (-self._df[t], t))[:-1]:
                 if postings <= self.max_postings:
                     break
                 del terms[t]
                 postings -= self._df[t]
-                slack += counts[t] * self._idf[t]  # type: ignore[operator]
-            slack *= 1 + 1e-6  # a term's float32 value never exceeds its idf (float32)
-        limit, scored = max(k, self.candidates), 0
-        while True:
-            rows, scores, proven = self._rank(query, terms, slack, k, limit)
-            scored += len(scores)
-            if proven or not self.exact or limit >= self.max_candidates:
-                break
-            limit = min(limit * 4, self.max_candidates)
+                slack += self._most(t, counts[t])
+            rows, scores, proven = self._rank(query, terms, {}, slack, k, limit, stage=1)
+            self._count(proven, slack > 0, len(scores))
+            return self._best(rows, scores, k)
+        rarest_first = sorted(counts, key=lambda t: (self._df[t], t))
+        common = self.common * self.corpus.documents
+        split = next((i for i, t in enumerate(rarest_first) if i and self._df[t] > common),
+                     len(rarest_first))
+        plans = [len(rarest_first)]  # every term essential: tantivy's plain query
+        essential_postings = sum(self._df[t] for t in rarest_first[:split])
+        all_postings = sum(self._df[t] for t in rarest_first)
+        if (split < len(rarest_first) and essential_postings * (1 + len(rarest_first) - split)
+                <= all_postings * self.seek_share):
+            plans.insert(0, split)  # each optional term costs a seek per essential posting
+        scored = 0
+        for split in plans:
+            essential = {t: counts[t] for t in rarest_first[:split]}
+            optional = {t: counts[t] for t in rarest_first[split:]}
+            slack = sum(self._most(t, n) for t, n in optional.items())
+            while True:
+                rows, scores, proven = self._rank(query, essential, optional, slack, k,
+                                                  limit, stage=2)
+                scored += len(scores)
+                if proven or not self.exact or limit >= self.max_candidates:
+                    break
+                if optional and self._kth(scores, k) <= slack:
+                    break  # more candidates cannot prove it: every term must be essential
+                limit = min(limit * 4, self.max_candidates)
+            if proven or self._kth(scores, k) > slack:
+                break  # proven, or the candidates ran out (the best of them is the answer)
+        self._count(proven, False, scored)
+        return self._best(rows, scores, k)
+
+    def _count(self, proven: bool, budgeted: bool, scored: int) -> None:
         self.stats["searches"] += 1
         self.stats["proven"] += proven
-        self.stats["budgeted"] += slack > 0
+        self.stats["budgeted"] += budgeted
         self.stats["candidates"] += scored
+
+    @staticmethod
+    def _kth(scores: np.ndarray, k: int) -> float:
+        return (float(np.partition(scores, len(scores) - k)[len(scores) - k])
+                if len(scores) >= k else -math.inf)
+
+    @staticmethod
+    def _best(rows: list[int], scores: np.ndarray, k: int) -> list[tuple[int, float]]:
         order = sorted((i for i in range(len(scores)) if scores[i] > 0),
                        key=lambda i: (-float(scores[i]), rows[i]))[:k]
         return [(rows[i], float(scores[i])) for i in order]
 
-    def _rank(self, query: str, terms: dict[str, int], slack: float, k: int, limit: int
+    def _rank(self, query: str, terms: dict[str, int], optional: dict[str, int],
+              slack: float, k: int, limit: int, stage: int
               ) -> tuple[list[int], np.ndarray, bool]:
-        """Score tantivy's best ``limit`` for ``terms`` exactly (with all of the query's
-        terms), best first, until the rest (those and every other document) provably cannot
-        reach the ``k``-th score; ``slack`` bounds what the terms left out can add."""
-        rows, tscores, complete = self._engine(terms, limit)
+        """Score tantivy's best ``limit`` exactly (with all of the query's terms), best
+        first, until the rest (those and every other document) provably cannot reach the
+        ``k``-th score. No document without one of ``terms`` scores over ``slack``. Stage 1
+        ranks by ``terms`` alone (a candidate's score is then at most ``bound`` times its
+        tantivy score plus ``slack``); stage 2 ranks the documents having one of ``terms``
+        by ``terms`` and ``optional`` (at most ``bound`` times their tantivy score)."""
+        rows, tscores, complete = self._engine(terms, limit, optional if stage == 2 else None)
         margin = self.bound * (1 + 1e-4)  # tantivy's float32 idf and lengths
+        add = slack if stage == 1 else 0.0
+
+        def outside(t: float) -> float:  # the most a document ranked under ``t`` scores
+            return margin * t + add if stage == 1 else max(margin * t, slack)
+
         scores = np.zeros(0, dtype=np.float32)
         i, kth = 0, -math.inf
         while i < len(rows):
-            if margin * tscores[i] + slack < kth:  # no one from here on reaches the k-th
+            if outside(tscores[i]) < kth:  # no one from here on reaches the k-th
                 return rows[:i], scores, True
             j = min(len(rows), i + (k + 8 if i == 0 else 32))
             scores = np.concatenate([scores, self.score_rows(query, rows[i:j])])
             i = j
-            if len(scores) >= k:
-                kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
-        # Every candidate is scored. A document that is not one has none of ``terms`` when
-        # they are complete, else a tantivy score under the last candidate's.
-        outside = slack + (0.0 if complete else margin * tscores[-1])
-        return rows, scores, (complete and slack == 0) or kth > outside
+            kth = self._kth(scores, k)
+        # Every candidate is scored. A document that is not one has none of ``terms`` (at
+        # most ``slack``) when they are complete, else a tantivy score under the last one's.
+        last = outside(tscores[-1]) if rows and not complete else slack
+        return rows, scores, kth > last or (complete and not optional and slack == 0)
 
     # -- Backend ---------------------------------------------------------------------------
 

@@ -11,7 +11,13 @@ import re
 import numpy as np
 import pytest
 
-from agent_envs.envs.browser.corpus import Corpus, CorpusBackend, CorpusError, Document
+from agent_envs.envs.browser.corpus import (
+    Corpus,
+    CorpusBackend,
+    CorpusError,
+    Document,
+    tokenize,
+)
 from agent_envs.envs.browser.diskindex import (
     DiskCorpus,
     DiskCorpusBackend,
@@ -65,6 +71,89 @@ def test_exact_mode_proves_every_ranking(wiki):
     assert ours.stats["proven"] == ours.stats["searches"]
 
 
+def _spy_engine(backend):
+    """Record, for every tantivy query the backend makes, its optional terms."""
+    calls = []
+    engine = backend._engine
+
+    def spy(counts, k, optional=None):
+        calls.append(dict(optional or {}))
+        return engine(counts, k, optional)
+
+    backend._engine = spy
+    return calls
+
+
+@pytest.mark.parametrize("common", [0.0, 0.02, 0.3])
+def test_common_terms_are_only_sought_and_rankings_stay_todays(wiki, common):
+    """Common terms are optional (sought into for the documents with a rarer term): every
+    search proven is today's ranking, as many are proven as with the plain query, and the
+    optional terms are used."""
+    _, index, ref, questions = wiki
+    ours, plain = index.backend(common=common), index.backend(common=1.0)
+    calls = _spy_engine(ours)
+    for q in questions + EDGE_QUERIES:
+        before = ours.stats["proven"]
+        got = ours.top(q, 20)
+        if ours.stats["proven"] > before:
+            assert got == ref.top(q, 20), q
+    assert any(calls), "no search sought into optional terms"
+    assert ours.stats["proven"] >= plain.stats["proven"]
+    assert ours.stats["proven"] / ours.stats["searches"] > 0.8
+    exact = index.backend(common=common, exact=True, candidates=20)
+    for q in questions[:30] + EDGE_QUERIES:
+        assert exact.top(q, 20) == ref.top(q, 20), q
+    assert exact.stats["proven"] == exact.stats["searches"]
+
+
+def test_no_seeking_when_the_rare_terms_are_not_fewer(wiki):
+    _, index, ref, questions = wiki
+    ours = index.backend(common=0.0, seek_share=0.0)
+    calls = _spy_engine(ours)
+    for q in questions[:20]:
+        assert ours.top(q, 20) == ref.top(q, 20) or ours.stats["proven"] < ours.stats["searches"]
+    assert calls and not any(calls)
+
+
+def test_a_terms_most_bounds_every_document_and_is_kept_on_disk(wiki, tmp_path, monkeypatch):
+    """What a common term can add at most (the slack of the proof) is at least its exact
+    value in every document that has it; tantivy's best score per term is found once and
+    kept in the index directory for the next process."""
+    path, index, _, questions = wiki
+    ours = index.backend()
+    terms = sorted({t for q in questions[:15] for t in tokenize(q)
+                    if ours._idf_of(t) is not None}, key=lambda t: -ours._df[t])[:8]
+    assert terms
+    for t in terms:
+        rows, _, complete = ours.candidates_of(t, 5000)
+        assert complete and rows
+        values = ours.score_rows(t, rows)
+        most = ours._most(t, 1)
+        assert float(values.max()) <= most < ours._idf[t] * 1.001, t
+        assert ours._most(t, 3) == pytest.approx(3 * most)
+    saved = json.loads((index.directory / "term-max.json").read_text())
+    assert set(terms) <= set(saved["terms"])
+    import agent_envs.envs.browser.diskindex as di
+
+    with monkeypatch.context() as m:  # a lookup from the file needs no search
+        m.setattr(di, "_tantivy", lambda: pytest.fail("searched for a saved term"))
+        assert DiskCorpus(index.directory).term_max(terms[0]) == index.term_max(terms[0])
+    # a file from another build of the index is ignored
+    stale = tmp_path / "copy"
+    import shutil
+    shutil.copytree(index.directory, stale)
+    (stale / "term-max.json").write_text(json.dumps({"index": "0" * 16,
+                                                    "terms": {terms[0]: 1e9}}))
+    assert DiskCorpus(stale, corpus=path).term_max(terms[0]) == index.term_max(terms[0])
+
+
+def test_a_bad_share_of_common_terms_is_refused(wiki):
+    _, index, _, _ = wiki
+    with pytest.raises(ValueError, match=re.escape("common must be a share of the documents "
+                                                   "in [0, 1], got 2.0")):
+        index.backend(common=2.0)
+
+
 @pytest.mark.parametrize("k1,b", [(1.5, 0.75), (0.9, 0.4), (2.0, 0.9)])
 def test_the_bound_behind_the_proof_holds_for_every_matching_document(wiki, k1, b):
     """score(doc) <= bound * tantivy(doc) for every document with a term of the query: what
@@ -105,7 +194,6 @@ def test_html_and_text_documents_match_todays_backend(tmp_path):
     ref = CorpusBackend(Corpus.from_jsonl(f), persist=False)
     ours = build_index(f, tmp_path / "idx", progress=False).backend()
     for d in docs:  # the terms the shortcut reads are the search text's terms
-        from agent_envs.envs.browser.corpus import tokenize
         assert tokenize(terms_text(d)) == tokenize(f"{d.title} {d.search_text()}")
     for q in ["alpha", "beta", "οδος", "ΟΔΟΣ", "οδοσ", "été", "gamma alpha", "filler 7", "co"]:
         assert ours.top(q, 20) == ref.top(q, 20), q
