@@ -111,3 +111,44 @@ def test_many_out_of_vocabulary_ids_are_counted_not_all_listed() -> None:
             f"[0, {VOCAB_SIZE}): {VOCAB_SIZE}, {VOCAB_SIZE + 1}, {VOCAB_SIZE + 2}, "
             f"{VOCAB_SIZE + 3}, {VOCAB_SIZE + 4}, ... (7 in all);")):
         env.step(list(range(VOCAB_SIZE, VOCAB_SIZE + 7)))
+
+
+_HIDE_EXTRAS = r'''
+import importlib.abc, sys
+EXTRAS = {"docstring_parser", "jsonschema", "bm25s", "lxml", "html2text", "tantivy", "orjson",
+          "datasets", "pyarrow", "docker", "torch", "transformers", "ray", "matplotlib",
+          "fastapi", "uvicorn", "websockets", "openenv", "gguf", "tiktoken", "loguru", "pandas"}
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in EXTRAS:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+import agent_envs
+from agent_envs.oracle import Oracle
+env = agent_envs.make("python-tool", sandbox="local")
+obs, info = env.reset(seed=0)
+assert len(obs) > 0 and "task_id" in info, info
+env.close()
+for name, extra in (("functions", "functions"), ("browser", "browser")):
+    try:
+        agent_envs.make(name)
+    except agent_envs.MissingDependencyError as e:
+        assert f"pip install 'agent-envs[{extra}]'" in str(e), e
+    else:
+        raise AssertionError(name + " made without its extra")
+print("BARE-OK", sorted(m for m in sys.modules if m.split(".")[0] in EXTRAS))
+'''
+
+
+def test_python_tool_needs_no_extra() -> None:
+    """A bare ``pip install agent-envs`` (no extras) makes and resets python-tool; the envs
+    that need an extra say which. Before: python-tool imported the functions family (through
+    agent-v0's oracle) and failed on docstring_parser."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _HIDE_EXTRAS], capture_output=True, text=True,
+                         check=False,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "BARE-OK []" in out.stdout

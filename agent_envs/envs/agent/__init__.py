@@ -15,9 +15,5 @@ from agent_envs.envs.agent.env import DEFAULT_INSTRUCTIONS, AgentEnv, compose_to
 from agent_envs.envs.agent.tasks import make_agent_tasks
 from agent_envs.envs.agent.verifier import VERIFIER_VERSION, verify
 
-# Registers the family oracle for research and data-ops tasks (agent_envs.oracle.Oracle
-# dispatches on the task's type); imported after the task modules, which it reads.
-from agent_envs.envs.agent import oracle as _oracle  # noqa: F401  (isort: skip)
-
 __all__ = ["DEFAULT_INSTRUCTIONS", "VERIFIER_VERSION", "AgentEnv", "compose_tools",
            "make_agent_tasks", "verify"]

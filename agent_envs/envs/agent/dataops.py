@@ -40,8 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_envs.envs.agent.research import agent_oracle
 from agent_envs.envs.functions.tasks import EpisodeState, FunctionsTask
 from agent_envs.errors import UnknownTaskError
+from agent_envs.oracle import register_oracle
 from agent_envs.tasks.base import Split, Task, TaskSource
 from agent_envs.tasks.splits import check_split, split_of, stable_int
 
@@ -346,3 +348,6 @@ class DataOpsTasks(TaskSource):
                                    f"'dataops/{VERSION}/{self.knobs}/train/0'")
         source = self if parts[2] == self.knobs else self.from_knobs(parts[2])
         return source.sample(int(parts[4]), parts[3])  # type: ignore[arg-type]
+
+
+register_oracle(DataOpsTask, agent_oracle)

@@ -30,7 +30,7 @@ import openai_harmony as oh
 from agent_envs.envs.agent.dataops import DataOpsTask
 from agent_envs.envs.agent.research import ResearchTask
 from agent_envs.harmony import HarmonyCodec, get_codec, message_text
-from agent_envs.oracle import perturb, register_oracle
+from agent_envs.oracle import perturb
 
 __all__ = ["BY_HAND_NUMBERS", "AgentOracle"]
 
@@ -261,6 +261,3 @@ class AgentOracle:
             return
         yield from self._compute(code, task.kind, groups)
 
-
-register_oracle(ResearchTask, AgentOracle)
-register_oracle(DataOpsTask, AgentOracle)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_envs.errors import UnknownTaskError
+from agent_envs.oracle import register_oracle
 from agent_envs.tasks.base import Split, Task, TaskSource
 from agent_envs.tasks.splits import check_split, split_of, stable_int
 
@@ -446,3 +447,15 @@ class ResearchTasks(TaskSource):
                 while len(_WORLDS) > _WORLDS_KEPT:
                     _WORLDS.popitem(last=False)
         return backend
+
+
+def agent_oracle(**kwargs: Any) -> Any:
+    """The family's oracle (:class:`~agent_envs.envs.agent.oracle.AgentOracle`), imported
+    when first asked for: python-tool imports this family, and must not need the functions
+    family that the oracle's data-ops half imports."""
+    from agent_envs.envs.agent.oracle import AgentOracle
+
+    return AgentOracle(**kwargs)
+
+
+register_oracle(ResearchTask, agent_oracle)
