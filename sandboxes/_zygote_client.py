@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sandboxes._zygote_server import check_truncations
+from sandboxes._zygote_server import (
+    KIND_REPORT,
+    KIND_RESULT,
+    REPLY_HEADER,
+    RUN_HEADER,
+    check_result,
+)
 from sandboxes.base import ExecResult, Limits, Session, Truncation
 from sandboxes.errors import SandboxError, SessionDead
 from sandboxes.hostres import CpuShare
@@ -87,6 +93,14 @@ def _recv_frame(sock: socket.socket, deadline: float | None) -> dict[str, Any]:
     return json.loads(_recv_exact(sock, n, deadline).decode("utf-8", "surrogatepass"))
 
 
+def _recv_reply(sock: socket.socket, deadline: float | None) -> tuple[int, bytes]:
+    """A session's reply to a call: (kind, payload)."""
+    n, kind = REPLY_HEADER.unpack(_recv_exact(sock, REPLY_HEADER.size, deadline))
+    if n > _MAX_FRAME:
+        raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
+    return kind, _recv_exact(sock, n, deadline)
+
+
 async def _arecv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
@@ -97,11 +111,12 @@ async def _arecv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: 
     return bytes(buf)
 
 
-async def _arecv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any]:
-    (n,) = _HEADER.unpack(await _arecv_exact(loop, sock, _HEADER.size))
+async def _arecv_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket
+                       ) -> tuple[int, bytes]:
+    n, kind = REPLY_HEADER.unpack(await _arecv_exact(loop, sock, REPLY_HEADER.size))
     if n > _MAX_FRAME:
         raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
-    return json.loads((await _arecv_exact(loop, sock, n)).decode("utf-8", "surrogatepass"))
+    return kind, await _arecv_exact(loop, sock, n)
 
 
 def describe_exit(st: dict[str, Any], cpu_limit_s: float | None = None) -> str:
@@ -418,7 +433,8 @@ class ZygoteSession(Session):
                               "lost; open a new session.")
 
     def _request(self, code: str) -> bytes:
-        return _frame({"op": "run", "code": code, "max_output": self.limits.max_output_bytes})
+        data = code.encode("utf-8", "surrogatepass")
+        return RUN_HEADER.pack(len(data), self.limits.max_output_bytes) + data
 
     def attach_pidfd(self, pidfd: int) -> None:
         """Kill through this pidfd (no zygote round trip, immune to pid reuse).
@@ -472,31 +488,42 @@ class ZygoteSession(Session):
                             "session was killed (infrastructure fault: only the session's "
                             "keeper process writes to this connection).")
 
-    def _result(self, resp: Any, t0: float) -> ExecResult:
-        if not isinstance(resp, dict):
-            raise self._infra(f"a result frame that is a JSON {type(resp).__name__}")
-        died = resp.get("died")
-        if isinstance(died, dict):
-            self._dead_reason = describe_exit(died, self.limits.cpu_s)
-            self._kill()
-            return ExecResult(error=self._dead_reason, dead=True,
-                              duration_s=time.monotonic() - t0)
-        fields = {"stdout": str, "stderr": str, "value": (str, type(None)),
-                  "error": (str, type(None)), "truncated": (bool, type(None))}
-        for key, types in fields.items():
-            if not isinstance(resp.get(key, ""), types):
-                raise self._infra(f"a result frame whose {key!r} is a "
-                                  f"{type(resp.get(key)).__name__}")
-        out = {key: resp.get(key) for key in fields}
-        problem = check_truncations(resp.get("truncations"), out)
-        if problem is not None:
-            raise self._infra(f"a result frame whose 'truncations' {problem}")
-        cuts = tuple(Truncation(part=part, start=a, length=n, omitted=k)
-                     for part, (a, n, k) in (resp.get("truncations") or {}).items())
-        return ExecResult(stdout=resp.get("stdout") or "", stderr=resp.get("stderr") or "",
-                          value=resp.get("value"), error=resp.get("error"),
-                          truncated=bool(resp.get("truncated")),
-                          duration_s=time.monotonic() - t0, truncations=cuts)
+    def _result(self, reply: tuple[int, bytes], t0: float) -> ExecResult:
+        """The ExecResult of a reply: the cell's result (checked here: the keeper forwards
+        what the cell sent), or how the session died (the keeper's report)."""
+        kind, payload = reply
+        if kind == KIND_RESULT:
+            try:
+                resp = json.loads(payload.decode("utf-8", "surrogatepass"))
+            except ValueError as e:  # UnicodeDecodeError included
+                return self._malformed(f"an undecodable result frame ({type(e).__name__})", t0)
+            out, problem = check_result(resp)
+            if out is None:
+                return self._malformed(str(problem), t0)
+            cuts = tuple(Truncation(part=part, start=a, length=n, omitted=k)
+                         for part, (a, n, k) in out["truncations"].items())
+            return ExecResult(stdout=out["stdout"], stderr=out["stderr"], value=out["value"],
+                              error=out["error"], truncated=out["truncated"],
+                              duration_s=time.monotonic() - t0, truncations=cuts)
+        try:
+            resp = json.loads(payload.decode("utf-8", "surrogatepass")) \
+                if kind == KIND_REPORT else None
+        except ValueError:
+            resp = None
+        died = resp.get("died") if isinstance(resp, dict) else None
+        if not isinstance(died, dict):
+            raise self._infra(f"a reply of kind {kind} that is not the keeper's report"
+                              if kind == KIND_REPORT else f"a reply of unknown kind {kind}")
+        self._dead_reason = describe_exit(died, self.limits.cpu_s)
+        self._kill()
+        return ExecResult(error=self._dead_reason, dead=True, duration_s=time.monotonic() - t0)
+
+    def _malformed(self, what: str, t0: float) -> ExecResult:
+        """The cell sent a result that is not one: its code wrote to the result channel. The
+        session ends, as the model's doing (an observation, not an infra error)."""
+        self._dead_reason = describe_exit({"malformed": f"the session's runner sent {what}"})
+        self._kill()
+        return ExecResult(error=self._dead_reason, dead=True, duration_s=time.monotonic() - t0)
 
     def _weigh(self, active: bool) -> None:
         """The session's CPU weight: the default during a call, idle between calls."""
@@ -518,7 +545,7 @@ class ZygoteSession(Session):
             try:
                 self._sock.settimeout(timeout)
                 self._sock.sendall(self._request(code))
-                resp = _recv_frame(self._sock, t0 + timeout)
+                resp = _recv_reply(self._sock, t0 + timeout)
             except _Timeout:
                 return self._timed_out(timeout, t0)
             except TimeoutError:
@@ -546,7 +573,7 @@ class ZygoteSession(Session):
             self._weigh(True)  # a write of a few bytes through an open fd: no thread hop
             try:
                 await loop.sock_sendall(self._sock, self._request(code))
-                resp = await asyncio.wait_for(_arecv_frame(loop, self._sock), timeout)
+                resp = await asyncio.wait_for(_arecv_reply(loop, self._sock), timeout)
             except asyncio.TimeoutError:
                 return await asyncio.to_thread(self._timed_out, timeout, t0)
             except asyncio.CancelledError:

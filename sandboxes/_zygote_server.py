@@ -14,11 +14,16 @@ JSON (an object). The first frame on a new connection to the socket decides what
 
 * ``{"op": "open", "sid": str | null, "limits": {...}}`` -- the zygote forks a session and hands
   it this connection. The session answers ``{"ok": true, "sid", "pid", "scratch"}`` when it is
-  ready (``pid`` as seen by the zygote's PID namespace) or ``{"ok": false, "error"}``. Then the
-  host sends ``{"op": "run", "code": str, "max_output": int}`` and gets back ``{"stdout",
-  "stderr", "value", "error", "truncated"}`` for each cell. Closing the connection ends the
-  session. Limits keys: ``cpu_s``, ``memory_mb``, ``max_procs``, ``max_file_mb``,
-  ``max_output_bytes``, ``network``, ``nofile``.
+  ready (``pid`` as seen by the zygote's PID namespace) or ``{"ok": false, "error"}``. Limits
+  keys: ``cpu_s``, ``memory_mb``, ``max_procs``, ``max_file_mb``, ``max_output_bytes``,
+  ``network``, ``nofile``. After the hello the connection carries binary headers, so that the
+  keeper (keeper.c) parses no JSON: each call is ``[len][max_output]`` (two 4-byte big-endian
+  integers; ``max_output`` 0: the session's) and ``len`` bytes of UTF-8 code, answered by
+  ``[len][kind]`` and ``len`` bytes: kind 0, the cell's result as the cell sent it (JSON
+  ``{"stdout", "stderr", "value", "error", "truncated", "truncations"}``, which the host checks:
+  anything else ends the session as ``malformed``); kind 1, the keeper's report
+  ``{"died": {"exit_code", "signal", "cpu_s"} | {"malformed": str}}``, after which the session
+  is gone. Closing the connection ends the session.
 * ``{"op": "control"}`` -- a control connection. Requests, handled in order, each answered
   with one frame: ``{"op": "kill", "sid"}`` -> ``{"ok", "found"}`` kills the session's whole
   process tree (PID namespace init and process group; its scratch dir is deleted when it is
@@ -44,14 +49,16 @@ session and sessions cannot signal each other or write to host files.
 
 Hardening (issue 14). Each session is two processes: the *keeper* (PID 1 of the session's
 namespace, not dumpable) holds the host connection and relays; the *cell* runs the code and
-can only write to its own channel to the keeper, whose frames the keeper checks (size, JSON
-object, field types, call number), so nothing the code writes can forge, shift or corrupt the
-host's frames. ``--scratch-mb`` gives each session one size-limited tmpfs (scratch, /tmp,
-/dev/shm, /var/tmp) freed by the kernel with its mount namespace; ``--cgroup`` dirs get a child
-cgroup per session (memory incl. shm/memfd/tmpfs, pids); ``--ro-root``/``--hide`` make the host
-read-only and hide trees. The zygote's loop survives any handler error, never walks a session's
-tree itself (leftovers go to a forked, iterative, time-bounded cleaner), and kills through the
-PID namespace or the cgroup.
+can only write to its own channel to the keeper. The keeper numbers each call and checks the
+frames the cell sends (at most 3 x max_output + CELL_FRAME_SLACK bytes, else the session ends;
+another call's number: dropped) and the host checks the result itself (a JSON object, field
+types, truncation markers), so nothing the code writes can shift later calls or pass for the
+keeper's own reports (their kind is the keeper's to set). ``--scratch-mb`` gives each session
+one size-limited tmpfs (scratch, /tmp, /dev/shm, /var/tmp) freed by the kernel with its mount
+namespace; ``--cgroup`` dirs get a child cgroup per session (memory incl. shm/memfd/tmpfs,
+pids); ``--ro-root``/``--hide`` make the host read-only and hide trees. The zygote's loop
+survives any handler error, never walks a session's tree itself (leftovers go to a forked,
+iterative, time-bounded cleaner), and kills through the PID namespace or the cgroup.
 
 Memory (issue 24). A session's two processes share the zygote's warm heap copy-on-write; what
 each costs is the pages it (or its parent, after the fork) writes. So the zygote runs what
@@ -62,6 +69,10 @@ forks (the zygote's event loop writes hundreds of pages per open), whose allocat
 no free blocks left (``fill_pool_holes``: a child's objects go to fresh pages, packed). The
 template's children are re-parented to the zygote, a child subreaper, which reaps them as
 before; without a subreaper, or once the template is gone, the zygote forks sessions itself.
+The keeper, once the session is handed over, execs a small C relay (``--keeper``, built by the
+host from keeper.c; ``open_keeper``): about 0.1 MB where the CPython keeper kept about 1.6 MB.
+Without it (no compiler, ``AGENT_ENVS_KEEPER=python``) the Python keeper relays the same way;
+``features["keeper"]`` says which.
 """
 
 from __future__ import annotations
@@ -90,6 +101,13 @@ import uuid
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+# A session's frames after its hello (see "Protocol"; keeper.c speaks the same):
+RUN_HEADER = struct.Struct(">II")        # host -> keeper: [len][max_output], then the code
+CELL_RUN_HEADER = struct.Struct(">III")  # keeper -> cell: [len][seq][max_output], then the code
+CELL_RESULT_HEADER = struct.Struct(">II")  # cell -> keeper: [len][seq], then the JSON result
+REPLY_HEADER = struct.Struct(">II")      # keeper -> host: [len][kind], then the payload
+KIND_RESULT, KIND_REPORT = 0, 1          # a cell's result as it sent it; the keeper's report
+KEEPER_NAME = "ae-keeper"                # the C keeper's argv[0] and comm
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
@@ -97,6 +115,7 @@ CLONE_NEWIPC = 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
 MS_REMOUNT = 32
 _SOCKET_PATH = ""  # the control socket (set at start): never revealed to sessions
+_KEEPER_FD: int | None = None  # the C keeper binary (O_PATH), when the zygote has one
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
 SYS_MOUNT_SETATTR = {"x86_64": 442, "aarch64": 442}.get(os.uname().machine)
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
@@ -134,6 +153,12 @@ def recv_frame(sock: socket.socket) -> dict:
     if n > MAX_FRAME:
         raise ValueError(f"frame of {n} bytes exceeds {MAX_FRAME}")
     return json.loads(_recv_exact(sock, n).decode("utf-8", "surrogatepass"))
+
+
+def encode_result(result: dict, seq: int) -> bytes:
+    """A cell's result as a frame to its keeper: [len][seq] and the result as JSON."""
+    data = json.dumps(result, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return CELL_RESULT_HEADER.pack(len(data), seq) + data
 
 
 # ----------------------------------------------------------------------------- kernel helpers
@@ -561,6 +586,8 @@ def _spare_main(gs: socket.socket, cfg: dict, mount_ns: bool) -> None:
         if cpid == 0:
             keep.close()
             gs.close()
+            if _KEEPER_FD is not None:  # inherited across fork (O_CLOEXEC only acts on exec)
+                os.close(_KEEPER_FD)
             _cell_main(chan, cfg)
         chan.close()
         prctl(PR_SET_DUMPABLE, 0)
@@ -664,7 +691,8 @@ def _cell_main(chan: socket.socket, cfg: dict) -> None:
     """The process that runs the model's code; talks only to the keeper. No return.
 
     It applies the rlimits of the spare's expected limits before it reports ready; a request
-    with other limits sends a ``limits`` message first (see ``_keeper_main``).
+    with other limits sends them first, as call 0 (see ``_keeper_main``). Each call is a
+    frame [len][seq][max_output] and the code; the result goes back as [len][seq] and JSON.
     """
     code = 0
     try:
@@ -674,15 +702,16 @@ def _cell_main(chan: socket.socket, cfg: dict) -> None:
         send_frame(chan, {"ready": True})
         while True:
             try:
-                req = recv_frame(chan)
-            except (EOFError, OSError, ValueError):
+                n, seq, max_output = CELL_RUN_HEADER.unpack(
+                    _recv_exact(chan, CELL_RUN_HEADER.size))
+                payload = _recv_exact(chan, n)
+            except (EOFError, OSError):
                 break
-            if req.get("op") == "limits":
-                _session_limits(cell, req["limits"], cfg)  # raises -> the session ends
+            if seq == 0:  # not a call: the session's limits, from the Python keeper
+                _session_limits(cell, json.loads(payload), cfg)  # raises -> the session ends
                 continue
-            resp = cell.run(str(req.get("code", "")), int(req.get("max_output") or 16384))
-            resp["seq"] = req.get("seq")
-            send_frame(chan, resp)
+            resp = cell.run(payload.decode("utf-8", "surrogatepass"), max_output or 16384)
+            chan.sendall(encode_result(resp, seq))
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
@@ -692,30 +721,14 @@ class _Malformed(Exception):
     pass
 
 
-def _recv_bounded(sock: socket.socket, limit: int) -> dict:
-    """One frame of at most ``limit`` bytes that is a JSON object; raises _Malformed."""
-    try:
-        (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-        if n > limit:
-            raise _Malformed(f"a result frame of {n} bytes (at most {limit} allowed)")
-        msg = json.loads(_recv_exact(sock, n).decode("utf-8", "surrogatepass"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _Malformed(f"an undecodable result frame ({type(e).__name__})") from e
-    if not isinstance(msg, dict):
-        raise _Malformed(f"a result frame that is a JSON {type(msg).__name__}, not an object")
-    return msg
-
-
-_RESULT_TYPES = {"stdout": str, "stderr": str, "value": (str, type(None)),
-                 "error": (str, type(None)), "truncated": bool}
-
-
 def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: int, seq: int,
-                  limit: int) -> dict | None:
-    """The cell's result for call ``seq``: a clean dict, or None when the cell is gone.
+                  limit: int) -> bytes | None:
+    """The payload of the cell's result for call ``seq``, as the cell sent it; None when the
+    cell is gone. The Python keeper's twin of keeper.c's ``relay_call``.
 
     Frames of other calls (a late result after a forged one, or forged frames) are dropped,
-    so a forged frame can never shift later calls. Raises _Malformed on a bad frame.
+    so a forged frame can never shift later calls. Raises _Malformed on a frame larger than
+    ``limit``. What the payload holds is checked by the host (``_zygote_client``).
     """
     while True:
         if not sel.select(0.05):
@@ -725,23 +738,36 @@ def _await_result(chan: socket.socket, sel: selectors.BaseSelector, cell_pid: in
                 return None
             continue
         try:
-            msg = _recv_bounded(chan, limit)
+            n, got = CELL_RESULT_HEADER.unpack(_recv_exact(chan, CELL_RESULT_HEADER.size))
+            if n > limit:
+                raise _Malformed(f"a result frame of {n} bytes (at most {limit} allowed)")
+            payload = _recv_exact(chan, n)
         except (EOFError, OSError):
             return None
-        if msg.get("seq") != seq:
-            continue
-        out = {}
-        for key, types in _RESULT_TYPES.items():
-            value = msg.get(key, None if key in ("value", "error") else
-                            ("" if key != "truncated" else False))
-            if not isinstance(value, types):
-                raise _Malformed(f"a result frame whose {key!r} is a {type(value).__name__}")
-            out[key] = value
-        problem = check_truncations(msg.get("truncations"), out)
-        if problem is not None:
-            raise _Malformed(f"a result frame whose 'truncations' {problem}")
-        out["truncations"] = msg.get("truncations") or {}
-        return out
+        if got == seq:
+            return payload
+
+
+def check_result(resp: object) -> tuple[dict | None, str | None]:
+    """A cell's result payload (decoded JSON), checked: (the result with every field of its
+    type, None) or (None, what is wrong with it). Run by the host on every result."""
+    if not isinstance(resp, dict):
+        return None, f"a result frame that is a JSON {type(resp).__name__}, not an object"
+    out = {}
+    for key, (types, default) in _RESULT_FIELDS.items():
+        value = resp.get(key, default)
+        if not isinstance(value, types):
+            return None, f"a result frame whose {key!r} is a {type(value).__name__}"
+        out[key] = value
+    problem = check_truncations(resp.get("truncations"), out)
+    if problem is not None:
+        return None, f"a result frame whose 'truncations' {problem}"
+    out["truncations"] = resp.get("truncations") or {}
+    return out, None
+
+
+_RESULT_FIELDS = {"stdout": (str, ""), "stderr": (str, ""), "value": ((str, type(None)), None),
+                  "error": ((str, type(None)), None), "truncated": (bool, False)}
 
 
 def check_truncations(cuts: object, result: dict) -> str | None:
@@ -785,62 +811,92 @@ def _keeper_main(conn: socket.socket, gs: socket.socket, chan: socket.socket, ce
                  sid: str, limits: dict, cfg: dict, pid: int) -> None:
     """Runs in the keeper once it has its connection; never returns.
 
-    The keeper relays each ``run`` to the cell and the cell's result back, and is the only
-    process that can write to the host connection. It checks every result frame (size,
-    JSON object, field types, call number): a malformed one ends the session with a
-    ``died`` report naming it; when the cell dies, the keeper reports how (exit code, signal,
-    CPU seconds) and exits, which ends the session's PID namespace.
+    It sends the cell the request's limits (when the spare was prepared for others) and the
+    host its hello, ends the handover, and then execs the C keeper (keeper.c) when the zygote
+    has one: the relay that does the rest for a few tens of kB instead of this CPython heap.
+    The exec comes before any call is relayed, so the cell has run no model code while the
+    new program is still dumpable (it makes itself not dumpable first thing). Without the C
+    keeper (or if the exec fails), this process relays, the same way (``_keeper_loop``).
     """
-    died: dict = {}
-    seq = 0
     try:
         if limits != cfg.get("limits"):  # not what the spare prepared for: no wait needed,
-            send_frame(chan, {"op": "limits", "limits": limits})  # the cell applies it first
+            data = json.dumps(limits).encode()  # the cell applies them first (call 0)
+            chan.sendall(CELL_RUN_HEADER.pack(len(data), 0, 0) + data)
         send_frame(conn, {"ok": True, "sid": sid, "pid": pid, "scratch": cfg["scratch"],
                           "cgroup": cfg["token"] if cfg.get("cgroups") else None})
         gs.close()  # tells the zygote the handover is over (it refills spares after that)
-        max_default = limits["max_output_bytes"]
+    except BaseException:  # noqa: BLE001 - the session ends
+        _end_session(conn, cell_pid, None, False)
+    max_default = int(limits["max_output_bytes"])
+    if _KEEPER_FD is not None:
+        try:
+            os.set_inheritable(conn.fileno(), True)
+            os.set_inheritable(chan.fileno(), True)
+            os.execve(_KEEPER_FD, [KEEPER_NAME, str(conn.fileno()), str(chan.fileno()),
+                                   str(cell_pid), str(max_default)], {})
+        except OSError:  # e.g. the session's uid may not execute it: relay in Python
+            os.set_inheritable(conn.fileno(), False)
+            os.set_inheritable(chan.fileno(), False)
+    _keeper_loop(conn, chan, cell_pid, max_default)
+
+
+def _keeper_loop(conn: socket.socket, chan: socket.socket, cell_pid: int, max_default: int
+                 ) -> None:
+    """The Python keeper's relay; never returns. Speaks what keeper.c speaks (see there):
+    each call goes to the cell numbered, the cell's result for that number (size-checked)
+    goes to the host unchanged, frames of other numbers are dropped; a frame too large ends
+    the session with a ``malformed`` report; when the cell dies, a ``died`` report with its
+    exit code, signal and CPU seconds."""
+    died: dict | None = None
+    seq = 0
+    try:
         sel = selectors.PollSelector() if hasattr(selectors, "PollSelector") else \
             selectors.DefaultSelector()
         sel.register(chan, selectors.EVENT_READ)
         while True:
             try:
-                req = recv_frame(conn)
-            except (EOFError, OSError, ValueError):
+                n, max_output = RUN_HEADER.unpack(_recv_exact(conn, RUN_HEADER.size))
+                if n > MAX_FRAME:
+                    break  # not our host
+                code = _recv_exact(conn, n)
+            except (EOFError, OSError):
                 break
-            if req.get("op") != "run":
-                send_frame(conn, {"error": f"unknown op {req.get('op')!r}"})
-                continue
             seq += 1
-            max_output = int(req.get("max_output") or max_default)
+            max_output = min(max_output or max_default, 0xFFFFFFFF // 4)
             try:
-                send_frame(chan, {"seq": seq, "code": str(req.get("code", "")),
-                                  "max_output": max_output})
-                resp = _await_result(chan, sel, cell_pid, seq,
-                                     3 * max_output + CELL_FRAME_SLACK)
+                chan.sendall(CELL_RUN_HEADER.pack(n, seq, max_output) + code)
+                payload = _await_result(chan, sel, cell_pid, seq,
+                                        3 * max_output + CELL_FRAME_SLACK)
             except _Malformed as e:
                 died = {"malformed": f"the session's runner sent {e}"}
                 break
             except OSError:
-                resp = None
-            if resp is None:
+                payload = None
+            if payload is None:
                 break
-            send_frame(conn, resp)
+            conn.sendall(REPLY_HEADER.pack(len(payload), KIND_RESULT) + payload)
             _reap_orphans(cell_pid)
     except BaseException:  # noqa: BLE001, S110 - the session ends either way
         pass
+    _end_session(conn, cell_pid, died, bool(seq))
+
+
+def _end_session(conn: socket.socket, cell_pid: int, died: dict | None, called: bool) -> None:
+    """Kill the cell and, when a call was made (or the cell broke the protocol), tell the
+    host how it ended. No return: this process's exit ends the session's PID namespace."""
     try:
         os.kill(cell_pid, signal.SIGKILL)
     except OSError:
         pass
-    if died or seq:
+    if died or called:
         try:
             _, status, usage = os.wait4(cell_pid, 0)
             if not died:
                 died = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}
-            send_frame(conn, {"died": died})
+            data = json.dumps({"died": died}).encode()
+            conn.sendall(REPLY_HEADER.pack(len(data), KIND_REPORT) + data)
         except (OSError, ChildProcessError):
             pass
     os._exit(0)
@@ -1223,6 +1279,39 @@ class Zygote:
         if f.get("user_ns"):
             flags |= CLONE_NEWUSER
         return flags
+
+    def open_keeper(self, path: str | None) -> None:
+        """Open the C keeper binary that sessions' keepers exec, if it runs here; set
+        ``features["keeper"]`` ("c" or "python") and, for "python", ``keeper_error``.
+
+        The binary may be out of the sessions' sight (a hidden tree, or a dir their uid
+        cannot search), so it is opened once, here, and executed by fd (execveat with
+        AT_EMPTY_PATH): O_PATH, a handle to execute, never to read or write, and close-on-
+        exec, which is right for an ELF binary executed by fd (the kernel has the file before
+        it closes the fd; only a ``#!`` script would need it after). Close-on-exec does
+        nothing across fork, though: every process forked from here inherits the fd, so the
+        cell closes it before it runs any code (``_spare_main``), and the C keeper closes
+        every fd but its two.
+        """
+        global _KEEPER_FD
+        self.features["keeper"] = "python"
+        if not path:
+            return
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError as e:
+            self.features["keeper_error"] = f"cannot open the C keeper {path!r}: {e}"
+            return
+
+        def probe() -> None:
+            os.execve(fd, [KEEPER_NAME, "--probe"], {})
+
+        if not self._try_child(probe):
+            os.close(fd)
+            self.features["keeper_error"] = f"the C keeper {path!r} does not run here"
+            return
+        _KEEPER_FD = fd
+        self.features["keeper"] = "c"
 
     # -- sessions
     def _new_uid(self) -> int | None:
@@ -1723,7 +1812,7 @@ class Zygote:
         elif op == "ping":
             self.reap()
             resp = {"ok": True, "sessions": sorted(self.sessions), "pid": os.getpid(),
-                     "template": self.template_pid}
+                     "template": self.template_pid, "keeper": self.features.get("keeper")}
         elif op == "shutdown":
             send_frame(conn, {"ok": True})
             raise SystemExit(0)
@@ -1957,11 +2046,15 @@ def _rehearse(rounds: int = 10) -> None:
     try:
         for i in range(rounds):
             for code in ("x = 1", "x += 1\nx", "print(x)", "1/0", "def f(:"):
-                result = cell.run(code, 100 + 20 * i)
-                result["seq"] = i
-                send_frame(a, result)
-                msg = _recv_bounded(b, 1 << 20)
-                check_truncations(msg.get("truncations"), msg)
+                data = code.encode()
+                a.sendall(CELL_RUN_HEADER.pack(len(data), i + 1, 100 + 20 * i) + data)
+                n, seq, max_output = CELL_RUN_HEADER.unpack(
+                    _recv_exact(b, CELL_RUN_HEADER.size))
+                payload = _recv_exact(b, n)
+                result = cell.run(payload.decode("utf-8", "surrogatepass"), max_output)
+                b.sendall(encode_result(result, seq))
+                n, _ = CELL_RESULT_HEADER.unpack(_recv_exact(a, CELL_RESULT_HEADER.size))
+                _recv_exact(a, n)
             out.add(b"y" * 300)
             shrink(*out.take(), 40)
     finally:
@@ -2007,6 +2100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fork-template", action="store_true",
                    help="fork sessions from the zygote itself (more memory per session; for "
                         "measuring, see benchmarks/sandbox_memory.py)")
+    p.add_argument("--keeper", default=None,
+                   help="the C keeper binary (built by the host from keeper.c): sessions' "
+                        "keepers exec it after the handover; without it (or if it does not "
+                        "run here) they stay Python")
     p.add_argument("--no-rehearse", action="store_true",
                    help="do not run a session's code paths in the zygote before forking (more "
                         "memory per session; for measuring)")
@@ -2047,6 +2144,7 @@ def main(argv: list[str] | None = None) -> int:
         z.features["python_unreadable"] = True  # no mount namespace to bind it back
     if z.is_root:
         z._probe_cgroups()
+    z.open_keeper(args.keeper)
     if not args.no_rehearse:
         _rehearse()
     import gc

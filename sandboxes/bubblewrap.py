@@ -27,6 +27,7 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "gro
         "nsswitch.conf", "alternatives", "mime.types", "hosts", "host.conf")
 _CGROUP_INSIDE = "/run/agent-envs-cgroup"
 _INSIDE = "/sandbox"
+_KEEPER_INSIDE = "/opt/agent-envs/ae-keeper"  # the C keeper, bound read-only
 
 
 class BubblewrapSandbox(ZygoteSandbox):
@@ -104,6 +105,8 @@ class BubblewrapSandbox(ZygoteSandbox):
         for path in self._prefixes():
             argv += ["--ro-bind", path, path]
         argv += ["--bind", str(workdir), _INSIDE, "--chdir", "/tmp"]
+        if self._keeper.binary is not None:
+            argv += ["--ro-bind", str(self._keeper.binary), _KEEPER_INSIDE]
         for host, inside in zip(self._cgroups.dirs if self._cgroups else [],
                                 self._cgroup_dirs_inside()):
             argv += ["--bind", host, inside]
@@ -112,6 +115,9 @@ class BubblewrapSandbox(ZygoteSandbox):
         argv += [python, "-I", f"{_INSIDE}/{SERVER_PATH.name}",
                  *server_args(f"{_INSIDE}/zygote.sock", "/tmp/scratch")]
         return Launch(argv=argv, socket_path=str(workdir / "zygote.sock"), env=minimal_env())
+
+    def _keeper_inside(self) -> str:
+        return _KEEPER_INSIDE
 
     def _cgroup_dirs_inside(self) -> list[str]:
         n = len(self._cgroups.dirs) if self._cgroups is not None else 0

@@ -49,6 +49,7 @@ from sandboxes._zygote_client import ZygoteClient, ZygoteSession
 from sandboxes.base import Limits, Protections, Sandbox, Session
 from sandboxes.errors import SandboxError, SandboxUnavailable
 from sandboxes.hostres import CgroupDelegation, CpuShare, UidBlock
+from sandboxes.keeper import KeeperChoice, choose_keeper, keeper_mode
 
 if TYPE_CHECKING:  # the SDK is an optional extra, imported lazily
     import docker
@@ -68,10 +69,26 @@ LABEL_RUN = "agent-envs.run"
 SANDBOX_UID = 10001  # the `sandbox` user of both images (build_image.sh, Dockerfile)
 _SOCK_DIR_IN = "/run/agent-envs"  # bind mount of the host's socket directory
 _ZYGOTE_IN = "/opt/agent-envs/_zygote_server.py"
+_KEEPER_IN = "/opt/agent-envs/ae-keeper"  # the host's C keeper, when statically linked
 _SCRATCH_IN = "/tmp/scratch"
 _CGROUP_IN = "/run/agent-envs-cgroup"  # bind mounts of the sandbox's delegated cgroup dirs
 _ZYGOTE_HOST = Path(__file__).with_name("_zygote_server.py")
 _START_TIMEOUT_S = 30.0
+
+
+def _container_keeper() -> KeeperChoice:
+    """The C keeper for containers: the host's build, bind-mounted, when it is statically
+    linked (it then runs whatever the image's C library); else the Python keeper (the image
+    needs no compiler either way)."""
+    choice = choose_keeper()
+    if choice.binary is not None and not choice.static:
+        why = ("the C keeper could only be linked dynamically here (no static C library), "
+               "and a container's image may not have this host's C library")
+        if keeper_mode() == "c":
+            raise SandboxError(f"AGENT_ENVS_KEEPER=c, but {why}; install the static C "
+                               "library (libc6-dev / glibc-static) or unset AGENT_ENVS_KEEPER.")
+        return KeeperChoice(binary=None, reason=why)
+    return choice
 
 
 # -- owner identity and orphan reaping ----------------------------------------------------------
@@ -206,7 +223,7 @@ class _Container:
     def __init__(self, client: docker.DockerClient, *, image: str, command: list[str],
                  labels: dict[str, str], limits: Limits, sessions: int, cpus: float,
                  scratch_mb: int, sock_root: Path, session_uids: bool,
-                 cgroup_dirs: Sequence[str] = ()) -> None:
+                 cgroup_dirs: Sequence[str] = (), keeper: Path | None = None) -> None:
         import docker.errors
 
         self.uids: UidBlock | None = None  # set by the sandbox: this container's uid block
@@ -244,6 +261,8 @@ class _Container:
         volumes = {str(self.sock_dir): {"bind": _SOCK_DIR_IN, "mode": "rw"}}
         if _ZYGOTE_HOST.exists():
             volumes[str(_ZYGOTE_HOST)] = {"bind": _ZYGOTE_IN, "mode": "ro"}
+        if keeper is not None:
+            volumes[str(keeper)] = {"bind": _KEEPER_IN, "mode": "ro"}
         for i, d in enumerate(cgroup_dirs if session_uids else ()):
             volumes[d] = {"bind": f"{_CGROUP_IN}/{i}", "mode": "rw"}
         try:
@@ -439,6 +458,7 @@ class DockerSandbox(Sandbox):
                 "root in the container and owns its socket, which only root on the host can "
                 "connect to; pass session_uids=False (all sessions share one non-root uid).")
         self.session_uids = session_uids
+        self._keeper = _container_keeper()
         if not _ZYGOTE_HOST.exists():
             raise SandboxUnavailable(f"the zygote server {_ZYGOTE_HOST} is missing; "
                                      "reinstall agent-envs.")
@@ -496,6 +516,8 @@ class DockerSandbox(Sandbox):
                 cmd += ["--cpu-cores", f"{self.cpus:g}"]
         for mod in self.preimports:
             cmd += ["--preimport", mod]
+        if self._keeper.binary is not None:
+            cmd += ["--keeper", _KEEPER_IN]
         return cmd
 
     def _start_container(self) -> tuple[_Container, ZygoteClient, set[ZygoteSession]]:
@@ -512,11 +534,14 @@ class DockerSandbox(Sandbox):
                        sessions=self.sessions_per_container, cpus=self.cpus,
                        scratch_mb=self.scratch_mb, sock_root=self._sock_root,
                        session_uids=self.session_uids,
-                       cgroup_dirs=self._cgroups.dirs if self._cgroups is not None else ())
+                       cgroup_dirs=self._cgroups.dirs if self._cgroups is not None else (),
+                       keeper=self._keeper.binary)
         c.uids = uids
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
+        if self.features.get("keeper", "python") == "python" and self._keeper.reason:
+            self.features.setdefault("keeper_error", self._keeper.reason)
         client = ZygoteClient(str(c.socket_path), backend=self.name, alive=c.running,
                               cpu=self.cpu_share)
         return c, client, set()

@@ -107,6 +107,13 @@ def describe_features(features: dict, *, jail: str | None = None,
                      "sockets included)")
     else:
         notes.append("NO network isolation: the kernel refused a network namespace")
+    if features.get("keeper") == "c":
+        notes.append("keeper: the C relay (ae-keeper, exec'd after the handover, not "
+                     "dumpable, holding only the host connection and the cell's channel)")
+    elif features.get("keeper"):
+        notes.append("keeper: the Python fallback (same protocol and checks, a CPython "
+                     "process's memory per session): "
+                     f"{features.get('keeper_error') or 'no C keeper'}")
     if jail is None and features.get("ro_root"):
         jail = ("filesystem jail (own mount namespace): the host is read-only, home dirs, "
                 "/run (host sockets), the checkout and the current directory are hidden, "

@@ -25,6 +25,7 @@ from sandboxes._zygote_server import remove_tree
 from sandboxes.base import Limits, Sandbox, Session
 from sandboxes.errors import SandboxError
 from sandboxes.hostres import CgroupDelegation, CpuShare, UidBlock
+from sandboxes.keeper import KeeperChoice, choose_keeper
 
 __all__ = ["SERVER_PATH", "Launch", "ZygoteSandbox"]
 
@@ -105,6 +106,7 @@ class ZygoteSandbox(Sandbox):
     def _start(self) -> None:
         """Launch a zygote in a fresh work dir and wait until it is ready."""
         startup_timeout_s = self.startup_timeout_s
+        self._keeper: KeeperChoice = choose_keeper()  # built once per machine, then cached
         self._workdir = Path(tempfile.mkdtemp(prefix=f"agent-envs-{self.name}-"))
         os.chmod(self._workdir, 0o711)  # session uids must reach their scratch dirs
         self._log_path = self._workdir / "zygote.log"
@@ -125,6 +127,8 @@ class ZygoteSandbox(Sandbox):
             self._stop_process()
             raise
         self.features: dict[str, Any] = self.ready.get("features", {})
+        if self.features.get("keeper", "python") == "python" and self._keeper.reason:
+            self.features.setdefault("keeper_error", self._keeper.reason)
         proc = self._proc
         self._client = ZygoteClient(launch.socket_path, backend=self.name,
                                     alive=lambda: proc.poll() is None, cpu=self.cpu_share)
@@ -162,7 +166,19 @@ class ZygoteSandbox(Sandbox):
                 args += ["--cgroup", d]
         for mod in self.preimports:
             args += ["--preimport", mod]
+        if self._keeper.binary is not None:
+            args += ["--keeper", self._keeper_inside()]
         return args
+
+    def _keeper_inside(self) -> str:
+        """The C keeper's path as the zygote sees it (jails bind it elsewhere)."""
+        return str(self._keeper.binary)
+
+    @property
+    def keeper(self) -> str:
+        """Which keeper this sandbox's sessions use: ``"c"`` (the C relay) or ``"python"``
+        (``features["keeper_error"]`` says why)."""
+        return str(self.features.get("keeper") or "python")
 
     def _cgroup_dirs_inside(self) -> list[str]:
         """The delegated cgroup dirs as the zygote sees them (jails bind them elsewhere)."""

@@ -402,22 +402,29 @@ def test_files_do_not_persist_into_the_next_episode(sb, bystander):
 
 # -- the result channel ---------------------------------------------------------------------------
 
-FORGE = """
-import json, os, socket, struct, sys
-def frame(obj):
-    data = json.dumps(obj).encode()
-    return struct.pack('>I', len(data)) + data
+# The cell's current call number, as the model's code can read it from its own memory.
+FIND_SEQ = """
+import json, os, struct, sys
 seq = None
 f = sys._getframe()
 while f is not None:
-    if isinstance(f.f_locals.get('req'), dict) and 'seq' in f.f_locals['req']:
-        seq = f.f_locals['req']['seq']
+    if f.f_code.co_name == '_cell_main':
+        seq = f.f_locals.get('seq')
     f = f.f_back
+assert isinstance(seq, int) and seq > 0, seq
+def frame(obj, n):
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return struct.pack('>II', len(data), n) + data
+"""
+
+FORGE = FIND_SEQ + """
+forged = {'stdout': 'FORGED', 'stderr': '', 'value': None, 'error': None, 'truncated': False}
 hits = []
 for fd in range(3, 1100):
     try:
-        os.write(fd, frame({'stdout': 'FORGED', 'stderr': '', 'value': None, 'error': None,
-                            'truncated': False, 'seq': seq}))
+        # Another call's number (a stale one, a far one, 0), then this call's.
+        os.write(fd, frame(forged, seq - 1) + frame(forged, seq + 1000) + frame(forged, 0)
+                 + frame(forged, seq))
         hits.append(fd)
     except OSError:
         pass
@@ -432,9 +439,10 @@ def test_forged_frames_never_shift_later_calls(sb, bystander):
         out, info = ep.cell("import os\nos.write(1000, b'\\x00\\x00\\x00\\x02{}')")
         assert "Bad file descriptor" in out  # the host connection is not in the cell
         out, info = ep.cell(FORGE)
-        assert info["infra_error"] is None
-        # The forged frame may stand in for this call's output (the code could print that
-        # too), but the real result is dropped as stale, and every later call is its own.
+        assert info["infra_error"] is None and info["tool_outcome"]["ok"], (out, info)
+        # The forged frame with this call's number may stand in for its output (the code
+        # could print that too); the others are dropped, so is the real result, as stale,
+        # and every later call is its own.
         for i in range(3):
             out, info = ep.cell(f"print('call', {i})")
             assert info["infra_error"] is None and f"call {i}" in out and "FORGED" not in out
@@ -443,8 +451,8 @@ def test_forged_frames_never_shift_later_calls(sb, bystander):
     assert_neighbours_fine(sb, bystander)
 
 
-MALFORMED = """
-import os, socket, stat
+MALFORMED = FIND_SEQ + """
+import stat
 for fd in range(3, 1100):
     try:
         if stat.S_ISSOCK(os.fstat(fd).st_mode):
@@ -455,16 +463,23 @@ import time; time.sleep(0.5)
 """
 
 
-@pytest.mark.parametrize("payload", [struct.pack(">I", 0xFFFFFFF0),
-                                     struct.pack(">I", 5) + b"[1,2]",
-                                     struct.pack(">I", 4) + b"\xff{[\x00"],
-                         ids=["oversized", "not-an-object", "undecodable"])
+GARBAGE = {  # what the code writes to its channel, with this call's number
+    "oversized": "struct.pack('>II', 0xFFFFFFF0, seq)",
+    "not-an-object": "frame(b'[1,2]', seq)",
+    "undecodable": "frame(b'\\xff{[\\x00', seq)",
+    "bad-field": "frame({'stdout': 7}, seq)",
+    "bad-truncation": "frame({'stdout': 'x', 'truncations': {'stdout': [0, 9, 1]}}, seq)",
+}
+
+
+@pytest.mark.parametrize("payload", list(GARBAGE.values()), ids=list(GARBAGE))
 def test_malformed_frames_are_an_observation_never_an_exception(sb, bystander, payload):
     ep = Episode(sb)
     try:
-        out, info = ep.cell(MALFORMED.replace("PAYLOAD", repr(payload)))
-        # The cell's only channel goes to its keeper, which reports the garbage as the
-        # code's doing: the session dies (the model sees why), step() does not raise.
+        out, info = ep.cell(MALFORMED.replace("PAYLOAD", payload))
+        # The cell's only channel goes to its keeper (which bounds the size) and on to the
+        # host (which checks the rest): the garbage is the code's doing, the session dies
+        # (the model sees why), step() does not raise.
         outcome = info["tool_outcome"]
         assert info["infra_error"] is None
         assert outcome["ok"] is False and "session died" in (outcome["error"] or ""), outcome
@@ -477,17 +492,38 @@ def test_malformed_frames_are_an_observation_never_an_exception(sb, bystander, p
 
 
 def test_malformed_frames_on_the_host_connection_are_infra_errors():
-    # Only the keeper writes there; if that ever breaks, the session gets an infra error.
+    # Only the keeper writes there, and sets each reply's kind; a reply that is not a
+    # cell's result (kind 0) nor the keeper's report (kind 1) is an infra error.
     from sandboxes._zygote_client import ZygoteClient
 
-    for payload in (struct.pack(">I", 1 << 31), struct.pack(">I", 5) + b"[1,2]",
-                    struct.pack(">I", 13) + b'{"stdout": 7}', struct.pack(">I", 3) + b"\xff\xfe{"):
+    def reply(kind: int, data: bytes) -> bytes:
+        return struct.pack(">II", len(data), kind) + data
+
+    for payload in (struct.pack(">II", 1 << 31, 0), reply(1, b"[1,2]"), reply(1, b"\xff\xfe{"),
+                    reply(1, b'{"died": 7}'), reply(7, b'{"stdout": ""}')):
         host, fake = socket.socketpair()
         s = ZygoteSession(ZygoteClient("/nonexistent.sock"), host, "fake", Limits(timeout_s=2),
                           {"backend": "test"})
         fake.sendall(payload)
         with pytest.raises(SandboxError, match="session fake"):
             s.run("1")
+        assert not s.alive
+        s.close()
+        fake.close()
+
+
+def test_a_malformed_result_on_the_host_connection_is_the_codes_doing():
+    # Kind 0 is what the cell sent, forwarded unchanged: the host checks it, and garbage
+    # there ends the session with the malformed wording, as an observation.
+    from sandboxes._zygote_client import ZygoteClient
+
+    for data in (b"[1,2]", b"\xff{", b'{"stdout": 7}', b'{"truncated": "yes"}'):
+        host, fake = socket.socketpair()
+        s = ZygoteSession(ZygoteClient("/nonexistent.sock"), host, "fake", Limits(timeout_s=2),
+                          {"backend": "test"})
+        fake.sendall(struct.pack(">II", len(data), 0) + data)
+        r = s.run("1")
+        assert r.dead and "runner sent" in (r.error or "") and "result channel" in r.error, r
         assert not s.alive
         s.close()
         fake.close()

@@ -1,0 +1,293 @@
+"""The C keeper (sandboxes/keeper.c): built and cached, exec'd by each session's keeper after
+the handover, relaying the same wire format as the Python keeper it replaces, and the
+Python keeper as the fallback (no compiler, ``AGENT_ENVS_KEEPER=python``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sandboxes import Limits, Sandbox, SandboxError, available_backends, make_sandbox
+from sandboxes.keeper import build_keeper, cache_root, choose_keeper
+from tests.sandboxes.conftest import FAST, backend_params, pid_alive, wait_until
+from tests.sandboxes.test_attacks import FORGE, MALFORMED, Episode
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0,
+                               reason="reads another uid's /proc entries (root only)")
+
+
+def _with_env(**env: str | None):
+    """Set (or, with None, unset) environment variables; returns a function undoing it."""
+    saved = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+    def undo() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return undo
+
+
+@pytest.fixture(scope="module", params=["c", "python"])
+def sb(request) -> Iterator[Sandbox]:
+    """A local sandbox whose sessions use the C keeper, or the Python one."""
+    undo = _with_env(AGENT_ENVS_KEEPER=request.param)
+    try:
+        sandbox = make_sandbox("local", limits=FAST)
+    finally:
+        undo()
+    assert sandbox.keeper == request.param, sandbox.features
+    yield sandbox
+    sandbox.close()
+
+
+def _ppid_state(pid: int) -> tuple[int, str]:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[0]
+
+
+# -- building it ---------------------------------------------------------------------------------
+
+def test_the_build_is_cached_outside_the_checkout_by_source_and_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CC", raising=False)
+    binary, static = build_keeper()
+    assert binary.is_relative_to(tmp_path / "cache" / "agent-envs" / "keeper")
+    assert binary.name == "ae-keeper" and stat.S_IMODE(binary.stat().st_mode) == 0o755
+    mtime = binary.stat().st_mtime_ns
+    assert build_keeper() == (binary, static)  # cached: not built again
+    assert binary.stat().st_mtime_ns == mtime
+    assert not [p for p in binary.parent.iterdir() if p.name.startswith(".build-")]
+    # Another compiler command is another binary (and another build).
+    monkeypatch.setenv("CC", "cc -fno-inline")
+    other, _ = build_keeper()
+    assert other != binary and other.is_file()
+    assert cache_root() == tmp_path / "cache" / "agent-envs" / "keeper"
+
+
+def test_a_failing_compiler_falls_back_to_the_python_keeper(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.delenv("AGENT_ENVS_KEEPER", raising=False)
+    choice = choose_keeper()
+    assert choice.binary is None and "/bin/false" in choice.reason
+    with make_sandbox("local", limits=FAST) as sb, sb.open() as s:
+        assert sb.keeper == "python" and "/bin/false" in sb.features["keeper_error"]
+        assert s.run("x = 41\nx + 1").value == "42"
+        if sb.features.get("pid_ns"):
+            assert "ae-keeper" not in s.run("open('/proc/1/comm').read()").value
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    assert "no C compiler" in choose_keeper().reason
+
+
+@pytest.mark.docker
+def test_the_docker_backend_falls_back_to_the_python_keeper(tmp_path, monkeypatch):
+    # The image has no compiler and need not have one: the host builds the keeper (static,
+    # bind-mounted); without one, sessions in the container use the Python keeper.
+    reason = available_backends().get("docker")
+    if reason is not None:
+        pytest.skip(f"docker unavailable: {reason}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.delenv("AGENT_ENVS_KEEPER", raising=False)
+    with make_sandbox("docker", limits=FAST) as sandbox, sandbox.open() as s:
+        r = s.run("import os\nx = 6 * 7\nopen('/proc/1/comm').read().strip(), x")
+        assert sandbox.features.get("keeper") == "python", sandbox.features
+        assert "/bin/false" in sandbox.features.get("keeper_error", "")
+        assert "ae-keeper" not in r.value and "42" in r.value, r.render()
+
+
+def test_forcing_the_c_keeper_without_a_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setenv("AGENT_ENVS_KEEPER", "c")
+    with pytest.raises(SandboxError, match="AGENT_ENVS_KEEPER=c, but the C keeper is not "
+                                           "available.*/bin/false.*unset AGENT_ENVS_KEEPER"):
+        make_sandbox("local", limits=FAST)
+
+
+def test_a_bad_keeper_choice_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("AGENT_ENVS_KEEPER", "cc")
+    with pytest.raises(SandboxError, match="AGENT_ENVS_KEEPER='cc' is not one of auto, c, "
+                                           "python .did you mean 'c'"):
+        make_sandbox("local", limits=FAST)
+
+
+# -- the keeper a session runs -------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_a_sessions_keeper_is_the_c_relay(backend):
+    with make_sandbox(backend, limits=FAST) as sandbox, sandbox.open() as s:
+        # (docker starts its first container, and so probes, at the first open)
+        assert sandbox.features.get("keeper") == "c", sandbox.features
+        if backend != "docker":  # its zygotes live in containers, each with a client
+            assert sandbox._client.ping()["keeper"] == "c"
+        if not sandbox.features.get("pid_ns"):
+            pytest.skip("no PID namespace: the keeper is not PID 1 here")
+        r = s.run("import os\nopen('/proc/1/comm').read().strip(), os.getppid()")
+        assert r.value == "('ae-keeper', 1)", r.render()
+
+
+@ROOT_ONLY
+def test_the_relay_holds_only_its_two_sockets_and_the_cell_not_its_binary():
+    with make_sandbox("local", limits=FAST) as sandbox, sandbox.open() as s:
+        assert sandbox.keeper == "c" and s.run("1").ok  # the exec comes before any call
+        keeper = s.pid
+        assert os.readlink(f"/proc/{keeper}/exe") == str(sandbox._keeper.binary)
+        fds = {int(fd): os.readlink(f"/proc/{keeper}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{keeper}/fd")}
+        assert len(fds) == 2 and all(t.startswith("socket:") for t in fds.values()), fds
+        # The cell does not hold the binary's fd (the zygote's O_PATH handle) nor any other
+        # fd of the keeper's; it cannot list the keeper's fds either.
+        r = s.run("import os\nseen = []\nfor fd in os.listdir('/proc/self/fd'):\n"
+                  "    try:\n        seen.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+                  "    except OSError:\n        pass\n"
+                  "try:\n    os.listdir('/proc/1/fd')\n    mine = 'listed'\n"
+                  "except OSError as e:\n    mine = e.errno\nseen, mine")
+        seen, mine = eval(r.value)
+        assert not any("ae-keeper" in t or "keeper" in t for t in seen), seen
+        assert mine != "listed"
+
+
+@ROOT_ONLY
+def test_the_c_keeper_costs_a_fraction_of_the_python_one():
+    pss = {}
+    for mode in ("c", "python"):
+        undo = _with_env(AGENT_ENVS_KEEPER=mode)
+        try:
+            sandbox = make_sandbox("local", limits=FAST)
+        finally:
+            undo()
+        with sandbox:
+            sessions = [sandbox.open() for _ in range(6)]
+            for s in sessions:
+                assert s.run("x = 1").ok and s.run("x += 1\nx").value == "2"
+            values = []
+            for s in sessions:
+                with open(f"/proc/{s.pid}/smaps_rollup") as f:
+                    values.append(sum(int(line.split()[1]) for line in f
+                                      if line.startswith("Pss:")))
+            pss[mode] = sorted(values)[len(values) // 2]
+            for s in sessions:
+                s.close()
+    # The C relay: a static binary's private pages (tens of kB); the CPython keeper ~1.6 MB.
+    assert pss["c"] < 400 and pss["c"] * 4 < pss["python"], pss
+
+
+# -- what both keepers do the same way -----------------------------------------------------------
+
+def test_calls_state_and_large_frames_go_through(sb):
+    with sb.open() as s:
+        assert s.run("x = 'h\u00e9llo \u2713'\nprint(x)").stdout == "h\u00e9llo \u2713\n"
+        big = "a" * 300_000  # streamed through the relay's one page
+        assert s.run(f"y = '{big}'\nlen(y)").value == "300000"
+    limits = Limits(timeout_s=5.0, cpu_s=20, memory_mb=1024, max_procs=32, max_file_mb=8,
+                    max_output_bytes=200_000)
+    sandbox_limits = sb.limits
+    sb.limits = limits  # a result larger than a page (the relay maps a buffer for it)
+    try:
+        with sb.open() as s:
+            r = s.run("print('y' * 150_000)")
+            assert r.ok and len(r.stdout) == 150_001 and not r.truncated, r.render()[:200]
+            r = s.run("print('z' * 500_000)")
+            assert r.truncated and len(r.stdout) < 200_100
+    finally:
+        sb.limits = sandbox_limits
+
+
+def test_how_the_cell_died_is_reported(sb):
+    with sb.open() as s:
+        r = s.run("import os; os._exit(3)")
+        assert r.dead and "exited with code 3" in (r.error or ""), r
+    with sb.open() as s:
+        r = s.run("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+        assert r.dead and "segmentation fault" in (r.error or ""), r
+    with sb.open() as s:  # between calls: reported at the next call
+        assert s.run("import os, _thread, time\n"
+                     "_thread.start_new_thread(lambda: (time.sleep(0.2), os._exit(5)), ())").ok
+        time.sleep(0.6)
+        r = s.run("1")
+        assert r.dead and "exited with code 5" in (r.error or ""), r
+
+
+def test_forged_frames_never_shift_later_calls_with_either_keeper(sb):
+    ep = Episode(sb)
+    try:
+        out, info = ep.cell(FORGE)
+        assert info["infra_error"] is None and info["tool_outcome"]["ok"], (out, info)
+        for i in range(3):
+            out, info = ep.cell(f"print('call', {i})")
+            assert info["infra_error"] is None and f"call {i}" in out and "FORGED" not in out
+    finally:
+        ep.close()
+
+
+@pytest.mark.parametrize("payload", ["struct.pack('>II', 0xFFFFFFF0, seq)",
+                                     "frame(b'[1,2]', seq)"], ids=["oversized", "not-an-object"])
+def test_malformed_frames_end_the_session_with_either_keeper(sb, payload):
+    ep = Episode(sb)
+    try:
+        out, info = ep.cell(MALFORMED.replace("PAYLOAD", payload))
+        assert info["infra_error"] is None and info["tool_outcome"]["ok"] is False
+        assert "runner sent" in out and "result channel" in out, out
+        out, info = ep.cell("print('fresh')")
+        assert info["tool_outcome"]["ok"] and "fresh" in out
+    finally:
+        ep.close()
+
+
+@ROOT_ONLY
+def test_orphans_are_reaped(sb):
+    if not sb.features.get("pid_ns"):
+        pytest.skip("no PID namespace: orphans go to the host's init")
+    with sb.open() as s:
+        # A grandchild outlives its parent, so it is re-parented to the keeper (PID 1).
+        code = ("import os, time\npid = os.fork()\nif pid == 0:\n    if os.fork() == 0:\n"
+                "        time.sleep(0.3)\n    os._exit(0)\nos.waitpid(pid, 0)\n'ok'")
+        for _ in range(3):
+            assert s.run(code).value == "'ok'"
+        keeper = s.pid
+
+        def zombies() -> list[int]:
+            out = []
+            for p in os.listdir("/proc"):
+                if p.isdigit():
+                    try:
+                        ppid, state = _ppid_state(int(p))
+                    except (OSError, IndexError):
+                        continue
+                    if ppid == keeper and state == "Z":
+                        out.append(int(p))
+            return out
+
+        if sb.keeper == "c":  # reaped as they exit, between calls too
+            time.sleep(0.8)
+            assert zombies() == []
+        assert s.run("1").ok  # the Python keeper reaps after each call
+        assert wait_until(lambda: zombies() == [], 2.0)
+
+
+@ROOT_ONLY
+def test_the_c_relay_ends_the_session_when_the_host_hangs_up(sb):
+    if sb.keeper != "c":
+        pytest.skip("the Python keeper notices only when the running call ends")
+    s = sb.open()
+    keeper = s.pid
+    s._sock.sendall(s._request("import time\ntime.sleep(30)"))
+    time.sleep(0.2)
+    s._sock.shutdown(socket.SHUT_RDWR)  # the host goes away without a kill
+    assert wait_until(lambda: not pid_alive(keeper), 3.0)
+    s._dead_reason = "hung up"  # the test's doing
+    s.close()
