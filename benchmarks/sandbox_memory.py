@@ -1,7 +1,8 @@
 """Memory per sandbox session: the zygote server as it was against as it is, in one run.
 
     python benchmarks/sandbox_memory.py [--backend bubblewrap] [--sessions 128] [--cells 4]
-        [--baseline-rev 7745b2c] [--out benchmarks/results/sandbox_memory.png]
+        [--baseline-rev 7745b2c] [--arms before,python-keeper,after,...]
+        [--out benchmarks/results/sandbox_memory.png]
 
 Each arm starts a sandbox (in its own child process), opens ``--sessions`` sessions, runs
 ``--cells`` checked cells in each (``x = 1``, then ``x += 1`` whose value must come back), and
@@ -9,9 +10,12 @@ reads the PSS of every process of the sandbox (``/proc/PID/smaps_rollup``): the 
 per session (all of it, less the idle sandbox's) and its split by role (the session's keeper,
 its cell, and the zygote with its fork template and the jail's own processes). Arms:
 
-* ``before``: the zygote server of ``--baseline-rev`` (written to a temp dir and run instead of
-  this checkout's; the client is the same);
-* ``after``: this checkout's server;
+* ``before``: the ``sandboxes`` package of ``--baseline-rev`` (server and client: the wire
+  format has changed since; written to a temp dir and imported instead of this checkout's);
+* ``python-keeper``: this checkout with ``AGENT_ENVS_KEEPER=python``: each session's keeper
+  stays a CPython process (the fallback where no C compiler is found);
+* ``after``: this checkout as it runs by default: the C keeper where it builds (the table's
+  ``keeper`` column says which keeper each arm ran);
 * ``no-template``: this checkout's with ``--no-fork-template`` (sessions forked by the zygote
   itself, as before; the template's allocator pools are filled too, so this is both);
 * ``no-rehearsal``: this checkout's with ``--no-rehearse``.
@@ -21,7 +25,8 @@ With ``--python PATH`` (another CPython's interpreter, e.g. a venv made with 3.1
 venv's interpreter). Compare like with like: a venv against a venv (a base interpreter's own
 site-packages may import more at start; pyenv's 3.11 imports ``threading`` there).
 
-Prints a table with each arm's ratio to ``before``, and saves a bar plot and the numbers as
+Prints a table with each arm's ratio to ``before`` (else to ``python-keeper``) and the keeper
+each ran (``c`` or ``python``), and saves a bar plot and the numbers as
 JSON next to it.
 """
 
@@ -41,11 +46,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARMS = {  # name -> (server source: "baseline" or "checkout", extra server flags)
-    "before": ("baseline", []),
-    "after": ("checkout", []),
-    "no-template": ("checkout", ["--no-fork-template"]),
-    "no-rehearsal": ("checkout", ["--no-rehearse"]),
+ARMS = {  # name -> (package: "baseline" or "checkout", extra server flags, AGENT_ENVS_KEEPER)
+    "before": ("baseline", [], None),
+    "python-keeper": ("checkout", [], "python"),
+    "after": ("checkout", [], None),
+    "no-template": ("checkout", ["--no-fork-template"], None),
+    "no-rehearsal": ("checkout", ["--no-rehearse"], None),
 }
 
 
@@ -96,17 +102,19 @@ def by_role(root: int, session_pids: set[int]) -> dict[str, float]:
     return {k: v / 1024 for k, v in roles.items()}
 
 
-def run_arm(backend: str, server: Path | None, flags: list[str], n: int, cells: int,
+def run_arm(backend: str, package: Path | None, flags: list[str], n: int, cells: int,
             python: str | None = None) -> dict[str, Any]:
-    """In a child process: one sandbox, ``n`` sessions, ``cells`` cells each; the PSS."""
-    import sandboxes.bubblewrap
-    import sandboxes.local
+    """In a child process: one sandbox, ``n`` sessions, ``cells`` cells each; the PSS.
+
+    ``package``: a dir holding another ``sandboxes`` package (the baseline) to import instead
+    of this checkout's."""
+    if package is not None:
+        sys.path.insert(0, str(package))
+    import sandboxes
     from sandboxes import Limits, make_sandbox
     from sandboxes.zygote import ZygoteSandbox
 
-    if server is not None:
-        sandboxes.bubblewrap.SERVER_PATH = server  # type: ignore[attr-defined]
-        sandboxes.local.SERVER_PATH = server  # type: ignore[attr-defined]
+    assert package is None or Path(sandboxes.__file__).is_relative_to(package)
     real = ZygoteSandbox._server_args
     ZygoteSandbox._server_args = (  # type: ignore[method-assign]
         lambda self, sock, scratch: [*real(self, sock, scratch), *flags])
@@ -145,7 +153,8 @@ def run_arm(backend: str, server: Path | None, flags: list[str], n: int, cells: 
                 "rest_mb": roles.get("zygote, template, jail", 0.0),
                 "open_p50_ms": pct(opens, 0.5) * 1e3, "open_p99_ms": pct(opens, 0.99) * 1e3,
                 "run_p50_ms": pct(runs, 0.5) * 1e3, "run_p99_ms": pct(runs, 0.99) * 1e3,
-                "errors": dict(errors), "features": sb.features}  # type: ignore[attr-defined]
+                "errors": dict(errors), "features": sb.features,  # type: ignore[attr-defined]
+                "keeper": sb.features.get("keeper") or "python"}  # type: ignore[attr-defined]
     finally:
         sb.close()
 
@@ -166,17 +175,19 @@ def _session_pids_by_tree(root: int) -> set[int]:
 
 
 def table(results: dict[str, dict[str, Any]]) -> list[str]:
-    base = results.get("before")
+    base_name = next((n for n in ("before", "python-keeper") if n in results), None)
+    base = results.get(base_name) if base_name else None
     header = ("arm                        MB/session  ratio  keeper   cell  zygote+template+jail MB"
-              "  open p50/p99 ms  run p50/p99 ms  errors")
-    lines = [header]
+              "  open p50/p99 ms  run p50/p99 ms  errors  keeper kind")
+    lines = [f"(ratios to {base_name})" if base_name else "(no baseline arm: no ratios)",
+             header]
     for name, r in results.items():
         ratio = f"{r['mb_per_session'] / base['mb_per_session']:.2f}x" if base else "-"
         lines.append(
             f"{name:<26} {r['mb_per_session']:>10.2f}  {ratio:>5}  {r['keeper_mb']:>6.2f} "
             f"{r['cell_mb']:>6.2f}  {r['rest_mb']:>23.1f}  {r['open_p50_ms']:>7.1f}/"
             f"{r['open_p99_ms']:<7.1f} {r['run_p50_ms']:>6.1f}/{r['run_p99_ms']:<7.1f} "
-            f"{sum(r['errors'].values())}")
+            f"{sum(r['errors'].values()):>6}  {r.get('keeper', '?')}")
     return lines
 
 
@@ -211,18 +222,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=128)
     ap.add_argument("--cells", type=int, default=4)
     ap.add_argument("--baseline-rev", default="7745b2c",
-                    help="git revision whose sandboxes/_zygote_server.py is the 'before' arm")
+                    help="git revision whose sandboxes package is the 'before' arm")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
     ap.add_argument("--python", default=None,
                     help="also run this checkout's server on this interpreter (e.g. a venv "
                          "made with another CPython; bubblewrap only)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/sandbox_memory.png"))
     ap.add_argument("--arm", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--server", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--package", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.arm is not None:  # the child: one arm
-        result = run_arm(a.backend, a.server, ARMS.get(a.arm, ("", []))[1], a.sessions,
+    if a.arm is not None:  # the child: one arm (its AGENT_ENVS_KEEPER set by the parent)
+        result = run_arm(a.backend, a.package, ARMS.get(a.arm, ("", [], None))[1], a.sessions,
                          a.cells, a.python)
         assert a.json is not None
         a.json.write_text(json.dumps(result))
@@ -248,30 +259,41 @@ def main(argv: list[str] | None = None) -> int:
         f"server from {a.baseline_rev}; load average {os.getloadavg()[0]:.1f}")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = Path(tmp) / "_zygote_server.py"
-        try:
-            baseline.write_bytes(subprocess.run(
-                ["git", "show", f"{a.baseline_rev}:sandboxes/_zygote_server.py"], cwd=ROOT,
-                check=True, capture_output=True).stdout)
-        except subprocess.CalledProcessError as e:
-            raise SystemExit(f"error: cannot read the server at --baseline-rev "
-                             f"{a.baseline_rev!r}: {e.stderr.decode().strip()}") from None
+        baseline = Path(tmp) / "baseline"
+        if "before" in arms:
+            baseline.mkdir()
+            try:
+                archive = subprocess.run(["git", "archive", a.baseline_rev, "sandboxes"],
+                                         cwd=ROOT, check=True, capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True,
+                               capture_output=True)
+            except subprocess.CalledProcessError as e:
+                raise SystemExit(f"error: cannot read the sandboxes package at --baseline-rev "
+                                 f"{a.baseline_rev!r}: {e.stderr.decode().strip()}") from None
         for arm in arms:
             say(f"[{arm}]")
             out = Path(tmp) / "arm.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--arm", arm, "--json", str(out),
                    "--backend", a.backend, "--sessions", str(a.sessions), "--cells", str(a.cells)]
+            env = dict(os.environ)
+            env.pop("AGENT_ENVS_KEEPER", None)
             if arm in pythons:
                 cmd += ["--python", pythons[arm]]
-            elif ARMS[arm][0] == "baseline":
-                cmd += ["--server", str(baseline)]
-            if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+            else:
+                if ARMS[arm][0] == "baseline":
+                    cmd += ["--package", str(baseline)]
+                if ARMS[arm][2] is not None:
+                    env["AGENT_ENVS_KEEPER"] = ARMS[arm][2]
+            if subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode != 0:
                 say(f"error: the {arm!r} arm failed")
                 return 1
             results[arm] = json.loads(out.read_text())
             r = results[arm]
             say(f"    {r['mb_per_session']:.2f} MB PSS per session (keeper {r['keeper_mb']:.2f}, "
-                f"cell {r['cell_mb']:.2f}); errors {sum(r['errors'].values())}")
+                f"cell {r['cell_mb']:.2f}); errors {sum(r['errors'].values())}; "
+                f"keeper: {r.get('keeper', '?')}"
+                + (f" ({r['features']['keeper_error']})"
+                   if r.get("features", {}).get("keeper_error") else ""))
     say("")
     for line in table(results):
         say(line)
