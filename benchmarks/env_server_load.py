@@ -234,6 +234,21 @@ class Arm:
         host, sandbox = self.processes()
         return {"host_mb": pss_mb(host), "sandbox_mb": pss_mb(sandbox)}
 
+    def keeper(self) -> str | None:
+        """Which keeper the sandbox's sessions run: "c" (processes named ae-keeper, the C
+        relay), "python", or None without a sandbox."""
+        _, sandbox = self.processes()
+        if not sandbox:
+            return None
+        for p in sandbox:
+            try:
+                with open(f"/proc/{p}/comm") as f:
+                    if f.read().strip() == "ae-keeper":
+                        return "c"
+            except OSError:
+                pass
+        return "python"
+
     def cpu(self) -> float:
         host, sandbox = self.processes()
         return cpu_s(host + sandbox)
@@ -396,6 +411,7 @@ async def run_arm(name: str, env_id: str, levels: list[int], steps: int, sandbox
                                                - base["host_mb"] - base["sandbox_mb"]) / n,
                    "mem_available_gb": mem_available_gb(),
                    "load_avg": os.getloadavg()[0]}
+            row["keeper"] = arm.keeper() if env_id == "python-tool" else None
             if arm.server is not None:
                 row["server_threads"], row["server_fds"] = threads_and_fds(arm.host_pid)
             row["driver_mb"] = pss_mb([os.getpid()]) if name == "server" else None
@@ -427,6 +443,9 @@ def _f(v: float | None, fmt: str = ".0f") -> str:
 
 def table(result: dict[str, Any]) -> list[str]:
     what = result["env"] + (f", {result['sandbox']} sandbox" if result["sandbox"] else "")
+    keepers = {r.get("keeper") for r in result["rows"]} - {None}
+    if keepers:
+        what += f", {'/'.join(sorted(keepers))} keeper"
     lines = [f"{result['arm']} ({what}; stopped {result['stopped']}):",
              ("sessions  errors  MB/session (host+sandbox marginal)  burst s  open p50/p99 ms"
               "  steady step p50/p99 ms  steps/s  CPU-ms/step (host) client  server threads")]

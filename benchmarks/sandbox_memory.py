@@ -197,17 +197,17 @@ def plot(results: dict[str, dict[str, Any]], path: Path, backend: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results)
+    names = [f"{n}\n({results[n].get('keeper', '?')} keeper)" for n in results]
     fig, ax = plt.subplots(figsize=(8, 4))
-    keeper = [results[n]["keeper_mb"] for n in names]
-    cell = [results[n]["cell_mb"] for n in names]
-    total = [results[n]["mb_per_session"] for n in names]
+    keeper = [r["keeper_mb"] for r in results.values()]
+    cell = [r["cell_mb"] for r in results.values()]
+    total = [r["mb_per_session"] for r in results.values()]
     ax.bar(names, keeper, label="keeper process", color="#4c72b0")
     ax.bar(names, cell, bottom=keeper, label="cell process", color="#dd8452")
     ax.plot(names, total, "ko", label="marginal PSS per session (all processes)")
     for i, t in enumerate(total):
         ax.annotate(f"{t:.2f}", (i, t), textcoords="offset points", xytext=(0, 6), ha="center")
-    n = results[names[0]]["sessions"]
+    n = next(iter(results.values()))["sessions"]
     ax.set_ylabel("MB PSS per session")
     ax.set_title(f"{backend} sandbox: memory per python session ({n} sessions)")
     ax.legend(loc="lower left", fontsize=8)
