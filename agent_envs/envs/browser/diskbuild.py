@@ -25,10 +25,12 @@ from agent_envs.envs.browser.corpus import CorpusError
 from agent_envs.envs.browser.diskindex import (
     _BUILD,
     _FORMAT,
+    _ROW_RUNS,
     _VERSION,
     MANIFEST,
     DiskCorpus,
     _tantivy,
+    write_row_runs,
 )
 from agent_envs.envs.browser.docstore import (
     StoreWriter,
@@ -160,7 +162,10 @@ def build_index(corpus: str | os.PathLike[str], directory: str | os.PathLike[str
     if restart and out.exists():
         shutil.rmtree(out)
     if (out / MANIFEST).is_file():
-        return DiskCorpus(out)  # checks it is this corpus, unchanged
+        done = DiskCorpus(out)  # checks it is this corpus, unchanged
+        if not (out / _ROW_RUNS).is_file():  # an index built before the runs were kept
+            write_row_runs(done)
+        return done
     if out.exists() and any(out.iterdir()) and not (out / _BUILD).is_file():
         raise CorpusError(f"{str(out)!r} exists and is not a corpus index; pick an empty or "
                           "new directory")
@@ -242,8 +247,13 @@ def build_index(corpus: str | os.PathLike[str], directory: str | os.PathLike[str
         "tantivy": _package_version("tantivy"), "heap_mb": heap_mb, "threads": threads,
         "build_s": round(time.time() - started["started"], 1)})
     shutil.rmtree(out / "parts")
+    if progress:
+        print("[corpus build] recording where the segments' documents sit ...",
+              file=sys.stderr, flush=True)
+    done = DiskCorpus(out)
+    write_row_runs(done)
     build.unlink()
-    return DiskCorpus(out)
+    return done
 
 
 def _tantivy_dir(out: Path) -> Path:

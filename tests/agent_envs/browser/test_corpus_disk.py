@@ -147,6 +147,43 @@ def test_a_terms_most_bounds_every_document_and_is_kept_on_disk(wiki, tmp_path, 
     assert DiskCorpus(stale, corpus=path).term_max(terms[0]) == index.term_max(terms[0])
 
 
+def test_rows_come_from_the_segments_row_runs(wiki, tmp_path):
+    """The build records where each segment's documents sit among the rows; the lookup
+    gives every document the row tantivy's fast field holds, and an index without the
+    runs (or with runs of another build) reads the fast field, and gets them when the
+    build is run again."""
+    import shutil
+
+    import tantivy as tv
+
+    path, index, _, questions = wiki
+    copy = tmp_path / "idx"
+    shutil.copytree(index.directory, copy)
+    corpus = DiskCorpus(copy, corpus=path)
+    meta = json.loads((copy / "tantivy" / "meta.json").read_text())
+    assert len(meta["segments"]) > 1  # the lookup has runs to choose between
+    searcher = corpus.index.searcher()
+    addresses = [tv.DocAddress(o, d) for o, seg in enumerate(meta["segments"])
+                 for d in range(seg["max_doc"])]
+    want = [int(r) for r in searcher.fast_field_values("row", addresses)]
+    assert (copy / "row-runs.json").is_file()
+    assert corpus.rows_of(searcher, addresses) == want
+    assert sorted(want) == list(range(corpus.documents))
+    # another build's runs are not used; nor is a missing file: the fast field is
+    saved = json.loads((copy / "row-runs.json").read_text())
+    (copy / "row-runs.json").write_text(json.dumps({**saved, "tantivy": "0" * 16}))
+    stale = DiskCorpus(copy, corpus=path)
+    assert stale.rows_of(searcher, addresses) == want and stale._runs is None
+    (copy / "row-runs.json").unlink()
+    bare = DiskCorpus(copy, corpus=path)
+    for q in questions[:10]:
+        assert bare.backend().top(q, 20) == index.backend().top(q, 20), q
+    assert bare._runs is None
+    again = build_index(path, copy, progress=False)  # finished: adds the runs
+    assert json.loads((copy / "row-runs.json").read_text())["segments"] == saved["segments"]
+    assert again.rows_of(searcher, addresses) == want
+
+
 def test_a_bad_share_of_common_terms_is_refused(wiki):
     _, index, _, _ = wiki
     with pytest.raises(ValueError, match=re.escape("common must be a share of the documents "
