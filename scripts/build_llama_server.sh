@@ -53,6 +53,25 @@ else
 fi
 bindir="$root/$tag/bin"
 
+# No AMX: ggml's AMX matmul (Q4_0/Q8_0 weights on Sapphire Rapids and later) died with SIGILL
+# on `tilezero` serving a tiny gpt-oss here, although a standalone AMX program runs; its
+# AVX-512 kernels (weight repacking included) serve the same types.
+cflags=""
+amx="not advertised"
+if [[ "$native" == ON ]] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+    cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    amx="left out"
+fi
+# The build's recipe: its digest is in BUILD_INFO, and a cached build made by another recipe
+# (an older version of this script) is built again rather than used.
+recipe=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE="$native"
+        -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON
+        -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF
+        -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_NUMBER=0
+        -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags")
+recipe_id=$(printf '%s\n' "$VERSION" "${recipe[@]}" | sha256sum | cut -c1-12)
+
 if [[ "$mode" == tag ]]; then
     echo "$tag"
     exit 0
@@ -64,7 +83,8 @@ fi
 if [[ "$mode" == rebuild ]]; then
     mode=build
 elif [[ "$mode" == build && -x "$bindir/llama-server" && -x "$bindir/llama-quantize" \
-      && -f "$root/src/convert_hf_to_gguf.py" ]]; then
+      && -f "$root/src/convert_hf_to_gguf.py" ]] \
+      && grep -qx "recipe $recipe_id" "$root/$tag/BUILD_INFO" 2>/dev/null; then
     echo "[llama.cpp] cached: $bindir (llama-cpp-python $VERSION)" >&2
     echo "$bindir"
     exit 0
@@ -117,16 +137,6 @@ for tool in cmake g++ make; do
     fi
 done
 
-# No AMX: ggml's AMX matmul (Q4_0/Q8_0 weights on Sapphire Rapids and later) died with SIGILL
-# on `tilezero` serving a tiny gpt-oss here, although a standalone AMX program runs; its
-# AVX-512 kernels (weight repacking included) serve the same types.
-cflags=""
-amx="not advertised"
-if [[ "$native" == ON ]] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
-    cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-    amx="left out"
-fi
-
 jobs="${LLAMA_BUILD_JOBS:-$(nproc)}"
 nice_n="${LLAMA_NICE:-10}"
 build="$root/$tag/build"
@@ -136,13 +146,7 @@ echo "[llama.cpp] building llama-server + llama-quantize ($tag, AMX $amx, $jobs 
 start=$(date +%s)
 generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi
-nice -n "$nice_n" cmake -S "$root/src" -B "$build" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE="$native" \
-    -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
-    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_NUMBER=0 \
-    -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" >&2
+nice -n "$nice_n" cmake -S "$root/src" -B "$build" "${generator[@]}" "${recipe[@]}" >&2
 nice -n "$nice_n" cmake --build "$build" --target llama-server llama-quantize \
     -j "$jobs" >&2
 mkdir -p "$bindir.tmp"
@@ -152,6 +156,7 @@ mv "$bindir.tmp" "$bindir"
 secs=$(( $(date +%s) - start ))
 {
     echo "llama-cpp-python $VERSION (sdist sha256 $SHA256)"
+    echo "recipe $recipe_id"
     echo "tag $tag  native $native  jobs $jobs  nice $nice_n  AMX $amx"
     echo "compiler $(g++ --version | head -1)"
     echo "cmake $(cmake --version | head -1)"

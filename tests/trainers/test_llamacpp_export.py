@@ -4,6 +4,7 @@ push held byte-equal to a converter export."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -56,6 +57,50 @@ def test_the_build_script_and_python_agree_on_where_the_build_lives() -> None:
     bad = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and "unknown argument '--bogus'" in bad.stderr
+
+
+def test_a_build_made_by_another_recipe_is_built_again(tmp_path: Path) -> None:
+    """The cache is keyed by the build's recipe too: binaries whose BUILD_INFO has no (or
+    another) recipe line are built again, a build with this recipe's line is used as is.
+    cmake is a stand-in that records its calls and writes the binaries."""
+    cache = tmp_path / "cache"
+    root = cache / "llama.cpp" / subprocess.run(
+        ["bash", str(SCRIPT), "--print-dir"], capture_output=True, text=True, check=True,
+        env={**os.environ, "AGENT_ENVS_CACHE": str(cache)}).stdout.strip().rsplit("/", 1)[1]
+    tag = cpu_tag()
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "convert_hf_to_gguf.py").write_text("")
+    bindir = root / tag / "bin"
+    bindir.mkdir(parents=True)
+    for name in ("llama-server", "llama-quantize"):
+        (bindir / name).write_text("#!/bin/sh\n")
+        (bindir / name).chmod(0o755)
+    (root / tag / "BUILD_INFO").write_text("tag old (no recipe line)\n")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    log = tmp_path / "cmake.log"
+    (fake / "cmake").write_text(f"""#!/bin/sh
+echo "$@" >> {log}
+if [ "$1" = "--build" ]; then mkdir -p "$2/bin"; touch "$2/bin/llama-server" "$2/bin/llama-quantize"; chmod +x "$2/bin/"*; fi
+if [ "$1" = "--version" ]; then echo "cmake version 0"; fi
+""")
+    (fake / "cmake").chmod(0o755)
+    env = {**os.environ, "AGENT_ENVS_CACHE": str(cache), "LLAMA_NICE": "0",
+           "PATH": f"{fake}:{os.environ['PATH']}"}
+
+    def build() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True,
+                              env=env, check=True)
+
+    out = build()
+    assert log.read_text().count("--build") == 1, out.stderr  # built again
+    info = (root / tag / "BUILD_INFO").read_text()
+    assert re.search(r"^recipe [0-9a-f]{12}$", info, re.MULTILINE), info
+    out = build()
+    assert "cached" in out.stderr and log.read_text().count("--build") == 1
+    (root / tag / "BUILD_INFO").write_text(info.replace("recipe ", "recipe 0"))
+    build()
+    assert log.read_text().count("--build") == 2
 
 
 def test_missing_llama_cpp_names_the_build_command(monkeypatch: pytest.MonkeyPatch,
