@@ -70,9 +70,9 @@ no free blocks left (``fill_pool_holes``: a child's objects go to fresh pages, p
 template's children are re-parented to the zygote, a child subreaper, which reaps them as
 before; without a subreaper, or once the template is gone, the zygote forks sessions itself.
 The keeper, once the session is handed over, execs a small C relay (``--keeper``, built by the
-host from keeper.c; ``open_keeper``): about 0.1 MB where the CPython keeper kept about 1.6 MB.
-Without it (no compiler, ``AGENT_ENVS_KEEPER=python``) the Python keeper relays the same way;
-``features["keeper"]`` says which.
+host from keeper.c; ``open_keeper``): a few tens of kB where the CPython keeper kept 1.6 MB
+(benchmarks/sandbox_memory.py). Without it (no compiler, ``AGENT_ENVS_KEEPER=python``) the
+Python keeper relays the same way; ``features["keeper"]`` says which.
 """
 
 from __future__ import annotations

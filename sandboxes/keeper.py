@@ -92,7 +92,7 @@ def build_keeper() -> tuple[Path, bool]:
     key = (tuple(cc), source, str(root))
     with _lock:
         hit = _built.get(key)
-        if hit is None:
+        if hit is None or (isinstance(hit, tuple) and not hit[0].is_file()):  # cache wiped
             hit = _build(cc, source, root)
             _built[key] = hit
     if isinstance(hit, str):
