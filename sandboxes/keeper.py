@@ -87,7 +87,11 @@ def build_keeper() -> tuple[Path, bool]:
     if not cc or shutil.which(cc[0]) is None:
         raise SandboxError(f"no C compiler: {cc[0] if cc else '$CC'!r} is not on PATH "
                            "(install gcc or clang, or set CC)")
-    source = SOURCE.read_bytes()
+    try:
+        source = SOURCE.read_bytes()
+    except OSError as e:
+        raise SandboxError(f"the C keeper's source {SOURCE} cannot be read ({e}); reinstall "
+                           "agent-envs") from e
     root = cache_root()
     key = (tuple(cc), source, str(root))
     with _lock:

@@ -109,6 +109,15 @@ def test_the_docker_backend_falls_back_to_the_python_keeper(tmp_path, monkeypatc
         assert "ae-keeper" not in r.value and "42" in r.value, r.render()
 
 
+def test_a_missing_source_falls_back_too(tmp_path, monkeypatch):
+    import sandboxes.keeper
+
+    monkeypatch.setattr(sandboxes.keeper, "SOURCE", tmp_path / "keeper.c")
+    monkeypatch.delenv("AGENT_ENVS_KEEPER", raising=False)
+    choice = choose_keeper()
+    assert choice.binary is None and "cannot be read" in choice.reason
+
+
 def test_forcing_the_c_keeper_without_a_compiler_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CC", "/bin/false")
