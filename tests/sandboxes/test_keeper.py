@@ -223,6 +223,12 @@ def test_how_the_cell_died_is_reported(sb):
     with sb.open() as s:
         r = s.run("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
         assert r.dead and "segmentation fault" in (r.error or ""), r
+    with sb.open() as s:  # a forked child still holds the cell's channel: no EOF there
+        t0 = time.monotonic()
+        r = s.run("import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\n"
+                  "os._exit(4)")
+        assert r.dead and "exited with code 4" in (r.error or ""), r
+        assert time.monotonic() - t0 < 3.0
     with sb.open() as s:  # between calls: reported at the next call
         assert s.run("import os, _thread, time\n"
                      "_thread.start_new_thread(lambda: (time.sleep(0.2), os._exit(5)), ())").ok
