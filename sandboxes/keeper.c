@@ -116,8 +116,8 @@ static int wait_fd(int fd, short events, int watch_host) {
         if (n < 0 && errno != EINTR) return -1;
         if (n > 0 && watch_host && p[1].revents) return -1;
         if (n > 0 && p[0].revents) return p[0].revents;
-        if (cell_exited) return 0;  /* gone, and nothing (more) to read from it */
-        reap_orphans();            /* EINTR: SIGCHLD */
+        if (n == 0) return 0;  /* (only with the zero timeout) the cell is gone, fd not ready */
+        reap_orphans();        /* EINTR: SIGCHLD; then look again */
     }
 }
 
