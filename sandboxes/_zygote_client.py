@@ -495,9 +495,10 @@ class ZygoteSession(Session):
         if kind == KIND_RESULT:
             try:
                 resp = json.loads(payload.decode("utf-8", "surrogatepass"))
-            except ValueError as e:  # UnicodeDecodeError included
+                out, problem = check_result(resp)
+            except (ValueError, RecursionError) as e:  # UnicodeDecodeError included;
+                # RecursionError: JSON nested deeper than the interpreter's recursion limit
                 return self._malformed(f"an undecodable result frame ({type(e).__name__})", t0)
-            out, problem = check_result(resp)
             if out is None:
                 return self._malformed(str(problem), t0)
             cuts = tuple(Truncation(part=part, start=a, length=n, omitted=k)
@@ -508,7 +509,7 @@ class ZygoteSession(Session):
         try:
             resp = json.loads(payload.decode("utf-8", "surrogatepass")) \
                 if kind == KIND_REPORT else None
-        except ValueError:
+        except (ValueError, RecursionError):
             resp = None
         died = resp.get("died") if isinstance(resp, dict) else None
         if not isinstance(died, dict):

@@ -469,6 +469,8 @@ GARBAGE = {  # what the code writes to its channel, with this call's number
     "undecodable": "frame(b'\\xff{[\\x00', seq)",
     "bad-field": "frame({'stdout': 7}, seq)",
     "bad-truncation": "frame({'stdout': 'x', 'truncations': {'stdout': [0, 9, 1]}}, seq)",
+    # JSON nested past the host's recursion limit: json.loads raises RecursionError there.
+    "deeply-nested": "frame(b'[' * 20000, seq)",
 }
 
 
@@ -500,7 +502,8 @@ def test_malformed_frames_on_the_host_connection_are_infra_errors():
         return struct.pack(">II", len(data), kind) + data
 
     for payload in (struct.pack(">II", 1 << 31, 0), reply(1, b"[1,2]"), reply(1, b"\xff\xfe{"),
-                    reply(1, b'{"died": 7}'), reply(7, b'{"stdout": ""}')):
+                    reply(1, b'{"died": 7}'), reply(7, b'{"stdout": ""}'),
+                    reply(1, b"[" * 20000)):
         host, fake = socket.socketpair()
         s = ZygoteSession(ZygoteClient("/nonexistent.sock"), host, "fake", Limits(timeout_s=2),
                           {"backend": "test"})
@@ -517,7 +520,8 @@ def test_a_malformed_result_on_the_host_connection_is_the_codes_doing():
     # there ends the session with the malformed wording, as an observation.
     from sandboxes._zygote_client import ZygoteClient
 
-    for data in (b"[1,2]", b"\xff{", b'{"stdout": 7}', b'{"truncated": "yes"}'):
+    for data in (b"[1,2]", b"\xff{", b'{"stdout": 7}', b'{"truncated": "yes"}', b"[" * 20000,
+                 b'{"stdout": ' + b"[" * 20000):
         host, fake = socket.socketpair()
         s = ZygoteSession(ZygoteClient("/nonexistent.sock"), host, "fake", Limits(timeout_s=2),
                           {"backend": "test"})
