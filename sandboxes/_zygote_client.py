@@ -23,6 +23,7 @@ from typing import Any
 from sandboxes._zygote_server import (
     KIND_REPORT,
     KIND_RESULT,
+    MAX_OUTPUT_CAP,
     REPLY_HEADER,
     RUN_HEADER,
     check_result,
@@ -434,7 +435,9 @@ class ZygoteSession(Session):
 
     def _request(self, code: str) -> bytes:
         data = code.encode("utf-8", "surrogatepass")
-        return RUN_HEADER.pack(len(data), self.limits.max_output_bytes) + data
+        # Limits takes any positive number; the header an integer up to MAX_OUTPUT_CAP.
+        max_output = min(max(int(self.limits.max_output_bytes), 1), MAX_OUTPUT_CAP)
+        return RUN_HEADER.pack(len(data), max_output) + data
 
     def attach_pidfd(self, pidfd: int) -> None:
         """Kill through this pidfd (no zygote round trip, immune to pid reuse).

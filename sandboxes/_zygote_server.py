@@ -123,6 +123,7 @@ AT_RECURSIVE, MOUNT_ATTR_RDONLY = 0x8000, 0x1
 UID_BASE = 200_000  # default per-session uids when running as root: UID_BASE + n (see --uid-base)
 CLEANUP_BUDGET_S = 20.0  # a cleaner process gives up on a scratch dir after this long
 CELL_FRAME_SLACK = 65536  # bytes a cell's result may exceed 3 x max_output (error text, JSON)
+MAX_OUTPUT_CAP = 0xFFFFFFFF // 4  # the largest max_output on the wire (keeper.c: 3x fits u32)
 SESSION_FD = 1000   # the session's connection is moved here, away from low fds user code touches
 HANDOFF_WAIT_S = 0.05  # longest a handed-over session may hold back refilling the spares
 REFILL_DELAY_S = 0.003  # after a handover, while a spare is still ready, refill this much later
@@ -862,7 +863,7 @@ def _keeper_loop(conn: socket.socket, chan: socket.socket, cell_pid: int, max_de
             except (EOFError, OSError):
                 break
             seq += 1
-            max_output = min(max_output or max_default, 0xFFFFFFFF // 4)
+            max_output = min(max_output or max_default, MAX_OUTPUT_CAP)
             try:
                 chan.sendall(CELL_RUN_HEADER.pack(n, seq, max_output) + code)
                 payload = _await_result(chan, sel, cell_pid, seq,
@@ -1624,6 +1625,7 @@ class Zygote:
         for key, default in (("cpu_s", 60), ("memory_mb", 2048), ("max_procs", 64),
                              ("max_file_mb", 64), ("max_output_bytes", 16384)):
             limits[key] = int(limits.get(key) or default)
+        limits["max_output_bytes"] = min(limits["max_output_bytes"], MAX_OUTPUT_CAP)
         if limits != self.spare_limits:
             # Spares apply their rlimits while they wait; ones made for other limits go.
             self.spare_limits = limits

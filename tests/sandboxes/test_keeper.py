@@ -216,6 +216,24 @@ def test_calls_state_and_large_frames_go_through(sb):
         sb.limits = sandbox_limits
 
 
+@pytest.mark.parametrize("max_output", [100_000.0, 2_000_000_000, 5_000_000_000],
+                         ids=["float", "over-u32-quarter", "over-u32"])
+def test_any_valid_max_output_goes_through_the_binary_headers(sb, max_output):
+    # Limits takes any positive number; the headers carry 32-bit integers and the relay
+    # takes at most 2**30 (its frame bound is 3x that): a float or a larger value is
+    # clamped, never a struct.error from run() or a relay that refuses its argv.
+    sandbox_limits = sb.limits
+    sb.limits = Limits(timeout_s=5.0, cpu_s=20, memory_mb=1024, max_procs=32, max_file_mb=8,
+                       max_output_bytes=max_output)
+    try:
+        with sb.open() as s:
+            r = s.run("print('hi')\n6 * 7")
+            assert r.ok and r.stdout == "hi\n" and r.value == "42", r.render()
+            assert s.run("x = 1\nx").value == "1"
+    finally:
+        sb.limits = sandbox_limits
+
+
 def test_how_the_cell_died_is_reported(sb):
     with sb.open() as s:
         r = s.run("import os; os._exit(3)")
