@@ -211,19 +211,27 @@ def serve(index: str, queries: list[str], urls: list[str], evict_first: list[str
             cpu.append((time.process_time() - c) * 1000)
         return wall, cpu
 
-    cold_search, cold_search_cpu = timed(lambda q: backend.search(q, 20), queries[1:])
+    growth: list[tuple[int, float]] = []  # RSS added after n searches: mapped index pages
+
+    def cold(q: str) -> None:
+        backend.search(q, 20)
+        n = backend.stats["searches"]
+        if n % 100 == 0:
+            growth.append((n, _mem()["rss_mb"] - before["rss_mb"]))
+
+    cold_search, cold_search_cpu = timed(cold, queries[1:])
     cold_open, _ = timed(backend.fetch, urls)
     stats_cold = dict(backend.stats)
     warm = corpus.backend()  # the page cache is warm; this backend's own caches are empty
     warm_search, warm_search_cpu = timed(lambda q: warm.search(q, 20), queries[1:])
     warm_top, warm_top_cpu = timed(lambda q: warm.top(q, 20), queries[1:])
     warm_open, _ = timed(warm.fetch, urls)
+    after = _mem()  # what serving adds (before the alternative below maps more of the index)
     # The alternative, side by side: every term in tantivy's query (no optional terms), as
     # the backend searched before common terms were only sought into. Same rankings.
     plain = corpus.backend(common=1.0)
     plain_search, plain_search_cpu = timed(lambda q: plain.search(q, 20), queries[1:])
     same = sum(warm.top(q, 20) == plain.top(q, 20) for q in queries[1:101])
-    after = _mem()
     return {
         "open_index_ms": open_s * 1000,
         "cold_search_ms": {"p50": pct(cold_search, 50), "p95": pct(cold_search, 95),
@@ -242,6 +250,7 @@ def serve(index: str, queries: list[str], urls: list[str], evict_first: list[str
         "candidates_per_search": stats_cold["candidates"] / max(1, stats_cold["searches"]),
         "mem_before": before, "mem_after": after,
         "added_rss_mb": after["rss_mb"] - before["rss_mb"],
+        "rss_growth_mb": growth,
         "added_uss_mb": after["uss_mb"] - before["uss_mb"],
         "added_anon_mb": after["anon_mb"] - before["anon_mb"],
         "queries": len(queries) - 1, "opens": len(urls),
@@ -523,6 +532,8 @@ def report(result: dict[str, Any]) -> None:
          (f"{s['added_rss_mb']:.0f} MB RSS, of it {s.get('added_anon_mb', float('nan')):.0f} MB"
           f" anonymous (the rest: index pages, shared) (target <= "
           f"{TARGETS['env_added_gb']:.0f} GB)")),
+        ("RSS added after n searches",
+         ", ".join(f"{n}: {mb:.0f} MB" for n, mb in s.get("rss_growth_mb", []))),
         ("4 processes at once, each",
          ", ".join(f"RSS {p['rss_mb']:.0f} / PSS {p['pss_mb']:.0f} MB"
                    for p in result["processes"])),
@@ -650,6 +661,9 @@ def markdown(results: dict[str, Any]) -> str:
             lambda x: f"{sv(x)['cold_open_ms']['p50']:.2f} / {sv(x)['warm_open_ms']['p50']:.2f} ms"),
         row("an env process adds (RSS / anonymous)",
             lambda x: f"{sv(x)['added_rss_mb']:.0f} / {sv(x)['added_anon_mb']:.0f} MB"),
+        row("RSS an env process adds after 100 / 400 searches",
+            lambda x: " / ".join(f"{mb:.0f}" for n, mb in sv(x)["rss_growth_mb"]
+                                 if n in (100, 400)) + " MB"),
         row("4 processes at once: RSS / PSS each",
             lambda x: f"{np.mean([p['rss_mb'] for p in x['processes']]):.0f} / "
                       f"{np.mean([p['pss_mb'] for p in x['processes']]):.0f} MB"),
