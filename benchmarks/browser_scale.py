@@ -599,6 +599,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         b.plot(xs, [x["serve"][key]["p50"] for x in r], style, label=f"{label} p50")
         b.plot(xs, [x["serve"][key]["p95"] for x in r], style, alpha=0.4, label=f"{label} p95")
     b.plot(xs, [x["serve"]["warm_search_ms"]["cpu_p50"] for x in r], "^:", label="warm CPU p50")
+    plain = [(xv, x["serve"]["plain_search_ms"]["p50"]) for xv, x in zip(xs, r)
+             if "plain_search_ms" in x["serve"]]
+    if plain:
+        b.plot(*zip(*plain), "x--", color="#777", label="warm p50, plain query (every term)")
     b.axhline(TARGETS["warm_p50_ms"], color="gray", ls="--", lw=1, label="target p50")
     b.set_yscale("log")
     b.set_xlabel("passages (M)")
@@ -698,7 +702,8 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passages", type=int, default=None)
     ap.add_argument("--table", action="store_true",
-                    help="print the Markdown table of every size in the results JSON and exit")
+                    help="print the Markdown table of every size in the results JSON, draw "
+                         "its plot again, and exit")
     ap.add_argument("--data-dir", default=os.environ.get("AGENT_ENVS_WIKI_DIR", "/work/data/wiki"),
                     help="where corpora and indexes go (big: ~0.55 GB + ~0.5 GB per 1M)")
     ap.add_argument("--queries", type=int, default=400)
@@ -722,8 +727,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/browser_scale.png")
     args = ap.parse_args(argv)
-    if args.table:
-        print(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+    if args.table:  # and the plot again, from the same numbers
+        results = json.loads(args.out.with_suffix(".json").read_text())
+        print(markdown(results))
+        plot(results, args.out)
         return
     if args.passages is None:
         ap.error("--passages N is required (or --table)")
