@@ -542,6 +542,13 @@ class DockerSandbox(Sandbox):
         self.features = c.ready_line().get("features", self.features)
         if self.features.get("keeper", "python") == "python" and self._keeper.reason:
             self.features.setdefault("keeper_error", self._keeper.reason)
+        if self._keeper.binary is not None and self.features.get("keeper") != "c" \
+                and keeper_mode() == "c":  # built here, but the container could not run it
+            c.remove()
+            raise SandboxError(
+                "AGENT_ENVS_KEEPER=c, but the docker container's zygote cannot use the C "
+                f"keeper: {self.features.get('keeper_error') or 'no reason given'}; unset "
+                "AGENT_ENVS_KEEPER to fall back to the Python keeper.")
         client = ZygoteClient(str(c.socket_path), backend=self.name, alive=c.running,
                               cpu=self.cpu_share)
         return c, client, set()

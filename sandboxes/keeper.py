@@ -37,6 +37,7 @@ ENV_VAR = "AGENT_ENVS_KEEPER"
 MODES = ("auto", "c", "python")
 FLAGS = ("-O2", "-Wall")
 BUILD_TIMEOUT_S = 120.0
+PROBE_TIMEOUT_S = 10.0
 
 _lock = threading.Lock()
 _built: dict[tuple, tuple[Path, bool] | str] = {}  # key -> (binary, static) or why not
@@ -83,7 +84,11 @@ def build_keeper() -> tuple[Path, bool]:
     Raises:
         SandboxError: no compiler, or the build failed (the message says which and why).
     """
-    cc = shlex.split(os.environ.get("CC") or "cc")
+    try:
+        cc = shlex.split(os.environ.get("CC") or "cc")
+    except ValueError as e:  # e.g. an unbalanced quote
+        raise SandboxError(f"CC={os.environ.get('CC')!r} is not a command line ({e}); set CC "
+                           "to a compiler command, e.g. CC=gcc, or unset it") from e
     if not cc or shutil.which(cc[0]) is None:
         raise SandboxError(f"no C compiler: {cc[0] if cc else '$CC'!r} is not on PATH "
                            "(install gcc or clang, or set CC)")
@@ -110,7 +115,7 @@ def _build(cc: list[str], source: bytes, root: Path) -> tuple[Path, bool] | str:
         flags = [*FLAGS, "-static"] if static else list(FLAGS)
         digest = hashlib.sha256(source + b"\0" + " ".join(cc + flags).encode()).hexdigest()
         binary = root / digest[:16] / "ae-keeper"
-        if binary.is_file() and os.access(binary, os.X_OK):
+        if binary.is_file() and _runs(binary):  # else truncated or replaced: built again
             return binary, static
         try:
             binary.parent.mkdir(parents=True, exist_ok=True)
@@ -119,13 +124,27 @@ def _build(cc: list[str], source: bytes, root: Path) -> tuple[Path, bool] | str:
                 why = _compile(cc, flags, out)
                 if why is None:
                     os.chmod(out, 0o755)  # session uids exec it (by fd)
-                    os.replace(out, binary)  # atomic: a concurrent build wins or loses whole
-                    return binary, static
+                    if not _runs(out):
+                        why = "the built binary does not run (ae-keeper --probe failed)"
+                    else:
+                        os.replace(out, binary)  # atomic: a concurrent build wins or loses
+                        return binary, static
         except OSError as e:
             why = f"{type(e).__name__}: {e}"
         errors.append(f"{'static' if static else 'dynamic'}: {why}")
     return (f"the C compiler {' '.join(cc)!r} could not build {SOURCE.name} "
             f"({'; '.join(errors)})")
+
+
+def _runs(binary: Path) -> bool:
+    """Whether ``binary --probe`` exits 0 (a cached file is trusted only once it runs)."""
+    try:
+        r = subprocess.run([str(binary), "--probe"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
 
 
 def keeper_mode() -> str:

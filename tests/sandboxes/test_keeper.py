@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -90,6 +91,52 @@ def test_a_failing_compiler_falls_back_to_the_python_keeper(tmp_path, monkeypatc
             assert "ae-keeper" not in s.run("open('/proc/1/comm').read()").value
     monkeypatch.setenv("CC", "no-such-compiler-here")
     assert "no C compiler" in choose_keeper().reason
+
+
+def test_a_broken_cached_binary_is_built_again(tmp_path, monkeypatch):
+    # A cache entry that does not run (truncated by a crash or a full disk, or replaced) is
+    # not trusted because its name matches: it is probed, and built again.
+    import sandboxes.keeper
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(sandboxes.keeper, "_built", {})
+    binary, _ = build_keeper()
+    data = binary.read_bytes()
+    for broken in (data[: len(data) // 2], b"", b"#!/bin/sh\nexit 1\n"):
+        binary.chmod(0o700)
+        binary.write_bytes(broken)
+        binary.chmod(0o755)
+        monkeypatch.setattr(sandboxes.keeper, "_built", {})  # as in a new process
+        again, _ = build_keeper()
+        assert again == binary
+        assert subprocess.run([str(again), "--probe"], check=False).returncode == 0
+
+
+def test_a_shell_meta_or_unbalanced_cc_is_a_clear_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", 'gcc "-O2')
+    monkeypatch.delenv("AGENT_ENVS_KEEPER", raising=False)
+    choice = choose_keeper()  # auto: the Python keeper, saying why
+    assert choice.binary is None and "CC" in choice.reason and "gcc" in choice.reason, choice
+    monkeypatch.setenv("AGENT_ENVS_KEEPER", "c")
+    with pytest.raises(SandboxError, match="AGENT_ENVS_KEEPER=c.*CC"):
+        choose_keeper()
+
+
+def test_forcing_the_c_keeper_where_the_zygote_cannot_run_it_is_a_clear_error(monkeypatch):
+    # AGENT_ENVS_KEEPER=c promises the C keeper or an error, also when the binary builds on
+    # the host but the zygote cannot open or run it (here: a path it does not have).
+    from sandboxes.zygote import ZygoteSandbox
+
+    monkeypatch.setattr(ZygoteSandbox, "_keeper_inside", lambda self: "/nonexistent/ae-keeper")
+    monkeypatch.setenv("AGENT_ENVS_KEEPER", "c")
+    with pytest.raises(SandboxError, match="AGENT_ENVS_KEEPER=c.*/nonexistent/ae-keeper"):
+        make_sandbox("local", limits=FAST)
+    monkeypatch.delenv("AGENT_ENVS_KEEPER")  # auto: the Python keeper, saying why
+    with make_sandbox("local", limits=FAST) as sandbox, sandbox.open() as s:
+        assert sandbox.keeper == "python" and "/nonexistent" in sandbox.features["keeper_error"]
+        assert s.run("6 * 7").value == "42"
 
 
 @pytest.mark.docker
