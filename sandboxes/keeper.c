@@ -300,11 +300,13 @@ static void close_other_fds(void) {
 
 int main(int argc, char **argv) {
     /* First thing: not dumpable, so that no process of the session's uid can ptrace this
-     * one or open its /proc/PID/fd and /proc/PID/mem. The exec made it dumpable again for
-     * the few instructions before this line. That is safe only because the cell has run no
-     * model code yet: the Python keeper execs this right after its hello, and the first
-     * `run` reaches the cell through this process, after this line. Keep it that way: never
-     * exec this program after a call has been relayed. */
+     * one or open its /proc/PID/fd and /proc/PID/mem. keeper.py installs this binary
+     * execute-only, so the kernel execs it not dumpable already (a file its uid cannot
+     * read); a readable copy is dumpable for the few instructions before this line. That
+     * is safe only because the cell has run no model code yet: the Python keeper execs
+     * this right after its hello, and the first `run` reaches the cell through this
+     * process, after this line. Keep it that way: never exec this program after a call has
+     * been relayed. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) _exit(71);
     if (argc == 2 && strcmp(argv[1], "--probe") == 0) return 0;
     if (argc != 5) _exit(64);

@@ -22,6 +22,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -38,6 +39,11 @@ MODES = ("auto", "c", "python")
 FLAGS = ("-O2", "-Wall")
 BUILD_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 10.0
+# Execute-only, for everyone (its owner included: sessions may run as the owner's uid). An
+# exec of a file its uid cannot read leaves the process not dumpable from its first
+# instruction; a readable one would be dumpable until keeper.c's prctl, a window in which
+# a process of that uid could ptrace it or take its host connection (pidfd_getfd).
+MODE = 0o111
 
 _lock = threading.Lock()
 _built: dict[tuple, tuple[Path, bool] | str] = {}  # key -> (binary, static) or why not
@@ -116,6 +122,11 @@ def _build(cc: list[str], source: bytes, root: Path) -> tuple[Path, bool] | str:
         digest = hashlib.sha256(source + b"\0" + " ".join(cc + flags).encode()).hexdigest()
         binary = root / digest[:16] / "ae-keeper"
         if binary.is_file() and _runs(binary):  # else truncated or replaced: built again
+            if stat.S_IMODE(binary.stat().st_mode) != MODE:
+                try:  # (a cache entry from before execute-only)
+                    os.chmod(binary, MODE)
+                except OSError:
+                    pass
             return binary, static
         try:
             binary.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +134,7 @@ def _build(cc: list[str], source: bytes, root: Path) -> tuple[Path, bool] | str:
                 out = Path(tmp) / "ae-keeper"
                 why = _compile(cc, flags, out)
                 if why is None:
-                    os.chmod(out, 0o755)  # session uids exec it (by fd)
+                    os.chmod(out, MODE)  # session uids exec it (by fd), never read it
                     if not _runs(out):
                         why = "the built binary does not run (ae-keeper --probe failed)"
                     else:

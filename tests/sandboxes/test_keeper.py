@@ -66,7 +66,8 @@ def test_the_build_is_cached_outside_the_checkout_by_source_and_compiler(tmp_pat
     monkeypatch.delenv("CC", raising=False)
     binary, static = build_keeper()
     assert binary.is_relative_to(tmp_path / "cache" / "agent-envs" / "keeper")
-    assert binary.name == "ae-keeper" and stat.S_IMODE(binary.stat().st_mode) == 0o755
+    # Execute-only: see test_the_relay_is_not_dumpable_even_at_its_first_instruction.
+    assert binary.name == "ae-keeper" and stat.S_IMODE(binary.stat().st_mode) == 0o111
     mtime = binary.stat().st_mtime_ns
     assert build_keeper() == (binary, static)  # cached: not built again
     assert binary.stat().st_mtime_ns == mtime
@@ -102,6 +103,7 @@ def test_a_broken_cached_binary_is_built_again(tmp_path, monkeypatch):
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.setattr(sandboxes.keeper, "_built", {})
     binary, _ = build_keeper()
+    binary.chmod(0o700)
     data = binary.read_bytes()
     for broken in (data[: len(data) // 2], b"", b"#!/bin/sh\nexit 1\n"):
         binary.chmod(0o700)
@@ -215,6 +217,44 @@ def test_the_relay_holds_only_its_two_sockets_and_the_cell_not_its_binary():
         seen, mine = eval(r.value)
         assert not any("ae-keeper" in t or "keeper" in t for t in seen), seen
         assert mine != "listed"
+
+
+@ROOT_ONLY
+def test_the_relay_is_not_dumpable_even_at_its_first_instruction(tmp_path, monkeypatch):
+    # An exec makes a process dumpable again when its uid can read the file, until the relay's
+    # first line (prctl) says otherwise: a window in which another process of the session's
+    # uid that can see it may ptrace it or take its host connection (pidfd_getfd). The binary
+    # is execute-only, so the kernel execs it not dumpable. Seen here as sessions run it (by
+    # an O_PATH fd, as an unprivileged uid), stopped by ptrace at the exec, before its first
+    # instruction: /proc/PID/ of a process that is not dumpable belongs to root.
+    import ctypes
+    import signal
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    binary, _ = build_keeper()
+    fd = os.open(binary, os.O_PATH | os.O_CLOEXEC)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            libc.ptrace(0, 0, None, None)  # PTRACE_TRACEME: stop at the exec
+            os.execve(fd, ["ae-keeper", "--probe"], {})
+        finally:
+            os._exit(127)
+    os.close(fd)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP, status
+        owner = os.stat(f"/proc/{pid}/fd").st_uid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert owner == 0, "the relay was dumpable by its uid right after the exec"
 
 
 @ROOT_ONLY
