@@ -332,6 +332,9 @@ int main(int argc, char **argv) {
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, &wait_mask);  /* wait_mask: the mask before, unblocked */
     sigdelset(&wait_mask, SIGCHLD);
+    /* A child that exited before the handler was set sent a SIGCHLD that was discarded:
+     * look once now, or the cell's death would wait for its channel's EOF. */
+    reap_orphans();
 
     uint32_t seq = 0;
     for (;;) {

@@ -411,3 +411,45 @@ def test_the_c_relay_ends_the_session_when_the_host_hangs_up(sb):
     assert wait_until(lambda: not pid_alive(keeper), 3.0)
     s._dead_reason = "hung up"  # the test's doing
     s.close()
+
+
+# -- the relay alone (driven directly: this test plays the host and holds the cell's channel) --
+
+_START_RELAY = """
+import os, sys
+conn, chan, binary = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+cell = os.fork()
+if cell == 0:
+    os._exit(7)  # the cell dies before the relay has started
+os.waitid(os.P_PID, cell, os.WEXITED | os.WNOWAIT)  # exited, not reaped: the relay's to read
+os.execv(binary, ["ae-keeper", str(conn), str(chan), str(cell), "4096"])
+"""
+
+
+def test_a_cell_that_died_before_the_relay_started_is_reported_at_the_first_call():
+    # Its SIGCHLD came before the relay had a handler (and was discarded): the relay looks
+    # for exited children once it has one, so a channel still open elsewhere (here: held by
+    # this test; in a session, by a process the cell forked) does not leave it waiting.
+    import struct
+    import sys
+
+    binary, _ = build_keeper()
+    host, conn = socket.socketpair()
+    cellside, chan = socket.socketpair()
+    relay = subprocess.Popen([sys.executable, "-c", _START_RELAY, str(conn.fileno()),
+                              str(chan.fileno()), str(binary)],
+                             pass_fds=(conn.fileno(), chan.fileno()))
+    conn.close()
+    chan.close()
+    try:
+        host.settimeout(5.0)
+        host.sendall(struct.pack(">II", 1, 0) + b"1")
+        n, kind = struct.unpack(">II", host.recv(8, socket.MSG_WAITALL))
+        report = host.recv(n, socket.MSG_WAITALL)
+        assert kind == 1 and b'"exit_code": 7' in report, report
+        assert relay.wait(timeout=5.0) == 0
+    finally:
+        relay.kill()
+        relay.wait()
+        host.close()
+        cellside.close()
