@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandboxes._zygote_server import (
+    CELL_FRAME_SLACK,
     KIND_REPORT,
     KIND_RESULT,
     MAX_OUTPUT_CAP,
@@ -94,11 +95,19 @@ def _recv_frame(sock: socket.socket, deadline: float | None) -> dict[str, Any]:
     return json.loads(_recv_exact(sock, n, deadline).decode("utf-8", "surrogatepass"))
 
 
-def _recv_reply(sock: socket.socket, deadline: float | None) -> tuple[int, bytes]:
+def _reply_limit(max_output: int) -> int:
+    """The largest reply a session may send for a call: the keeper lets through a cell's
+    result of up to 3 x max_output + CELL_FRAME_SLACK bytes (a larger one ends the session),
+    and anything up to that is the cell's doing, not a protocol fault."""
+    return max(_MAX_FRAME, 3 * max_output + CELL_FRAME_SLACK)
+
+
+def _recv_reply(sock: socket.socket, deadline: float | None, limit: int = _MAX_FRAME
+                ) -> tuple[int, bytes]:
     """A session's reply to a call: (kind, payload)."""
     n, kind = REPLY_HEADER.unpack(_recv_exact(sock, REPLY_HEADER.size, deadline))
-    if n > _MAX_FRAME:
-        raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
+    if n > limit:
+        raise _Oversized(f"a frame of {n} bytes (at most {limit})")
     return kind, _recv_exact(sock, n, deadline)
 
 
@@ -112,11 +121,11 @@ async def _arecv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: 
     return bytes(buf)
 
 
-async def _arecv_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket
-                       ) -> tuple[int, bytes]:
+async def _arecv_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                       limit: int = _MAX_FRAME) -> tuple[int, bytes]:
     n, kind = REPLY_HEADER.unpack(await _arecv_exact(loop, sock, REPLY_HEADER.size))
-    if n > _MAX_FRAME:
-        raise _Oversized(f"a frame of {n} bytes (at most {_MAX_FRAME})")
+    if n > limit:
+        raise _Oversized(f"a frame of {n} bytes (at most {limit})")
     return kind, await _arecv_exact(loop, sock, n)
 
 
@@ -433,11 +442,13 @@ class ZygoteSession(Session):
             raise SessionDead(f"session {self.id} is dead ({self._dead_reason}); its state is "
                               "lost; open a new session.")
 
+    def _max_output(self) -> int:
+        """Limits takes any positive number; the header an integer up to MAX_OUTPUT_CAP."""
+        return min(max(int(self.limits.max_output_bytes), 1), MAX_OUTPUT_CAP)
+
     def _request(self, code: str) -> bytes:
         data = code.encode("utf-8", "surrogatepass")
-        # Limits takes any positive number; the header an integer up to MAX_OUTPUT_CAP.
-        max_output = min(max(int(self.limits.max_output_bytes), 1), MAX_OUTPUT_CAP)
-        return RUN_HEADER.pack(len(data), max_output) + data
+        return RUN_HEADER.pack(len(data), self._max_output()) + data
 
     def attach_pidfd(self, pidfd: int) -> None:
         """Kill through this pidfd (no zygote round trip, immune to pid reuse).
@@ -549,7 +560,7 @@ class ZygoteSession(Session):
             try:
                 self._sock.settimeout(timeout)
                 self._sock.sendall(self._request(code))
-                resp = _recv_reply(self._sock, t0 + timeout)
+                resp = _recv_reply(self._sock, t0 + timeout, _reply_limit(self._max_output()))
             except _Timeout:
                 return self._timed_out(timeout, t0)
             except TimeoutError:
@@ -577,7 +588,8 @@ class ZygoteSession(Session):
             self._weigh(True)  # a write of a few bytes through an open fd: no thread hop
             try:
                 await loop.sock_sendall(self._sock, self._request(code))
-                resp = await asyncio.wait_for(_arecv_reply(loop, self._sock), timeout)
+                resp = await asyncio.wait_for(
+                    _arecv_reply(loop, self._sock, _reply_limit(self._max_output())), timeout)
             except asyncio.TimeoutError:
                 return await asyncio.to_thread(self._timed_out, timeout, t0)
             except asyncio.CancelledError:

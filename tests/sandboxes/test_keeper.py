@@ -16,7 +16,7 @@ import pytest
 from sandboxes import Limits, Sandbox, SandboxError, available_backends, make_sandbox
 from sandboxes.keeper import build_keeper, cache_root, choose_keeper
 from tests.sandboxes.conftest import FAST, backend_params, pid_alive, wait_until
-from tests.sandboxes.test_attacks import FORGE, MALFORMED, Episode
+from tests.sandboxes.test_attacks import FIND_SEQ, FORGE, MALFORMED, Episode
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0,
                                reason="reads another uid's /proc entries (root only)")
@@ -366,6 +366,29 @@ def test_malformed_frames_end_the_session_with_either_keeper(sb, payload):
         assert info["tool_outcome"]["ok"] and "fresh" in out
     finally:
         ep.close()
+
+
+def test_a_result_within_the_keepers_bound_is_never_an_infra_error(sb):
+    # With a large max_output the keeper lets through frames of up to 3 x max_output + 64 KiB,
+    # more than the host's 64 MiB frame cap: what the cell sends there (here 68 MB of garbage
+    # with this call's number) is the code's doing, an observation, never a SandboxError.
+    sandbox_limits = sb.limits
+    sb.limits = Limits(timeout_s=20.0, cpu_s=20, memory_mb=1024, max_procs=32, max_file_mb=8,
+                       max_output_bytes=23_000_000)
+    try:
+        with sb.open() as s:
+            r = s.run(FIND_SEQ + "import socket, stat\n"
+                      "data = frame(b'x' * 68_000_000, seq)\n"
+                      "for fd in range(3, 1100):\n"
+                      "    try:\n"
+                      "        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+                      "            socket.socket(fileno=os.dup(fd)).sendall(data)\n"
+                      "    except OSError:\n"
+                      "        pass\n"
+                      "import time; time.sleep(1)\n")
+            assert r.dead and "runner sent" in (r.error or ""), r.render()[:300]
+    finally:
+        sb.limits = sandbox_limits
 
 
 @ROOT_ONLY
