@@ -219,6 +219,31 @@ def test_the_relay_holds_only_its_two_sockets_and_the_cell_not_its_binary():
         assert mine != "listed"
 
 
+_EXEC_STOPPED = """
+import ctypes, os, signal, sys
+fd = os.open(sys.argv[1], os.O_PATH | os.O_CLOEXEC)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        libc.ptrace(0, 0, None, None)  # PTRACE_TRACEME: stop at the exec
+        os.execve(fd, ["ae-keeper", "--probe"], {})
+    finally:
+        os._exit(127)
+_, status = os.waitpid(pid, 0)
+try:
+    assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP, status
+    print(os.stat(f"/proc/{pid}/fd").st_uid)
+finally:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+"""
+
+
 @ROOT_ONLY
 def test_the_relay_is_not_dumpable_even_at_its_first_instruction(tmp_path, monkeypatch):
     # An exec makes a process dumpable again when its uid can read the file, until the relay's
@@ -227,34 +252,15 @@ def test_the_relay_is_not_dumpable_even_at_its_first_instruction(tmp_path, monke
     # is execute-only, so the kernel execs it not dumpable. Seen here as sessions run it (by
     # an O_PATH fd, as an unprivileged uid), stopped by ptrace at the exec, before its first
     # instruction: /proc/PID/ of a process that is not dumpable belongs to root.
-    import ctypes
-    import signal
+    import sys
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("CC", raising=False)
     binary, _ = build_keeper()
-    fd = os.open(binary, os.O_PATH | os.O_CLOEXEC)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            libc.ptrace(0, 0, None, None)  # PTRACE_TRACEME: stop at the exec
-            os.execve(fd, ["ae-keeper", "--probe"], {})
-        finally:
-            os._exit(127)
-    os.close(fd)
-    try:
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP, status
-        owner = os.stat(f"/proc/{pid}/fd").st_uid
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    assert owner == 0, "the relay was dumpable by its uid right after the exec"
+    r = subprocess.run([sys.executable, "-c", _EXEC_STOPPED, str(binary)], capture_output=True,
+                       text=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0", "the relay was dumpable by its uid right after the exec"
 
 
 @ROOT_ONLY
