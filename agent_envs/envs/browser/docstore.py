@@ -16,7 +16,6 @@ checkpoint ended; :func:`finish_store` joins the parts and sorts the URL table.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from array import array
@@ -259,5 +258,7 @@ class DocumentStore:
         self._fd = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
-        with contextlib.suppress(OSError):
+        try:  # no module globals here: at interpreter exit they may already be None
             self.close()
+        except Exception:  # noqa: BLE001, S110
+            pass
