@@ -37,6 +37,8 @@ __all__ = ["ZygoteClient", "ZygoteSession", "limits_to_wire"]
 
 _HEADER = struct.Struct(">I")
 _MAX_FRAME = 64 * 1024 * 1024
+#: The most bytes of code one call carries (keeper.c's MAX_REQUEST, the Python keeper's frame cap).
+MAX_REQUEST = 64 * 1024 * 1024
 
 _SIGNAL_REASONS = {
     signal.SIGKILL: "it was killed with SIGKILL (memory, process or time limit, or killed by "
@@ -450,6 +452,20 @@ class ZygoteSession(Session):
         data = code.encode("utf-8", "surrogatepass")
         return RUN_HEADER.pack(len(data), self._max_output()) + data
 
+    @staticmethod
+    def _too_long(code: str) -> ExecResult | None:
+        """The answer to code longer than a call carries (the keeper takes requests of up to
+        ``MAX_REQUEST`` bytes), without sending it: the session stays as it was."""
+        n = len(code)  # characters: at most 4 bytes each in UTF-8
+        if 4 * n <= MAX_REQUEST:
+            return None
+        size = len(code.encode("utf-8", "surrogatepass"))
+        if size <= MAX_REQUEST:
+            return None
+        return ExecResult(error=f"ValueError: the code is {size:,} bytes; a call takes at most "
+                                f"{MAX_REQUEST:,} bytes of code (nothing ran; the session is "
+                                "unchanged)")
+
     def attach_pidfd(self, pidfd: int) -> None:
         """Kill through this pidfd (no zygote round trip, immune to pid reuse).
 
@@ -555,6 +571,9 @@ class ZygoteSession(Session):
         timeout = self.limits.timeout_s if timeout_s is None else timeout_s
         with self._lock:
             self._check_usable()
+            too_long = self._too_long(code)
+            if too_long is not None:
+                return too_long
             t0 = time.monotonic()
             self._weigh(True)
             try:
@@ -582,6 +601,9 @@ class ZygoteSession(Session):
                                "one cell at a time: await the first call or open another.")
         try:
             self._check_usable()
+            too_long = self._too_long(code)
+            if too_long is not None:
+                return too_long
             loop = asyncio.get_running_loop()
             t0 = time.monotonic()
             self._sock.setblocking(False)

@@ -482,3 +482,24 @@ def test_a_cell_that_died_before_the_relay_started_is_reported_at_the_first_call
         relay.wait()
         host.close()
         cellside.close()
+
+
+def test_code_longer_than_a_call_carries_is_a_clear_error_and_keeps_the_session(sb) -> None:
+    """Before: code over the keeper's 64 MiB request cap ended the session with 'the session
+    process exited with code 0'. Now it is refused before sending, the session unchanged."""
+    import asyncio
+
+    from sandboxes._zygote_client import MAX_REQUEST
+
+    with sb.open() as s:
+        s.run("x = 41")
+        big = "#" + "é" * (MAX_REQUEST // 2)  # 2 bytes a character: one byte over the cap
+        for r in (s.run(big), asyncio.run(s.arun(big))):
+            assert not r.ok and not r.dead
+            assert r.error == (f"ValueError: the code is {MAX_REQUEST + 1:,} bytes; a call takes "
+                               f"at most {MAX_REQUEST:,} bytes of code (nothing ran; the session "
+                               "is unchanged)")
+        assert s.run("x + 1").value == "42"
+        fits = "x\n#" + "a" * (MAX_REQUEST - 3)  # exactly the cap: it is sent and runs
+        assert len(fits.encode()) == MAX_REQUEST
+        assert s.run(fits).ok
