@@ -138,6 +138,17 @@ def test_a_terms_most_bounds_every_document_and_is_kept_on_disk(wiki, tmp_path, 
     with monkeypatch.context() as m:  # a lookup from the file needs no search
         m.setattr(di, "_tantivy", lambda: pytest.fail("searched for a saved term"))
         assert DiskCorpus(index.directory).term_max(terms[0]) == index.term_max(terms[0])
+    # where the index directory is read-only the value is still found, and nothing is left
+    ro = DiskCorpus(index.directory)
+
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(di.os, "replace", refuse)
+        assert ro.term_max("zzzz-not-a-term") == 0.0
+        assert ro.term_max(terms[0]) == index.term_max(terms[0])
+    assert not list(index.directory.glob(".term-max.json.*"))
     # a file from another build of the index is ignored
     stale = tmp_path / "copy"
     import shutil
