@@ -81,7 +81,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from agent_envs.envs.browser.diskindex import DiskCorpus
 
     idx = DiskCorpus(args.index)
-    print(json.dumps({**idx.meta, "index_bytes": idx.index_bytes()}, indent=1))
+    print(json.dumps({**idx.meta, "index_bytes": idx.index_bytes(),
+                      # rows from the segments' row runs (else: run the build again to add them)
+                      "row_runs": idx.has_row_runs()}, indent=1))
     return 0
 
 

@@ -174,13 +174,7 @@ class DiskCorpus:
         return hashlib.sha256((self.directory / "tantivy" / "meta.json").read_bytes()
                               ).hexdigest()[:16]
 
-    def rows_of(self, searcher: Any, addresses: list[Any]) -> list[int]:
-        """The corpus rows of tantivy documents (their ``DocAddress``).
-
-        From the segments' row runs (:func:`write_row_runs`) when the index has them: a
-        lookup, where asking tantivy's ``row`` fast field costs ~2 ms a call at 21M passages
-        (it opens the column of every segment). Else from the fast field.
-        """
+    def _row_runs(self) -> list[tuple[list[int], list[int]]] | None:
         if self._runs is False:
             self._runs = None
             try:
@@ -190,8 +184,22 @@ class DiskCorpus:
                                   for d, r in saved["segments"]]
             except (OSError, ValueError, KeyError, TypeError):
                 pass
-        runs = self._runs
-        if runs is None or not isinstance(runs, list):
+        return self._runs if isinstance(self._runs, list) else None
+
+    def has_row_runs(self) -> bool:
+        """Whether rows come from the segments' row runs (else from the fast field: run the
+        build again to record them, see :func:`write_row_runs`)."""
+        return self._row_runs() is not None
+
+    def rows_of(self, searcher: Any, addresses: list[Any]) -> list[int]:
+        """The corpus rows of tantivy documents (their ``DocAddress``).
+
+        From the segments' row runs (:func:`write_row_runs`) when the index has them: a
+        lookup, where asking tantivy's ``row`` fast field costs ~2 ms a call at 21M passages
+        (it opens the column of every segment). Else from the fast field.
+        """
+        runs = self._row_runs()
+        if runs is None:
             return [int(r) for r in searcher.fast_field_values("row", addresses)]
         out = []
         for a in addresses:

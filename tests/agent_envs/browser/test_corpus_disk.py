@@ -184,15 +184,15 @@ def test_rows_come_from_the_segments_row_runs(wiki, tmp_path):
     saved = json.loads((copy / "row-runs.json").read_text())
     (copy / "row-runs.json").write_text(json.dumps({**saved, "tantivy": "0" * 16}))
     stale = DiskCorpus(copy, corpus=path)
-    assert stale.rows_of(searcher, addresses) == want and stale._runs is None
+    assert stale.rows_of(searcher, addresses) == want and not stale.has_row_runs()
     (copy / "row-runs.json").unlink()
     bare = DiskCorpus(copy, corpus=path)
     for q in questions[:10]:
         assert bare.backend().top(q, 20) == index.backend().top(q, 20), q
-    assert bare._runs is None
+    assert not bare.has_row_runs()
     again = build_index(path, copy, progress=False)  # finished: adds the runs
     assert json.loads((copy / "row-runs.json").read_text())["segments"] == saved["segments"]
-    assert again.rows_of(searcher, addresses) == want
+    assert again.rows_of(searcher, addresses) == want and again.has_row_runs()
 
 
 def test_a_bad_share_of_common_terms_is_refused(wiki):

@@ -92,6 +92,7 @@ def test_cli_builds_inspects_searches_and_rolls_out(search_r1, tmp_path, capsys)
     assert main(["corpus", "info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["documents"] == 600 and info["engine"] == "tantivy" and info["index_bytes"] > 0
+    assert info["row_runs"] is True
     assert main(["corpus", "search", str(out), "first national album", "--topn", "3"]) == 0
     page = capsys.readouterr().out
     assert page.startswith("\nURL: \n# Search Results") and "【2†" in page and "【3†" not in page
