@@ -540,15 +540,10 @@ class DockerSandbox(Sandbox):
         self._cleanup_list.append((c.id, c.sock_dir))
         c.wait_ready(self.startup_timeout_s)
         self.features = c.ready_line().get("features", self.features)
-        if self.features.get("keeper", "python") == "python" and self._keeper.reason:
-            self.features.setdefault("keeper_error", self._keeper.reason)
-        if self._keeper.binary is not None and self.features.get("keeper") != "c" \
-                and keeper_mode() == "c":  # built here, but the container could not run it
+        problem = self._keeper.settle(self.features, "docker container's zygote")
+        if problem is not None:  # AGENT_ENVS_KEEPER=c, built here, but the container cannot
             c.remove()
-            raise SandboxError(
-                "AGENT_ENVS_KEEPER=c, but the docker container's zygote cannot use the C "
-                f"keeper: {self.features.get('keeper_error') or 'no reason given'}; unset "
-                "AGENT_ENVS_KEEPER to fall back to the Python keeper.")
+            raise SandboxError(problem)
         client = ZygoteClient(str(c.socket_path), backend=self.name, alive=c.running,
                               cpu=self.cpu_share)
         return c, client, set()

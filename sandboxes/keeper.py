@@ -28,6 +28,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sandboxes.errors import SandboxError
 
@@ -62,6 +63,18 @@ class KeeperChoice:
     binary: Path | None
     static: bool = False
     reason: str = ""
+
+    def settle(self, features: dict[str, Any], where: str) -> str | None:
+        """Merge this choice into the ``features`` a zygote reported (the reason the Python
+        keeper is used, if any), and say what is wrong when ``AGENT_ENVS_KEEPER=c`` but the
+        zygote (``where``) could not use the C keeper built here; None when all is well."""
+        if features.get("keeper", "python") == "python" and self.reason:
+            features.setdefault("keeper_error", self.reason)
+        if self.binary is not None and features.get("keeper") != "c" and keeper_mode() == "c":
+            return (f"{ENV_VAR}=c, but the {where} cannot use the C keeper: "
+                    f"{features.get('keeper_error') or 'no reason given'}; unset {ENV_VAR} to "
+                    "fall back to the Python keeper.")
+        return None
 
 
 def cache_root() -> Path:

@@ -25,7 +25,7 @@ from sandboxes._zygote_server import remove_tree
 from sandboxes.base import Limits, Sandbox, Session
 from sandboxes.errors import SandboxError
 from sandboxes.hostres import CgroupDelegation, CpuShare, UidBlock
-from sandboxes.keeper import KeeperChoice, choose_keeper, keeper_mode
+from sandboxes.keeper import KeeperChoice, choose_keeper
 
 __all__ = ["SERVER_PATH", "Launch", "ZygoteSandbox"]
 
@@ -127,15 +127,10 @@ class ZygoteSandbox(Sandbox):
             self._stop_process()
             raise
         self.features: dict[str, Any] = self.ready.get("features", {})
-        if self.features.get("keeper", "python") == "python" and self._keeper.reason:
-            self.features.setdefault("keeper_error", self._keeper.reason)
-        if self._keeper.binary is not None and self.features.get("keeper") != "c" \
-                and keeper_mode() == "c":  # built here, but the zygote could not run it
+        problem = self._keeper.settle(self.features, f"{self.name} zygote")
+        if problem is not None:  # AGENT_ENVS_KEEPER=c, built here, but the zygote cannot run it
             self._stop_process()
-            raise SandboxError(
-                f"AGENT_ENVS_KEEPER=c, but the {self.name} zygote cannot use the C keeper: "
-                f"{self.features.get('keeper_error') or 'no reason given'}; unset "
-                "AGENT_ENVS_KEEPER to fall back to the Python keeper.")
+            raise SandboxError(problem)
         proc = self._proc
         self._client = ZygoteClient(launch.socket_path, backend=self.name,
                                     alive=lambda: proc.poll() is None, cpu=self.cpu_share)

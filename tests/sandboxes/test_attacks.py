@@ -436,19 +436,23 @@ print('real output', hits)
 def test_forged_frames_never_shift_later_calls(sb, bystander):
     ep = Episode(sb)
     try:
-        out, info = ep.cell("import os\nos.write(1000, b'\\x00\\x00\\x00\\x02{}')")
+        out, _ = ep.cell("import os\nos.write(1000, b'\\x00\\x00\\x00\\x02{}')")
         assert "Bad file descriptor" in out  # the host connection is not in the cell
-        out, info = ep.cell(FORGE)
-        assert info["infra_error"] is None and info["tool_outcome"]["ok"], (out, info)
-        # The forged frame with this call's number may stand in for its output (the code
-        # could print that too); the others are dropped, so is the real result, as stale,
-        # and every later call is its own.
-        for i in range(3):
-            out, info = ep.cell(f"print('call', {i})")
-            assert info["infra_error"] is None and f"call {i}" in out and "FORGED" not in out
+        check_forged_frames_shift_nothing(ep)
     finally:
         ep.close()
     assert_neighbours_fine(sb, bystander)
+
+
+def check_forged_frames_shift_nothing(ep: Episode) -> None:
+    """The forged frame with this call's number may stand in for its output (the code could
+    print that too); the others are dropped, so is the real result, as stale, and every later
+    call is its own."""
+    out, info = ep.cell(FORGE)
+    assert info["infra_error"] is None and info["tool_outcome"]["ok"], (out, info)
+    for i in range(3):
+        out, info = ep.cell(f"print('call', {i})")
+        assert info["infra_error"] is None and f"call {i}" in out and "FORGED" not in out
 
 
 MALFORMED = FIND_SEQ + """
