@@ -318,6 +318,7 @@ class DiskCorpusBackend(Backend):
         self.candidates = int(candidates)
         self.exact, self.max_candidates = bool(exact), max(int(max_candidates), self.candidates)
         self.bound = _score_bound(self.k1, self.b)
+        self._margin = self.bound * (1 + 1e-4)  # the bound with room for tantivy's float32
         self.max_postings = max_postings
         if not 0 <= common <= 1:
             raise ValueError(f"common must be a share of the documents in [0, 1], got {common}")
@@ -407,7 +408,7 @@ class DiskCorpusBackend(Backend):
         for the term if that is less."""
         idf = self._idf[term]
         assert idf is not None
-        most = min(idf, self.bound * (1 + 1e-4) * self.corpus.term_max(term))
+        most = min(idf, self._margin * self.corpus.term_max(term))
         return n * most * (1 + 1e-6)  # float32 rounding of the terms' values
 
     def candidates_of(self, query: str, k: int) -> tuple[list[int], list[float], bool]:
@@ -556,7 +557,7 @@ class DiskCorpusBackend(Backend):
         tantivy score plus ``slack``); stage 2 ranks the documents having one of ``terms``
         by ``terms`` and ``optional`` (at most ``bound`` times their tantivy score)."""
         rows, tscores, complete = self._engine(terms, limit, optional if stage == 2 else None)
-        margin = self.bound * (1 + 1e-4)  # tantivy's float32 idf and lengths
+        margin = self._margin  # tantivy's float32 idf and lengths
         add = slack if stage == 1 else 0.0
 
         def outside(t: float) -> float:  # the most a document ranked under ``t`` scores
